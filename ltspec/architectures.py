@@ -1,0 +1,60 @@
+"""What the spec checker needs to know about each architecture, without importing torch.
+
+`ltspec validate` must start in a fraction of a second, so it reads `layers.json` rather than building models.
+That file is generated from the real models by `python -m ltspec.nets`, and a test fails when it falls behind.
+Layer names are module names ("layer1.0.conv1"); the prunable tensor of a layer is its ".weight".
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+TABLE = json.loads((Path(__file__).parent / "layers.json").read_text())
+
+ARCHITECTURES: tuple[str, ...] = tuple(sorted(TABLE))
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    kind: str  # "conv" or "linear"
+
+
+def entry(arch: str) -> dict:
+    if arch not in TABLE:
+        raise ValueError(f"unknown architecture {arch!r}; expected one of: {', '.join(ARCHITECTURES)}")
+    return TABLE[arch]
+
+
+def prunable_layers(arch: str, shortcut: str | None = None) -> tuple[Layer, ...]:
+    """The conv and linear layers of `arch`, in the model's named_parameters order.
+
+    The CIFAR ResNets gain 1x1 projection layers with shortcut "B"; None means the architecture's reference
+    shortcut, as in `ltspec.nets.build_model`."""
+    table_entry = entry(arch)
+    if shortcut not in (None, "A", "B"):
+        raise ValueError(f"shortcut must be 'A' (zero padding) or 'B' (1x1 projection), got {shortcut!r}")
+    if shortcut is not None and table_entry["shortcut"] is None:
+        raise ValueError(f"{arch} has no shortcut to choose; leave shortcut unset")
+    shortcut = shortcut or table_entry["shortcut"]
+    return tuple(
+        Layer(row["name"], row["kind"])
+        for row in table_entry["layers"]
+        if row.get("only_with_shortcut") in (None, shortcut)
+    )
+
+
+def first_conv(arch: str) -> str | None:
+    """The first conv layer, which the paper leaves dense; None for the MLPs."""
+    return next((layer.name for layer in prunable_layers(arch) if layer.kind == "conv"), None)
+
+
+def input_kind(arch: str) -> str:
+    """"image" (N, C, S, S), "signal" (N, C, L), or "any" for the MLPs, which flatten what they get."""
+    return entry(arch)["input_kind"]
+
+
+def min_input_size(arch: str) -> int:
+    """The smallest image side (or signal length) the architecture accepts: the one that still leaves a 2x2 map
+    (a length of 2) after its last downsampling; 1 for the MLPs, which never downsample."""
+    return entry(arch)["min_input_size"]
