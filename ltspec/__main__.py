@@ -1,0 +1,5 @@
+"""`python -m ltspec` is the `ltspec` command."""
+
+from ltspec.cli import app
+
+app(prog_name="ltspec")

@@ -1,0 +1,139 @@
+"""The `ltspec` command: a thin shell over the library.
+
+Commands parse arguments, call the library and render with rich. `validate`, `plan` and `schema` never import
+torch or mlflow (a spec check should take a blink, not seconds); the commands that train or read runs import
+them when called.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.tree import Tree
+
+from ltspec.plan import Plan, compile_plan
+from ltspec.spec import SpecError, load_spec
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Compile lottery-ticket experiment specs into plans, run them, and report the paper's tables.")
+console = Console()
+errors = Console(stderr=True, soft_wrap=True)
+
+SpecArg = Annotated[Path, typer.Argument(help="The experiment spec (TOML).", show_default=False)]
+
+
+def _load(spec: Path):
+    """Load and compile, or print every problem and exit 2 without running anything."""
+    try:
+        loaded = load_spec(spec)
+    except SpecError as error:
+        count = len(error.problems)
+        errors.print(f"[bold red]error:[/] {error.file}: {count} problem{'s' * (count != 1)}, nothing was run")
+        for problem in error.problems:
+            errors.print("  " + problem.render(error.file), markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    return loaded, compile_plan(loaded)
+
+
+def _done(plan: Plan, store_root: Path) -> set[str]:
+    from ltspec.store import Store
+
+    store = Store(store_root)
+    return {stage.key for stage in plan.stages if store.is_complete(stage.key)}
+
+
+@app.command()
+def validate(spec: SpecArg):
+    """Check a spec: every problem with file:line:column, or a summary of the compiled plan."""
+    loaded, plan = _load(spec)
+    points, seeds = len(loaded.points), len(loaded.spec.seeds)
+    console.print(f"[green]ok[/] {spec}: {points} sweep point{'s' * (points != 1)} x {seeds} seed"
+                  f"{'s' * (seeds != 1)}, {len(plan.trunks)} dense trunks, {len(plan.stages)} stages, "
+                  f"{plan.epochs} epochs to train ({plan.naive_epochs} without sharing)")
+    _warn_unequal(plan)
+
+
+def _warn_unequal(plan: Plan) -> None:
+    unequal = sorted({arm.arm for arm in plan.arms if not arm.equal_budget})
+    if unequal:
+        console.print(f"[yellow]note:[/] arm{'s' * (len(unequal) > 1)} {', '.join(unequal)} override the epoch "
+                      "budget, so arms on one mask no longer cost the same (the paper sets T' = T)")
+
+
+@app.command()
+def plan(spec: SpecArg,
+         as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON for scripts.")] = False):
+    """Show the stage DAG grouped by dense trunk, the epochs to train, and the epochs sharing saves."""
+    loaded, compiled = _load(spec)
+    done = _done(compiled, Path(loaded.spec.storage.root))
+    if as_json:
+        typer.echo(json.dumps(plan_json(compiled, done), indent=2))
+        return
+    console.print(plan_tree(compiled, done))
+    remaining = sum(stage.epochs for stage in compiled.stages if stage.key not in done)
+    console.print(f"{len(compiled.stages)} stages, {len(done)} already done; {remaining} of {compiled.epochs} epochs "
+                  f"left to train; sharing saves {compiled.naive_epochs - compiled.epochs} of "
+                  f"{compiled.naive_epochs} epochs")
+    _warn_unequal(compiled)
+
+
+def plan_json(compiled: Plan, done: set[str]) -> dict:
+    return {
+        "name": compiled.name, "spec_hash": compiled.spec_hash, "epochs": compiled.epochs,
+        "naive_epochs": compiled.naive_epochs,
+        "stages": [{"key": s.key, "kind": s.kind, "parents": list(s.parents), "epochs": s.epochs,
+                    "done": s.key in done, "description": s.describe(), "labels": s.labels, "config": s.config,
+                    "runtime": s.runtime} for s in compiled.stages],
+        "arms": [{**arm.__dict__} for arm in compiled.arms],
+    }
+
+
+def plan_tree(compiled: Plan, done: set[str]) -> Tree:
+    """Trunk -> generator -> mask -> the stages on that mask."""
+    def label(stage) -> str:
+        mark = "[green]done[/]" if stage.key in done else "[dim]todo[/]"
+        epochs = f" {stage.epochs} ep" if stage.epochs else ""
+        return f"{stage.describe()} [dim]{stage.key[:10]}[/]{epochs} {mark}"
+
+    root = Tree(f"[bold]{compiled.name}[/] [dim]spec {compiled.spec_hash}[/]")
+    on_mask: dict[str, list] = {}
+    for stage in compiled.stages:
+        if stage.kind in ("train", "evaluate", "measure") and len(stage.parents) > 1:
+            on_mask.setdefault(stage.parents[1], []).append(stage)
+    for trunk in compiled.trunks:
+        node = root.add(label(trunk))
+        generators: dict[str, Tree] = {}
+        for stage in compiled.stages:
+            if stage.labels.get("trunk") != trunk.key:
+                continue
+            if stage.kind == "measure" and len(stage.parents) == 1:
+                node.add(label(stage))
+            if stage.kind == "mask":
+                name = stage.labels["generator"]
+                branch = generators.get(name) or generators.setdefault(name, node.add(f"[bold]{name}[/]"))
+                mask_node = branch.add(label(stage))
+                for child in on_mask.get(stage.key, []):
+                    mask_node.add(label(child))
+    return root
+
+
+@app.command()
+def schema(out: Annotated[Path, typer.Option(help="Where to write the JSON schema.")] =
+           Path("schemas/ltspec.schema.json")):
+    """Write the spec's JSON schema, for TOML editors (`#:schema ../schemas/ltspec.schema.json`)."""
+    from ltspec.spec.schema import schema_text
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(schema_text())
+    console.print(f"wrote {out}")
+
+
+def quickstart_path() -> Path:
+    """The offline quickstart spec shipped inside the package."""
+    return Path(str(resources.files("ltspec").joinpath("quickstart.toml")))
+

@@ -1,0 +1,266 @@
+"""Spec -> Plan: the DAG of stages one spec needs, with shared work merged by key.
+
+For every sweep point and seed: one dense trunk; for every mask generator, its masks (IMP as a chain of rounds,
+each round's mask pruned from the previous round's ticket); on every mask, every arm; an evaluation of the pruned
+dense weights; and R_p measurements of the spec's pairs. A stage that two parts of the plan need (the dense run
+that every generator starts from, the IMP round that *is* the lottery arm) is built twice with the same key and
+stored once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+from ltspec import architectures
+from ltspec.plan.stages import Stage
+from ltspec.spec.checks import is_masked, rewind_epoch
+from ltspec.spec.load import LoadedSpec
+from ltspec.spec.models import Imp, Spec
+
+AUGMENTABLE = ("cifar10", "cifar100", "tiny-imagenet", "synthetic")
+RESNETS_WITH_SHORTCUT_CHOICE = ("resnet20", "resnet32", "resnet44", "resnet56")
+
+
+@dataclass(frozen=True)
+class ArmRun:
+    """One arm trained on one mask: the unit the paper compares, with its epoch budget."""
+
+    trunk: str
+    mask: str
+    stage: str
+    generator: str
+    arm: str
+    sparsity: float
+    round: int | None
+    prefix_epochs: int
+    own_epochs: int
+    equal_budget: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The stages of a spec in an order where every parent comes before its children."""
+
+    name: str
+    spec_hash: str
+    stages: tuple[Stage, ...]
+    arms: tuple[ArmRun, ...]
+    deliverables: tuple[str, ...]
+
+    def stage(self, key: str) -> Stage:
+        return self._index[key]
+
+    @cached_property
+    def _index(self) -> dict[str, Stage]:
+        return {stage.key: stage for stage in self.stages}
+
+    @cached_property
+    def _ancestors(self) -> dict[str, frozenset[str]]:
+        found: dict[str, frozenset[str]] = {}
+        for stage in self.stages:
+            found[stage.key] = frozenset(stage.parents).union(*(found[parent] for parent in stage.parents))
+        return found
+
+    def ancestors(self, key: str) -> frozenset[str]:
+        return self._ancestors[key]
+
+    def prefix_epochs(self, key: str) -> int:
+        """Epochs trained by everything a stage depends on: the shared prefix of its result."""
+        return sum(self._index[parent].epochs for parent in self._ancestors[key])
+
+    @property
+    def epochs(self) -> int:
+        """Epochs this plan trains, each shared stage once."""
+        return sum(stage.epochs for stage in self.stages)
+
+    @property
+    def naive_epochs(self) -> int:
+        """Epochs if every result (dense run, mask, arm run) were trained from scratch with nothing shared."""
+        return sum(self.prefix_epochs(key) + self._index[key].epochs for key in self.deliverables)
+
+    @property
+    def trunks(self) -> tuple[Stage, ...]:
+        return tuple(stage for stage in self.stages if stage.kind == "dense")
+
+
+class _Builder:
+    """Collects stages in dependency order, merging the ones that share a key."""
+
+    def __init__(self):
+        self.stages: dict[str, Stage] = {}
+        self.arms: list[ArmRun] = []
+        self.deliverables: list[str] = []
+
+    def add(self, stage: Stage) -> str:
+        known = self.stages.get(stage.key)
+        if known is None:
+            self.stages[stage.key] = stage
+        else:
+            known.labels.update(_merge_labels(known.labels, stage.labels))
+            known.runtime.update(_merge_runtime(known.runtime, stage.runtime))
+        return stage.key
+
+    def deliver(self, key: str) -> None:
+        if key not in self.deliverables:
+            self.deliverables.append(key)
+
+
+def _merge_labels(known: dict, new: dict) -> dict:
+    """A stage serving two roles keeps the labels they agree on, fills the ones it lacked, marks the rest `*`."""
+    merged = {}
+    for name, value in new.items():
+        if known.get(name) is None:
+            merged[name] = value
+        elif known[name] != value and value is not None:
+            merged[name] = "*"
+    return merged
+
+
+def _merge_runtime(known: dict, new: dict) -> dict:
+    saves = sorted(set(known.get("saves", ())) | set(new.get("saves", ())))
+    return {"saves": saves} if saves else {}
+
+
+def compile_plan(loaded: LoadedSpec) -> Plan:
+    """Expand every sweep point and seed of a validated spec into one plan."""
+    builder = _Builder()
+    for point in loaded.points:
+        sweep = {f"sweep.{path}": value for path, value in point.values}
+        for seed in point.spec.seeds:
+            _compile_trunk(builder, point.spec, seed, sweep)
+    plan = Plan(loaded.spec.name, loaded.spec_hash, tuple(builder.stages.values()), (), tuple(builder.deliverables))
+    arms = tuple(replace(arm, prefix_epochs=plan.prefix_epochs(arm.stage)) for arm in builder.arms)
+    return replace(plan, arms=arms)
+
+
+def data_config(spec: Spec) -> dict:
+    data = spec.data
+    augment = data.augmentation if data.dataset in AUGMENTABLE else "none"
+    return {"dataset": data.dataset, "batch_size": data.batch_size, "augmentation": augment,
+            "validation_split": data.validation_split}
+
+
+def model_config(spec: Spec) -> dict:
+    model = {"arch": spec.model.arch, "width": spec.model.width}
+    if spec.model.arch in RESNETS_WITH_SHORTCUT_CHOICE:
+        model["shortcut"] = spec.model.shortcut
+    return model
+
+
+def recipe(spec: Spec, epochs: int | None = None, lr: float | None = None) -> dict:
+    """The training recipe in canonical form; arms reuse it with their own epochs and lr."""
+    train = spec.train
+    return {"epochs": epochs or train.epochs, "lr": lr or train.lr, "optimizer": train.optimizer.model_dump(),
+            "schedule": train.schedule.model_dump(), "precision": train.precision}
+
+
+def runtime(spec: Spec) -> dict:
+    return {"root": spec.data.root, "download": spec.data.download, "eval_batch_size": spec.data.eval_batch_size,
+            "channels_last": spec.train.channels_last, "compile": spec.train.compile,
+            "eval_every": spec.train.eval_every, "checkpoint_every": spec.storage.checkpoint_every}
+
+
+def rewind_points(spec: Spec) -> list[int]:
+    """Every k for which some child needs the dense weights after k epochs."""
+    points = [arm.start for arm in spec.arms.values()]
+    points += [generator.reset for generator in spec.masks.values() if isinstance(generator, Imp)]
+    points += [term.removesuffix("*mask") for pair in spec.measure.pairs for term in pair]
+    return sorted({k for k in map(rewind_epoch, points) if k is not None})
+
+
+def excluded_layers(spec: Spec, patterns: list[str] | None) -> list[str]:
+    """Exclusion patterns as given, or the model's first conv (the paper never prunes it) when unset."""
+    if patterns is not None:
+        return sorted(patterns)
+    first = architectures.first_conv(spec.model.arch)
+    return [first] if first else []
+
+
+def _compile_trunk(builder: _Builder, spec: Spec, seed: int, sweep: dict) -> None:
+    base = {"data": data_config(spec), "model": model_config(spec), "seed": seed}
+    labels = {"seed": seed, **sweep}
+    dense = Stage("dense", {**base, "train": recipe(spec)}, epochs=spec.train.epochs,
+                  runtime={**runtime(spec), "saves": rewind_points(spec)}, labels=dict(labels))
+    trunk = builder.add(dense)
+    builder.deliver(trunk)
+    labels["trunk"] = trunk
+    _compile_measure(builder, spec, trunk, None, {}, labels)
+    for name, generator in spec.masks.items():
+        for mask, mask_labels in _compile_masks(builder, spec, base, trunk, name, generator, labels):
+            _compile_on_mask(builder, spec, base, trunk, mask, mask_labels)
+
+
+def _mask_settings(spec: Spec, generator) -> dict:
+    return {"kind": generator.kind, "scope": generator.scope, "prunable": sorted(generator.prunable),
+            "exclude": excluded_layers(spec, generator.exclude)}
+
+
+def _compile_masks(builder, spec, base, trunk, name, generator, labels):
+    """Yield (mask key, labels) for every mask of one generator."""
+    settings = _mask_settings(spec, generator)
+    if isinstance(generator, Imp):
+        yield from _compile_imp(builder, spec, base, trunk, name, generator, settings, labels)
+        return
+    for sparsity in generator.target_sparsities():
+        mask_labels = {**labels, "generator": name, "sparsity": sparsity, "round": None}
+        config = {**settings, "sparsity": sparsity}
+        epochs = 0
+        if generator.kind == "admm":
+            config.update(base, rho=generator.rho, rho_factor=generator.rho_factor, rho_max=generator.rho_max,
+                          update_every=generator.update_every,
+                          train=recipe(spec, generator.epochs, generator.lr or spec.train.lr / 10))
+            epochs = generator.epochs
+        if generator.kind == "random":
+            config["seed"] = base["seed"]
+        stage = Stage("mask", config, (trunk,), epochs=epochs, runtime=runtime(spec), labels=mask_labels)
+        key = builder.add(stage)
+        builder.deliver(key)
+        yield key, mask_labels
+
+
+def _compile_imp(builder, spec, base, trunk, name, generator: Imp, settings, labels):
+    """IMP rounds: round r prunes `rate` of what round r-1's ticket kept, then retrains from the reset point."""
+    ticket, previous = trunk, None
+    for round_number, sparsity in enumerate(generator.target_sparsities(), start=1):
+        mask_labels = {**labels, "generator": name, "sparsity": sparsity, "round": round_number}
+        config = {**settings, "rate": generator.rate, "round": round_number}
+        parents = (ticket,) if previous is None else (ticket, previous)
+        mask = builder.add(Stage("mask", config, parents, runtime=runtime(spec), labels=mask_labels))
+        retrain = Stage("train", {**base, "start": generator.reset, "train": recipe(spec)}, (trunk, mask),
+                        epochs=spec.train.epochs, runtime=runtime(spec), labels={**mask_labels, "arm": None})
+        ticket, previous = builder.add(retrain), mask
+        builder.deliver(ticket)
+        yield mask, mask_labels
+
+
+def _compile_on_mask(builder, spec, base, trunk, mask, mask_labels) -> None:
+    arm_keys = {}
+    for arm_name, arm in spec.arms.items():
+        epochs = arm.epochs or spec.train.epochs
+        stage = Stage("train", {**base, "start": arm.start, "train": recipe(spec, epochs, arm.lr)}, (trunk, mask),
+                      epochs=epochs, runtime=runtime(spec), labels={**mask_labels, "arm": arm_name})
+        key = arm_keys[arm_name] = builder.add(stage)
+        builder.deliver(key)
+        builder.arms.append(ArmRun(
+            trunk=trunk, mask=mask, stage=key, generator=mask_labels["generator"], arm=arm_name,
+            sparsity=mask_labels["sparsity"], round=mask_labels["round"], prefix_epochs=0, own_epochs=epochs,
+            equal_budget=epochs == spec.train.epochs))
+    evaluate = Stage("evaluate", {"data": base["data"], "model": base["model"], "precision": spec.train.precision},
+                     (trunk, mask), runtime=runtime(spec), labels=dict(mask_labels))
+    builder.add(evaluate)
+    _compile_measure(builder, spec, trunk, mask, arm_keys, mask_labels)
+
+
+def _compile_measure(builder, spec, trunk, mask, arm_keys, labels) -> None:
+    """One R_p stage per trunk for the dense pairs, and one per mask for the pairs that involve the mask."""
+    pairs = [list(pair) for pair in spec.measure.pairs if any(map(is_masked, pair)) == (mask is not None)]
+    if not pairs:
+        return
+    used = sorted({term for pair in pairs for term in pair if is_masked(term) and not term.endswith("*mask")})
+    config = {"pairs": pairs, "arms": {arm: arm_keys[arm] for arm in used}, "p": sorted(spec.measure.p),
+              "tensors": sorted(spec.measure.tensors), "exclude": sorted(spec.measure.exclude),
+              "model": model_config(spec)}
+    parents = (trunk,) if mask is None else (trunk, mask, *(arm_keys[arm] for arm in used))
+    builder.add(Stage("measure", config, parents, runtime=runtime(spec), labels=dict(labels)))
+

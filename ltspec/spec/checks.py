@@ -1,0 +1,172 @@
+"""Checks that need several fields of a spec at once, each with the reason a user would want it.
+
+Pydantic checks each field on its own (types, ranges, unknown keys); what only makes sense together (a milestone
+past the last epoch, an exclusion naming a layer the model does not have, p too large for a sparse-vs-dense pair)
+is checked here, so that each problem points at the one field to change.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+
+from ltspec import architectures
+from ltspec.spec.errors import Problem
+from ltspec.spec.models import Spec
+
+DENSE_POINTS = ("init", "trained", "reinit")
+REWIND = re.compile(r"^rewind@([0-9]+)$")
+IMAGE_SIZES = {"cifar10": 32, "cifar100": 32, "tiny-imagenet": 64, "digits": 8, "synthetic": 32}
+
+
+def rewind_epoch(point: str) -> int | None:
+    """k of `rewind@k`, or None for any other starting point."""
+    match = REWIND.match(point)
+    return int(match.group(1)) if match else None
+
+
+def check(spec: Spec) -> list[Problem]:
+    """Every cross-field problem of an already type-checked spec."""
+    problems = _check_model(spec)
+    problems += _check_schedule(spec)
+    problems += _check_masks(spec)
+    problems += _check_arms(spec)
+    problems += _check_pairs(spec)
+    return problems
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean `{close[0]}`?" if close else ""
+
+
+def _check_model(spec: Spec) -> list[Problem]:
+    arch = spec.model.arch
+    if arch not in architectures.ARCHITECTURES:
+        hint = _did_you_mean(arch, architectures.ARCHITECTURES) or "one of " + ", ".join(architectures.ARCHITECTURES)
+        return [Problem(("model", "arch"), f"unknown architecture `{arch}`", hint)]
+    kind, dataset = architectures.input_kind(arch), spec.data.dataset
+    if kind == "image" and dataset == "mnist1d":
+        return [Problem(("model", "arch"), f"`{arch}` takes images but `{dataset}` holds 1-D signals",
+                        "use `conv1d`, `mlp` or `lenet300100` for mnist1d")]
+    if kind == "signal" and dataset != "mnist1d":
+        return [Problem(("model", "arch"), f"`{arch}` takes 1-D signals but `{dataset}` holds images",
+                        "use an image model, or dataset `mnist1d`")]
+    size = IMAGE_SIZES.get(dataset)
+    if size is not None and kind == "image" and size < architectures.min_input_size(arch):
+        return [Problem(("model", "arch"), f"`{arch}` needs images of at least "
+                        f"{architectures.min_input_size(arch)} pixels but `{dataset}` has {size}",
+                        "use `convnet`, `resnet20` or an MLP for small images")]
+    return []
+
+
+def _check_schedule(spec: Spec) -> list[Problem]:
+    train, problems = spec.train, []
+    milestones = getattr(train.schedule, "milestones", [])
+    for index, epoch in enumerate(milestones):
+        if epoch >= train.epochs:
+            problems.append(Problem(("train", "schedule", "milestones", index),
+                                    f"milestone {epoch} is not inside the {train.epochs} training epochs",
+                                    f"milestones must be below train.epochs = {train.epochs}"))
+    if milestones != sorted(set(milestones)):
+        problems.append(Problem(("train", "schedule", "milestones"), f"milestones {milestones} are not increasing"))
+    if train.schedule.warmup_epochs >= train.epochs:
+        problems.append(Problem(("train", "schedule", "warmup_epochs"),
+                                f"warmup of {train.schedule.warmup_epochs} epochs leaves no training epochs",
+                                f"keep it below train.epochs = {train.epochs}"))
+    return problems
+
+
+def _check_rewind(point: str, spec: Spec, path: tuple) -> list[Problem]:
+    k = rewind_epoch(point)
+    if k is not None and not 0 < k < spec.train.epochs:
+        return [Problem(path, f"`{point}` rewinds to epoch {k}, outside the dense run's epochs 1..{spec.train.epochs - 1}",
+                        "use `init` for epoch 0 and `trained` for the last epoch")]
+    return []
+
+
+def _check_exclusions(patterns: list[str], spec: Spec, path: tuple) -> list[Problem]:
+    if spec.model.arch not in architectures.ARCHITECTURES:
+        return []
+    names = [layer.name for layer in architectures.prunable_layers(spec.model.arch)]
+    problems = []
+    for index, pattern in enumerate(patterns):
+        if not any(fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name + ".weight", pattern)
+                   for name in names):
+            hint = _did_you_mean(pattern, names) or f"{spec.model.arch}'s layers start " + ", ".join(names[:4])
+            problems.append(Problem(path + (index,), f"`{pattern}` matches no prunable layer of {spec.model.arch}", hint))
+    return problems
+
+
+def _check_masks(spec: Spec) -> list[Problem]:
+    problems = []
+    for name, generator in spec.masks.items():
+        path = ("masks", name)
+        problems += _check_exclusions(generator.exclude or [], spec, path + ("exclude",))
+        if generator.kind == "imp":
+            if (generator.rounds is None) == (generator.target_sparsity is None):
+                problems.append(Problem(path, "give exactly one of `rounds` and `target_sparsity`",
+                                        "e.g. rounds = 8 prunes 1 - 0.8^8 = 83% at rate 0.2"))
+            problems += _check_rewind(generator.reset, spec, path + ("reset",))
+        if generator.kind == "random" and generator.scope == "global":
+            problems.append(Problem(path + ("scope",), "random masks are drawn per layer",
+                                    "use scope = \"layerwise\"; per-layer counts come from the sparsity"))
+    return problems
+
+
+def _check_arms(spec: Spec) -> list[Problem]:
+    problems = []
+    if spec.arms and not spec.masks:
+        problems.append(Problem(("arms",), "arms train on masks, but the spec has no [masks] generator",
+                                "add e.g. [masks.oneshot] kind = \"oneshot\", sparsities = [0.5]"))
+    for name, arm in spec.arms.items():
+        if not re.match(r"^[A-Za-z][A-Za-z0-9_-]*$", name):
+            problems.append(Problem(("arms", name), f"`{name}` cannot name an arm",
+                                    "an arm name starts with a letter and has letters, digits, `_` or `-`"))
+        problems += _check_rewind(arm.start, spec, ("arms", name, "start"))
+    return problems
+
+
+def _term_problem(term: str, spec: Spec) -> str | None:
+    """A term names a dense weight point (which wins over an arm of the same name, e.g. an arm called `reinit`),
+    that point under the mask, or an arm's trained result."""
+    base = term.removesuffix("*mask")
+    if base in DENSE_POINTS or REWIND.match(base):
+        return None
+    if term == base and term in spec.arms:
+        return None
+    return f"`{term}` is not a weight set"
+
+
+def _check_pairs(spec: Spec) -> list[Problem]:
+    problems = []
+    names = list(DENSE_POINTS) + [f"{point}*mask" for point in DENSE_POINTS] + list(spec.arms)
+    sparsities = [(name, s) for name, generator in spec.masks.items() for s in generator.target_sparsities()]
+    for index, pair in enumerate(spec.measure.pairs):
+        for side, term in enumerate(pair):
+            path = ("measure", "pairs", index, side)
+            message = _term_problem(term, spec)
+            if message:
+                problems.append(Problem(path, message, _did_you_mean(term, names) or
+                                        "use init, trained, reinit, rewind@k, X*mask, or an arm's name"))
+                continue
+            problems += _check_rewind(term.removesuffix("*mask"), spec, path)
+        masked = [is_masked(term) for term in pair]
+        if any(masked) and not spec.masks:
+            problems.append(Problem(("measure", "pairs", index), f"{list(pair)} needs a mask, and the spec has none"))
+        if masked[0] != masked[1]:
+            for generator, sparsity in sparsities:
+                bad = [p for p in spec.measure.p if p >= 1.0 - sparsity]
+                if bad:
+                    problems.append(Problem(
+                        ("measure", "p"), f"p = {bad[0]} is too large for the sparse-vs-dense pair {list(pair)} at "
+                        f"sparsity {sparsity:.3f} of mask generator `{generator}`",
+                        f"a sparse network has only {1 - sparsity:.3f} of its weights; use p < 1 - sparsity"))
+                    break
+    return problems
+
+
+def is_masked(term: str) -> bool:
+    """Whether a pair term is sparse: a point under the mask, or an arm trained on it."""
+    return term.endswith("*mask") or not (term in DENSE_POINTS or REWIND.match(term))

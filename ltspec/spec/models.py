@@ -1,0 +1,235 @@
+"""The spec language: pydantic models of one experiment.
+
+Every model forbids unknown keys, so a misspelt field is an error rather than a silently ignored default. A field
+that names a choice (`kind`, `start`) selects one of a closed set of behaviours; nothing in a spec names code to
+import or run. Checks that need several fields at once live in `ltspec.spec.checks`, where each problem can point
+at the field the user should change.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+Scope = Literal["layerwise", "global"]
+TensorKind = Literal["conv", "linear"]
+START_PATTERN = r"^(init|reinit|trained|rewind@[0-9]+)$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Data(Strict):
+    """Which dataset, where it lives, and how batches are drawn from it."""
+
+    dataset: Literal["cifar10", "cifar100", "tiny-imagenet", "digits", "mnist1d", "synthetic"] = Field(
+        description="Dataset name. `digits`, `mnist1d` and `synthetic` need no download.")
+    root: str = Field("data", description="Folder holding the dataset files, relative to the working directory.")
+    download: bool = Field(False, description="Download the dataset into `root` when its files are missing.")
+    batch_size: PositiveInt = Field(128, description="Training batch size (the paper: 128).")
+    eval_batch_size: PositiveInt = Field(1000, description="Evaluation batch size; large is faster and exact.")
+    augmentation: Literal["standard", "none"] = Field(
+        "standard", description="`standard`: random crop with 4-pixel zero padding and horizontal flip (the paper); "
+        "datasets that are not 32-pixel-style images always use `none`.")
+    validation_split: float = Field(0.0, ge=0.0, lt=1.0,
+                                    description="Fraction of the training set held out for validation.")
+
+
+class Model(Strict):
+    """The network, by registered architecture name."""
+
+    arch: str = Field(description="Registered architecture, e.g. `vgg16`, `resnet20`, `mobilenetv2`, `lenet300100`.")
+    width: float = Field(1.0, gt=0.0, le=8.0, description="Channel width multiplier.")
+    shortcut: Literal["A", "B"] = Field(
+        "A", description="ResNet shortcut: `A` zero-padding identity (the paper), `B` 1x1 projection.")
+
+
+class Sgd(Strict):
+    kind: Literal["sgd"] = "sgd"
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    weight_decay: float = Field(5e-4, ge=0.0)
+
+
+class Adam(Strict):
+    kind: Literal["adam", "adamw"]
+    betas: tuple[Fraction, Fraction] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0.0)
+
+
+Optimizer = Annotated[Sgd | Adam, Field(discriminator="kind")]
+
+
+class StepSchedule(Strict):
+    kind: Literal["step"] = "step"
+    milestones: list[PositiveInt] = Field(default_factory=list, description="Epochs at which the lr is multiplied "
+                                          "by `gamma` (the paper: 80 and 120 of 150).")
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+    warmup_epochs: int = Field(0, ge=0)
+
+
+class CosineSchedule(Strict):
+    kind: Literal["cosine"]
+    warmup_epochs: int = Field(0, ge=0)
+
+
+class ConstantSchedule(Strict):
+    kind: Literal["constant"]
+    warmup_epochs: int = Field(0, ge=0)
+
+
+Schedule = Annotated[StepSchedule | CosineSchedule | ConstantSchedule, Field(discriminator="kind")]
+
+
+class Train(Strict):
+    """The dense training recipe; arms reuse it with their own epochs and lr."""
+
+    epochs: PositiveInt = Field(description="Epochs of dense training, T (the paper: 150).")
+    lr: float = Field(gt=0.0, description="Initial learning rate (the paper compares 0.01 with 0.1).")
+    optimizer: Optimizer = Field(default_factory=Sgd)
+    schedule: Schedule = Field(default_factory=StepSchedule)
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="`bf16` autocast on the GPU.")
+    channels_last: bool = Field(False, description="channels_last memory format (faster convolutions on a GPU).")
+    compile: bool = Field(False, description="Wrap the model in torch.compile.")
+    eval_every: PositiveInt = Field(1, description="Evaluate on the test split every this many epochs.")
+
+
+class MaskCommon(Strict):
+    scope: Scope = Field("layerwise", description="`layerwise`: the same sparsity in every prunable tensor (the "
+                         "paper); `global`: one magnitude threshold over all of them.")
+    exclude: list[str] | None = Field(
+        None, description="Layers kept dense, by module name or fnmatch pattern (`features.0`, `layer*.conv1`). "
+        "Default (null): the model's first convolution, as in the paper.")
+    prunable: list[TensorKind] = Field(["conv", "linear"], min_length=1,
+                                       description="Which weight kinds can be pruned.")
+
+
+class AtSparsities(MaskCommon):
+    sparsities: list[Fraction] = Field(min_length=1, description="Target sparsities, each a mask of its own.")
+
+    def target_sparsities(self) -> list[float]:
+        return list(self.sparsities)
+
+
+class OneShot(AtSparsities):
+    """Prune the trained dense weights once, by magnitude, to each target sparsity."""
+
+    kind: Literal["oneshot"]
+
+
+class Imp(MaskCommon):
+    """Iterative magnitude pruning: each round prunes `rate` of the remaining weights of the last ticket."""
+
+    kind: Literal["imp"]
+    rate: Fraction = Field(0.2, description="Fraction of the remaining weights pruned each round.")
+    rounds: PositiveInt | None = Field(None, description="Number of rounds; or give `target_sparsity`.")
+    target_sparsity: Fraction | None = Field(
+        None, description="Run the fewest rounds whose sparsity 1-(1-rate)^r reaches this.")
+    reset: str = Field("init", pattern=r"^(init|rewind@[0-9]+)$",
+                       description="Where each round restarts: `init` (the lottery ticket) or `rewind@k`.")
+
+    def round_count(self) -> int:
+        """Rounds to run: as given, or the fewest whose sparsity reaches `target_sparsity`."""
+        if self.rounds is not None:
+            return self.rounds
+        target = self.target_sparsity if self.target_sparsity is not None else 0.0
+        return max(1, math.ceil(math.log(1.0 - target) / math.log(1.0 - self.rate) - 1e-9))
+
+    def target_sparsities(self) -> list[float]:
+        return [1.0 - (1.0 - self.rate) ** r for r in range(1, self.round_count() + 1)]
+
+
+class Admm(AtSparsities):
+    """ADMM pruning (Zhang et al. 2018) from the trained dense weights."""
+
+    kind: Literal["admm"]
+    rho: float = Field(1e-3, gt=0.0, description="Initial penalty weight.")
+    rho_factor: float = Field(1.0, ge=1.0, description="rho is multiplied by this at every Z/U update.")
+    rho_max: float = Field(1.0, gt=0.0, description="Upper bound of rho under its schedule.")
+    epochs: PositiveInt = Field(30, description="Epochs of ADMM training.")
+    update_every: PositiveInt | None = Field(
+        None, description="Optimizer steps between Z/U updates; null: once per epoch.")
+    lr: float | None = Field(None, gt=0.0, description="ADMM training lr; null: train.lr / 10.")
+
+
+class RandomMask(AtSparsities):
+    """A baseline: random positions with the per-layer counts of a magnitude mask of the same setting."""
+
+    kind: Literal["random"]
+
+
+MaskGenerator = Annotated[OneShot | Imp | Admm | RandomMask, Field(discriminator="kind")]
+
+
+class Arm(Strict):
+    """A training run on every mask, from one starting point."""
+
+    start: str = Field(pattern=START_PATTERN, description="`init` (lottery), `reinit` (fresh init, another seed), "
+                       "`trained` (fine-tune, lr schedule restarted) or `rewind@k` (dense weights after k epochs).")
+    epochs: PositiveInt | None = Field(None, description="Override T' (default: train.epochs, the equal budget).")
+    lr: float | None = Field(None, gt=0.0, description="Override the initial lr (default: train.lr).")
+
+
+class Measure(Strict):
+    """R_p, the paper's weight-correlation indicator, over named weight pairs."""
+
+    p: list[Fraction] = Field([0.2], min_length=1, description="Top-p fractions at which R_p is measured.")
+    pairs: list[tuple[str, str]] = Field(
+        default_factory=list, description="Weight pairs: `init`, `trained`, `reinit`, `rewind@k`, `X*mask` (X "
+        "under the mask) or an arm's name (its trained result on the mask).")
+    tensors: list[TensorKind] = Field(["conv", "linear"], min_length=1,
+                                      description="Which weights count in R_p (BN and biases never do).")
+    exclude: list[str] = Field(default_factory=list, description="Layers left out of R_p, by name or pattern.")
+
+
+REPORT_LAYOUTS = ("dense", "lottery-vs-reinit", "rp-init-trained", "rp-masked", "arms", "table1", "rewind")
+
+
+class Report(Strict):
+    layouts: list[Literal[REPORT_LAYOUTS]] = Field(list(REPORT_LAYOUTS),  # type: ignore[valid-type]
+                                                   description="Which of the paper's tables and figures to render.")
+
+
+class Tracking(Strict):
+    uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI; the default is the sqlite file that "
+                     "a plain `mlflow ui` in the same folder opens.")
+    experiment: str | None = Field(None, description="MLflow experiment name (default: the spec's name).")
+
+
+class Storage(Strict):
+    root: str = Field("results", description="Artifact store folder (weights, masks, checkpoints).")
+    checkpoint_every: PositiveInt = Field(1, description="Epochs between resume checkpoints.")
+
+
+class Resources(Strict):
+    gpu_share: float | None = Field(None, gt=0.0, le=8.0, description="GPUs per stage on Ray (fractional shares "
+                                    "pack small nets on one GPU); null: 1 for large nets, 0.25 for small ones.")
+    cpus: float = Field(1.0, gt=0.0, description="CPUs per stage on Ray.")
+
+
+class Spec(Strict):
+    """One experiment: a dense recipe, mask generators, arms trained on every mask, and what to measure."""
+
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="The spec format version.")
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str = ""
+    seeds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1)
+    data: Data
+    model: Model
+    train: Train
+    masks: dict[str, MaskGenerator] = Field(default_factory=dict)
+    arms: dict[str, Arm] = Field(default_factory=dict)
+    measure: Measure = Field(default_factory=Measure)
+    sweep: dict[str, list[bool | int | float | str]] = Field(
+        default_factory=dict, description="Dotted field paths to lists of values, expanded as a product.")
+    report: Report = Field(default_factory=Report)
+    tracking: Tracking = Field(default_factory=Tracking)
+    storage: Storage = Field(default_factory=Storage)
+    resources: Resources = Field(default_factory=Resources)
