@@ -51,15 +51,19 @@ def admm_init(
 
 def admm_penalty(state: AdmmState, weights: Mapping[str, Tensor]) -> Tensor:
     """rho/2 * sum over pruned tensors of ||W - Z + U||^2, differentiable in W; add it to the loss."""
-    return state.rho / 2 * sum((weights[name] - state.Z[name] + state.U[name]).square().sum() for name in state.Z)
+    residuals = (weights[name] - state.Z[name] + state.U[name] for name in state.Z)
+    return state.rho / 2 * sum(residual.square().sum() for residual in residuals)
 
 
 def admm_update(state: AdmmState, weights: Mapping[str, Tensor]) -> None:
     """The Z and U steps: Z = projection of W + U onto the sparsity set, then U += W - Z."""
+    if list(weights) != list(state.support):
+        raise ValueError(f"ADMM was set up for {list(state.support)}, got weights {list(weights)}")
     with torch.no_grad():
         shifted = {name: weight.detach() + state.U[name] if name in state.U else weight.detach()
                    for name, weight in weights.items()}
-        state.support = magnitude_mask(shifted, state.sparsity, scope=state.scope, exclude=state.support.excluded)
+        state.support = magnitude_mask(shifted, state.sparsity, scope=state.scope,
+                                       exclude=state.support.excluded)
         for name in state.Z:
             state.Z[name] = shifted[name] * state.support[name]
             state.U[name] += weights[name].detach() - state.Z[name]

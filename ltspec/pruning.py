@@ -114,7 +114,8 @@ class Mask(Mapping[str, Tensor]):
         layout = tuple((target.dtype, target.device) for target in targets)
         multipliers = self._multipliers.get(layout)
         if multipliers is None:
-            multipliers = [self.tensors[name].to(target.device, target.dtype) for name, target in zip(names, targets)]
+            multipliers = [self.tensors[name].to(target.device, target.dtype)
+                           for name, target in zip(names, targets)]
             self._multipliers[layout] = multipliers
         with torch.no_grad():
             torch._foreach_mul_(targets, multipliers)
@@ -156,7 +157,8 @@ def magnitude_mask(
     """
     if not 0.0 <= sparsity <= 1.0:
         raise ValueError(f"sparsity must be in [0, 1], got {sparsity}")
-    return _prune_by_magnitude(weights, lambda total, _: total - round(sparsity * total), scope, previous, exclude)
+    return _prune_by_magnitude(weights, lambda total, _: total - round(sparsity * total),
+                               scope, previous, exclude)
 
 
 def imp_round(

@@ -92,3 +92,14 @@ def test_admm_training_concentrates_the_weights_on_the_final_support():
     inside_after = sum(weight.detach().abs()[mask[name]].sum() for name, weight in weights.items())
     assert outside_after < 0.1 * outside_before
     assert outside_after < 0.05 * inside_after
+
+
+def test_update_keeps_exclusions_and_exact_counts_and_checks_the_weights():
+    weights = small_weights(1)
+    state = admm_init(weights, 0.6, rho=1.0, scope="global", exclude=["conv1.weight"])
+    admm_update(state, {name: weight + 0.3 for name, weight in weights.items()})
+    mask = admm_mask(state)
+    assert mask.excluded == {"conv1.weight"} and mask["conv1.weight"].all()
+    assert mask.kept()["fc1.weight"] + mask.kept()["fc2.weight"] == 37 - round(0.6 * 37)
+    with pytest.raises(ValueError, match="set up for"):
+        admm_update(state, {"fc1.weight": weights["fc1.weight"]})

@@ -8,9 +8,9 @@ from torch.nn.utils import prune
 
 from ltspec.pruning import Mask, dense_mask, imp_round, magnitude_mask, random_mask, select_prunable
 
-shapes = st.lists(st.lists(st.integers(1, 6), min_size=1, max_size=3), min_size=1, max_size=4)
-seeds = st.integers(0, 2**16)
-fractions = st.floats(0.0, 1.0)
+any_shapes = st.lists(st.lists(st.integers(1, 6), min_size=1, max_size=3), min_size=1, max_size=4)
+any_seed = st.integers(0, 2**16)
+any_fraction = st.floats(0.0, 1.0)
 
 
 def distinct_weights(shapes, seed):
@@ -43,7 +43,7 @@ def assert_threshold(weights, mask, names):
 
 
 @settings(max_examples=40, deadline=None)
-@given(shapes=shapes, seed=seeds, sparsity=fractions, data=st.data())
+@given(shapes=any_shapes, seed=any_seed, sparsity=any_fraction, data=st.data())
 def test_layerwise_mask_keeps_exact_counts_and_largest_weights(shapes, seed, sparsity, data):
     weights = tied_weights(shapes, seed)
     exclude = data.draw(st.sets(st.sampled_from(list(weights))).filter(lambda s: len(s) < len(weights)))
@@ -61,7 +61,7 @@ def test_layerwise_mask_keeps_exact_counts_and_largest_weights(shapes, seed, spa
 
 
 @settings(max_examples=40, deadline=None)
-@given(shapes=shapes, seed=seeds, sparsity=fractions)
+@given(shapes=any_shapes, seed=any_seed, sparsity=any_fraction)
 def test_global_mask_keeps_exact_count_under_one_threshold(shapes, seed, sparsity):
     weights = tied_weights(shapes, seed)
     mask = magnitude_mask(weights, sparsity, scope="global")
@@ -71,7 +71,7 @@ def test_global_mask_keeps_exact_count_under_one_threshold(shapes, seed, sparsit
 
 
 @settings(max_examples=40, deadline=None)
-@given(shapes=shapes, seeds=st.tuples(seeds, seeds), sparsities=st.tuples(fractions, fractions),
+@given(shapes=any_shapes, seeds=st.tuples(any_seed, any_seed), sparsities=st.tuples(any_fraction, any_fraction),
        scope=st.sampled_from(["layerwise", "global"]))
 def test_mask_with_previous_is_nested_with_total_target_counts(shapes, seeds, sparsities, scope):
     first, second = min(sparsities), max(sparsities)
@@ -88,7 +88,7 @@ def test_mask_with_previous_is_nested_with_total_target_counts(shapes, seeds, sp
 
 
 @settings(max_examples=30, deadline=None)
-@given(shapes=shapes, seed=seeds, rate=st.floats(0.05, 0.6), rounds=st.integers(1, 5),
+@given(shapes=any_shapes, seed=any_seed, rate=st.floats(0.05, 0.6), rounds=st.integers(1, 5),
        scope=st.sampled_from(["layerwise", "global"]))
 def test_imp_rounds_are_nested_and_follow_the_geometric_schedule(shapes, seed, rate, rounds, scope):
     weights = tied_weights(shapes, seed)
@@ -117,12 +117,13 @@ def test_imp_round_keeps_exclusions_dense_and_accumulates_them():
     first = imp_round(weights, 0.5, dense_mask(weights), exclude=["layer0.weight"])
     second = imp_round(weights, 0.5, first)
     assert second.excluded == {"layer0.weight"} and second["layer0.weight"].all()
-    assert second.kept() == {"layer0.weight": 16, "layer1.weight": 3, "layer2.weight": 3}  # 10 -> 5 -> 3, 9 -> 5 -> 3
+    # 10 weights keep 10 - round(5) = 5, then 5 - round(2.5) = 3; 9 keep 9 - round(4.5) = 5, then 3.
+    assert second.kept() == {"layer0.weight": 16, "layer1.weight": 3, "layer2.weight": 3}
     assert second.density() == pytest.approx(6 / 19)
 
 
 @settings(max_examples=30, deadline=None)
-@given(shapes=shapes, seed=seeds, sparsity=fractions)
+@given(shapes=any_shapes, seed=any_seed, sparsity=any_fraction)
 def test_layerwise_mask_matches_torch_l1_unstructured(shapes, seed, sparsity):
     weights = distinct_weights(shapes, seed)
     mask = magnitude_mask(weights, sparsity)
@@ -134,7 +135,7 @@ def test_layerwise_mask_matches_torch_l1_unstructured(shapes, seed, sparsity):
 
 
 @settings(max_examples=30, deadline=None)
-@given(shapes=shapes, seed=seeds, sparsity=fractions)
+@given(shapes=any_shapes, seed=any_seed, sparsity=any_fraction)
 def test_global_mask_matches_torch_global_unstructured(shapes, seed, sparsity):
     weights = distinct_weights(shapes, seed)
     mask = magnitude_mask(weights, sparsity, scope="global")
@@ -207,11 +208,11 @@ optimizers = {
 
 @pytest.mark.parametrize("optimizer_name", list(optimizers))
 @settings(max_examples=10, deadline=None)
-@given(seed=seeds, steps=st.integers(1, 8), lr=st.floats(1e-3, 1.0))
+@given(seed=any_seed, steps=st.integers(1, 8), lr=st.floats(1e-3, 1.0))
 def test_pruned_weights_stay_zero_after_every_optimizer_step(optimizer_name, seed, steps, lr):
     generator = torch.Generator().manual_seed(seed)
-    params = {name: torch.nn.Parameter(torch.randn(shape, generator=generator))
-              for name, shape in [("conv1.weight", (3, 2, 2)), ("conv2.weight", (4, 3, 2)), ("fc.weight", (5, 4))]}
+    shapes = {"conv1.weight": (3, 2, 2), "conv2.weight": (4, 3, 2), "fc.weight": (5, 4)}
+    params = {name: torch.nn.Parameter(torch.randn(shape, generator=generator)) for name, shape in shapes.items()}
     mask = magnitude_mask(params, 0.6, exclude=["conv1.weight"])
     mask.apply_(params)
     optimizer = optimizers[optimizer_name](params.values(), lr)
@@ -236,7 +237,7 @@ def test_apply_follows_the_dtype_of_the_parameters():
 
 
 @settings(max_examples=20, deadline=None)
-@given(shapes=shapes, seed=seeds, sparsity=st.floats(0.1, 0.9))
+@given(shapes=any_shapes, seed=any_seed, sparsity=st.floats(0.1, 0.9))
 def test_random_mask_keeps_per_tensor_counts_and_is_seeded(shapes, seed, sparsity):
     like = magnitude_mask(distinct_weights(shapes, seed), sparsity)
     shuffled = random_mask(like, seed=seed)
