@@ -65,7 +65,7 @@ VGG_PLANS = {
     "vgg13": (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512),
     "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512),
     "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512),
-    "convnet": (32, 32, "M", 64),
+    "convnet": (32, 32, "M", 64),  # a VGG in miniature, for small images such as 8x8 digits
 }
 
 
@@ -132,8 +132,8 @@ def resnet(
 ) -> nn.Sequential:
     """A 3x3 stem at full resolution, then stages of basic blocks, each after the first halving the resolution."""
     channels = scaled(stage_channels[0], width)
-    parts = [("conv1", nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)), ("bn1", nn.BatchNorm2d(channels))]
-    parts.append(("relu", nn.ReLU()))
+    conv1 = nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)
+    parts = [("conv1", conv1), ("bn1", nn.BatchNorm2d(channels)), ("relu", nn.ReLU())]
     for stage, stage_width in enumerate(stage_channels):
         blocks = []
         for block in range(blocks_per_stage):
@@ -181,17 +181,17 @@ class InvertedResidual(nn.Module):
 
 
 def mobilenetv2(in_channels: int, num_classes: int, width: float) -> nn.Sequential:
-    channels = scaled(32, width)
-    parts = [("conv1", nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)), ("bn1", nn.BatchNorm2d(channels))]
+    """A stride-1 conv3x3 stem, the inverted-residual stages, a 1x1 conv to 1280 channels, the classifier."""
+    channels, last = scaled(32, width), scaled(1280, width)
+    stem = [("conv1", nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)), ("bn1", nn.BatchNorm2d(channels))]
     blocks = []
     for expansion, out_channels, count, stride in MOBILENETV2_STAGES:
         for block in range(count):
             block_stride = stride if block == 0 else 1
             blocks.append(InvertedResidual(channels, scaled(out_channels, width), expansion, block_stride))
             channels = scaled(out_channels, width)
-    last = scaled(1280, width)
-    parts += [("relu1", nn.ReLU()), ("layers", nn.Sequential(*blocks))]
-    parts += [("conv2", nn.Conv2d(channels, last, 1, bias=False)), ("bn2", nn.BatchNorm2d(last)), ("relu2", nn.ReLU())]
+    top = [("conv2", nn.Conv2d(channels, last, 1, bias=False)), ("bn2", nn.BatchNorm2d(last)), ("relu2", nn.ReLU())]
+    parts = stem + [("relu1", nn.ReLU()), ("layers", nn.Sequential(*blocks))] + top
     return nn.Sequential(OrderedDict(parts + classifier(last, num_classes)))
 
 
@@ -261,42 +261,66 @@ class Architecture:
         return 2 ** (self.downsamplings + 1) if self.downsamplings else 1
 
 
-def cifar_vgg(name: str) -> Architecture:
+def vgg_architecture(name: str) -> Architecture:
+    plan = VGG_PLANS[name]
     return Architecture(
-        lambda r: vgg(VGG_PLANS[name], r.in_channels, r.num_classes, r.width),
+        lambda request: vgg(plan, request.in_channels, request.num_classes, request.width),
         input_kind="image",
-        downsamplings=VGG_PLANS[name].count("M"),
+        downsamplings=plan.count("M"),
     )
 
 
-def cifar_resnet(stage_channels: tuple[int, ...], blocks_per_stage: int, shortcut: str) -> Architecture:
+def resnet_architecture(stage_channels: tuple[int, ...], blocks_per_stage: int, shortcut: str) -> Architecture:
     return Architecture(
-        lambda r: resnet(stage_channels, blocks_per_stage, r.in_channels, r.num_classes, r.width, r.shortcut),
+        lambda request: resnet(
+            stage_channels, blocks_per_stage, request.in_channels, request.num_classes, request.width, request.shortcut
+        ),
         input_kind="image",
         downsamplings=len(stage_channels) - 1,
         shortcut=shortcut,
     )
 
 
-def imagenet_model(name: str) -> Architecture:
-    return Architecture(lambda r: torchvision_model(name, r.num_classes), "image", 5, from_torchvision=True)
+def he_resnet_architecture(depth: int) -> Architecture:
+    """ResNet-(6n+2) of He et al. for CIFAR: three stages of n blocks at 16, 32, 64 channels, option-A shortcuts."""
+    return resnet_architecture((16, 32, 64), (depth - 2) // 6, shortcut="A")
 
 
-def he_resnet(depth: int) -> Architecture:
-    """ResNet-(6n+2) of He et al. for CIFAR: three stages of n blocks at 16, 32, 64 channels."""
-    return cifar_resnet((16, 32, 64), (depth - 2) // 6, shortcut="A")
+def mlp_architecture(hidden: tuple[int, ...]) -> Architecture:
+    return Architecture(
+        lambda request: mlp(request.in_features, hidden, request.num_classes, request.width),
+        input_kind="any",
+        downsamplings=0,
+    )
+
+
+def torchvision_architecture(name: str) -> Architecture:
+    return Architecture(
+        lambda request: torchvision_model(name, request.num_classes),
+        input_kind="image",
+        downsamplings=5,
+        from_torchvision=True,
+    )
 
 
 REGISTRY: dict[str, Architecture] = {
-    **{name: cifar_vgg(name) for name in ("vgg11", "vgg13", "vgg16", "vgg19")},
-    **{f"resnet{depth}": he_resnet(depth) for depth in (20, 32, 44, 56)},
-    "resnet18": cifar_resnet((64, 128, 256, 512), 2, shortcut="B"),
-    "mobilenetv2": Architecture(lambda r: mobilenetv2(r.in_channels, r.num_classes, r.width), "image", downsamplings=3),
-    "lenet300100": Architecture(lambda r: mlp(r.in_features, (300, 100), r.num_classes, r.width), "any", 0),
-    "mlp": Architecture(lambda r: mlp(r.in_features, (128, 64), r.num_classes, r.width), "any", 0),
-    "convnet": cifar_vgg("convnet"),
-    "conv1d": Architecture(lambda r: conv1d(r.in_channels, r.input_size, r.num_classes, r.width), "signal", 3),
-    **{f"tv-{name}": imagenet_model(name) for name in ("resnet18", "resnet50", "vgg16_bn", "mobilenet_v2")},
+    **{name: vgg_architecture(name) for name in ("vgg11", "vgg13", "vgg16", "vgg19")},
+    **{f"resnet{depth}": he_resnet_architecture(depth) for depth in (20, 32, 44, 56)},
+    "resnet18": resnet_architecture((64, 128, 256, 512), blocks_per_stage=2, shortcut="B"),
+    "mobilenetv2": Architecture(
+        lambda request: mobilenetv2(request.in_channels, request.num_classes, request.width),
+        input_kind="image",
+        downsamplings=3,
+    ),
+    "lenet300100": mlp_architecture((300, 100)),
+    "mlp": mlp_architecture((128, 64)),
+    "convnet": vgg_architecture("convnet"),
+    "conv1d": Architecture(
+        lambda request: conv1d(request.in_channels, request.input_size, request.num_classes, request.width),
+        input_kind="signal",
+        downsamplings=3,
+    ),
+    **{f"tv-{name}": torchvision_architecture(name) for name in ("resnet18", "resnet50", "vgg16_bn", "mobilenet_v2")},
 }
 
 
