@@ -395,7 +395,7 @@ def prunable_tensors(model: nn.Module) -> dict[str, nn.Parameter]:
 
 
 def layer_rows(arch: str, shortcut: str | None = None) -> list[dict[str, str]]:
-    """The prunable layers of `arch`, built on the meta device so that listing them costs no memory or init."""
+    """The prunable layers of `arch`, built on the meta device, where its tensors take no memory or arithmetic."""
     with torch.device("meta"):
         model = build_model(arch, num_classes=10, input_size=REGISTRY[arch].min_input_size, shortcut=shortcut)
     return [
