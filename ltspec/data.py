@@ -1,0 +1,405 @@
+"""Datasets held in memory, and a loader that serves them from the device.
+
+With the small networks of the paper (VGG-11, ResNet-20, MobileNet-V2 on CIFAR) a GPU waits on the input pipeline
+when images are decoded, cropped, flipped and collated on the host one at a time. Here a split is a pair of tensors
+that moves to the device once, as uint8; each epoch draws its shuffle and its crops and flips from a generator
+seeded by (seed, epoch), so any epoch replays exactly after a restart; and the augmentation is a handful of batched
+tensor ops with the same distribution as torchvision's `RandomCrop(32, padding=4)` + `RandomHorizontalFlip()`.
+
+torchvision, scikit-learn and mnist1d are imported inside the loaders that need them, so that importing this module
+costs no more than importing torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DATASETS = ("cifar10", "cifar100", "tiny-imagenet", "digits", "mnist1d", "synthetic")
+
+CROP_PADDING = 4  # pixels of zeros around each image before the random crop, as in the paper's CIFAR recipe
+
+# Per-channel pixel mean and standard deviation of the training images, in [0, 1] units. CIFAR's are the
+# standard values; some code uses std 0.2023/0.1994/0.2010 (a mean of per-image stds), these are the pixel stds.
+_PUBLISHED_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+
+
+class DatasetError(Exception):
+    """A dataset that cannot be loaded as asked: files missing or corrupted, an unknown name, a bad argument."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split, whole, as two tensors.
+
+    x is uint8 (N, C, H, W) for images, kept in raw pixel units so that it is four times smaller than float on the
+    device and so that crop padding happens in pixel space; float32 (N, 1, L) for 1-D signals. y is int64 (N,).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y):
+            raise ValueError(f"split has {len(self.x)} inputs but {len(self.y)} labels")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset with what a network and a loader need to know about it.
+
+    mean and std are per channel, in the units of x after dividing uint8 by 255. augmentable says whether random
+    crops and flips keep the label, as they do for natural images.
+    """
+
+    name: str
+    train: Split
+    test: Split
+    validation: Split | None
+    num_classes: int
+    in_channels: int
+    input_size: int  # image side, or signal length
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augmentable: bool
+
+
+def load_dataset(
+    name: str,
+    *,
+    root: str | Path,
+    download: bool = False,
+    validation_split: float = 0.0,
+    seed: int = 0,
+    synthetic_shape: tuple[int, ...] = (3, 32, 32),
+    synthetic_size: tuple[int, int] = (256, 128),
+    num_classes: int | None = None,
+) -> Dataset:
+    """Load a dataset by name into memory.
+
+    seed is the data seed: it picks the validation subset, the digits train/test split and the synthetic draw.
+    Pass the same data seed to every run that should be compared on the same test set. mnist1d ignores it: it is
+    always generated with the package's own fixed seed, so that it is the standard MNIST-1D. num_classes sets the
+    number of synthetic classes (default 10); for the other datasets it may only confirm their number.
+    """
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    if not 0.0 <= validation_split < 1.0:
+        raise DatasetError(f"validation_split must be in [0, 1), got {validation_split}")
+    root = Path(root)
+    if name in ("cifar10", "cifar100"):
+        dataset = _cifar(name, root, download)
+    elif name == "tiny-imagenet":
+        dataset = _tiny_imagenet(root)
+    elif name == "digits":
+        dataset = _digits(seed)
+    elif name == "mnist1d":
+        dataset = _mnist1d()
+    else:
+        dataset = _synthetic(synthetic_shape, synthetic_size, 10 if num_classes is None else num_classes, seed)
+    if num_classes is not None and num_classes != dataset.num_classes:
+        raise DatasetError(f"{name} has {dataset.num_classes} classes, but num_classes = {num_classes} was asked")
+    if validation_split == 0.0:
+        return dataset
+    train, validation = _carve_validation(dataset.train, validation_split, seed)
+    return replace(dataset, train=train, validation=validation)
+
+
+def _cifar(name: str, root: Path, download: bool) -> Dataset:
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    source = CIFAR10 if name == "cifar10" else CIFAR100
+    try:
+        train, test = [source(root, train=is_train, download=download) for is_train in (True, False)]
+    except RuntimeError as error:
+        raise DatasetError(
+            f"{name} was not found, or is corrupted, in {root / source.base_folder}. Set data.download = true in "
+            f"the spec to fetch it there (about 170 MB), or put the extracted python version of the dataset "
+            f"(the folder {source.base_folder}/ from {source.filename}) under {root}."
+        ) from error
+    mean, std = _PUBLISHED_STATS[name]
+    return Dataset(
+        name=name,
+        train=_cifar_split(train.data, train.targets),
+        test=_cifar_split(test.data, test.targets),
+        validation=None,
+        num_classes=len(train.classes),
+        in_channels=3,
+        input_size=32,
+        mean=mean,
+        std=std,
+        augmentable=True,
+    )
+
+
+def _cifar_split(images: np.ndarray, labels: list[int]) -> Split:
+    return Split(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels, dtype=torch.int64))
+
+
+def _tiny_imagenet(root: Path) -> Dataset:
+    """Tiny ImageNet from root/tiny-imagenet-200/{train,val}/<class>/.../*.JPEG, with val in class folders.
+
+    The archive unpacks train/ in that layout already (train/<wnid>/images/*.JPEG) but val/ as one images/ folder
+    plus val_annotations.txt; move each val image into val/<wnid>/ first. The test images have no labels and are
+    not used: val serves as the test split.
+    """
+    from torchvision.datasets import ImageFolder
+
+    folder = root / "tiny-imagenet-200"
+    if not ((folder / "train").is_dir() and (folder / "val").is_dir()):
+        raise DatasetError(
+            f"tiny-imagenet was not found in {folder}: it cannot be downloaded automatically. Fetch "
+            f"tiny-imagenet-200.zip by hand, unzip it under {root}, and move each image of val/images/ into "
+            f"val/<wnid>/ as listed in val/val_annotations.txt, so that train/ and val/ both have one folder per class."
+        )
+    train, test = ImageFolder(folder / "train"), ImageFolder(folder / "val")
+    if train.classes != test.classes:
+        raise DatasetError(
+            f"tiny-imagenet in {folder}: val/ has {len(test.classes)} class folders and train/ {len(train.classes)}, "
+            f"or their names differ; val/ must be arranged in the same class folders as train/."
+        )
+    train_split = _image_folder_split(train)
+    mean, std = _channel_stats(train_split.x)
+    return Dataset(
+        name="tiny-imagenet",
+        train=train_split,
+        test=_image_folder_split(test),
+        validation=None,
+        num_classes=len(train.classes),
+        in_channels=3,
+        input_size=train_split.x.shape[-1],
+        mean=mean,
+        std=std,
+        augmentable=True,
+    )
+
+
+def _image_folder_split(folder) -> Split:
+    images = np.stack([np.asarray(folder.loader(path)) for path, _ in folder.samples])
+    return Split(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(folder.targets))
+
+
+def _digits(seed: int) -> Dataset:
+    """scikit-learn's 8x8 handwritten digits: tiny and shipped with the package, for quick offline runs."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = np.round(digits.images * (255 / 16)).astype(np.uint8)[:, None]  # pixel values 0..16 -> 0..255
+    train_x, test_x, train_y, test_y = train_test_split(
+        images, digits.target, test_size=0.2, stratify=digits.target, random_state=_derive_seed(seed, "digits") % 2**32
+    )
+    train = Split(torch.from_numpy(train_x), torch.from_numpy(train_y).long())
+    mean, std = _channel_stats(train.x)
+    return Dataset(
+        name="digits",
+        train=train,
+        test=Split(torch.from_numpy(test_x), torch.from_numpy(test_y).long()),
+        validation=None,
+        num_classes=10,
+        in_channels=1,
+        input_size=8,
+        mean=mean,
+        std=std,
+        augmentable=False,
+    )
+
+
+def _mnist1d() -> Dataset:
+    """MNIST-1D (Greydanus 2020), generated locally with the package's default arguments (4000 train, 1000 test).
+
+    make_dataset reseeds numpy's and Python's global generators; their states are restored afterwards so that
+    loading data does not change the randomness of the caller.
+    """
+    from mnist1d.data import make_dataset
+
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:
+        generated = make_dataset()
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+    train = _signal_split(generated["x"], generated["y"])
+    mean, std = _channel_stats(train.x)
+    return Dataset(
+        name="mnist1d",
+        train=train,
+        test=_signal_split(generated["x_test"], generated["y_test"]),
+        validation=None,
+        num_classes=10,
+        in_channels=1,
+        input_size=train.x.shape[-1],
+        mean=mean,
+        std=std,
+        augmentable=False,
+    )
+
+
+def _signal_split(signals: np.ndarray, labels: np.ndarray) -> Split:
+    return Split(torch.from_numpy(signals).float()[:, None], torch.from_numpy(labels).long())
+
+
+def _synthetic(shape: tuple[int, ...], sizes: tuple[int, int], num_classes: int, seed: int) -> Dataset:
+    """Random uint8 inputs of shape (C, H, W) or (C, L) whose class shows through the noise.
+
+    Each class has a random coarse pattern (at most 4 cells per side); an input is the mean of its class pattern,
+    blown up to full size, and uniform noise. A small network learns this from a few hundred samples, so tests can
+    see training raise test accuracy. Crops and flips move the pattern, so the dataset is not augmentable.
+    """
+    if len(shape) not in (2, 3):
+        raise DatasetError(f"synthetic_shape must be (C, H, W) or (C, L), got {shape}")
+    generator = torch.Generator().manual_seed(_derive_seed(seed, "synthetic"))
+    count = sum(sizes)
+    y = torch.randint(0, num_classes, (count,), generator=generator)
+    patterns = torch.randint(0, 256, (num_classes, shape[0], *[min(side, 4) for side in shape[1:]]), generator=generator)
+    signal = F.interpolate(patterns.float(), size=shape[1:], mode="nearest")[y]
+    noise = torch.randint(0, 256, (count, *shape), generator=generator)
+    x = ((signal + noise) / 2).to(torch.uint8)
+    train = Split(x[: sizes[0]], y[: sizes[0]])
+    mean, std = _channel_stats(train.x)
+    return Dataset(
+        name="synthetic",
+        train=train,
+        test=Split(x[sizes[0] :], y[sizes[0] :]),
+        validation=None,
+        num_classes=num_classes,
+        in_channels=shape[0],
+        input_size=shape[-1],
+        mean=mean,
+        std=std,
+        augmentable=False,
+    )
+
+
+def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of a split's inputs, in the units the loader normalises (uint8 / 255).
+
+    Accumulated in float64 over chunks of samples, so that Tiny ImageNet's 100,000 images never exist as floats.
+    """
+    unit = 255.0 if x.dtype == torch.uint8 else 1.0
+    sums = torch.zeros(x.shape[1], dtype=torch.float64)
+    squares = torch.zeros(x.shape[1], dtype=torch.float64)
+    for chunk in x.split(4096):
+        values = chunk.transpose(0, 1).reshape(x.shape[1], -1).double() / unit
+        sums += values.sum(dim=1)
+        squares += values.square().sum(dim=1)
+    count = x.numel() // x.shape[1]
+    mean = sums / count
+    std = (squares / count - mean.square()).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    count = round(len(train) * fraction)
+    if not 0 < count < len(train):
+        raise DatasetError(f"validation_split = {fraction} leaves {count} of {len(train)} training samples")
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(_derive_seed(seed, "validation")))
+    kept, held_out = order[count:], order[:count]
+    return Split(train.x[kept], train.y[kept]), Split(train.x[held_out], train.y[held_out])
+
+
+def _derive_seed(seed: int, *purpose: object) -> int:
+    """A 63-bit seed for one purpose, so that streams drawn for different purposes or epochs are unrelated."""
+    digest = hashlib.sha256(repr((seed, *purpose)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def crop_and_flip(
+    images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor, padding: int = CROP_PADDING
+) -> torch.Tensor:
+    """Crop each image of a batch at (top, left) of its zero-padded copy, then mirror those whose flip is set.
+
+    For the same draws this is exactly torchvision's RandomCrop(side, padding) followed by RandomHorizontalFlip()
+    on the raw image: zeros are padded in pixel space, before any normalisation. It is one gather over the batch,
+    with no loop over images. top and left are in [0, 2 * padding].
+    """
+    batch, channels, height, width = images.shape
+    padded = F.pad(images, (padding, padding, padding, padding))
+    rows = top[:, None] + torch.arange(height, device=images.device)
+    columns = torch.arange(width, device=images.device)
+    columns = torch.where(flip[:, None], columns.flip(0), columns) + left[:, None]
+    index = rows[:, :, None] * (width + 2 * padding) + columns[:, None, :]
+    index = index.view(batch, 1, height * width).expand(batch, channels, height * width)
+    return padded.flatten(2).gather(2, index).view(batch, channels, height, width)
+
+
+class DeviceLoader:
+    """Serves one split from the device in seeded, replayable epochs.
+
+    The split moves to the device once. epoch(e) draws the whole epoch's permutation and augmentation up front from
+    a generator seeded by (seed, e), so epoch e gives the same batches whenever it is asked for, as a run resumed
+    after a crash needs. Batches come out as normalised float32 inputs and int64 labels, with no host sync.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        *,
+        batch_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        augment: bool,
+        shuffle: bool,
+        seed: int,
+        device: torch.device | str = "cpu",
+        drop_last: bool = False,
+        channels_last: bool = False,
+    ) -> None:
+        if (augment or channels_last) and split.x.dim() != 4:
+            raise ValueError(f"augment and channels_last need (N, C, H, W) images, got inputs of shape {tuple(split.x.shape)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.device = torch.device(device)
+        self.x = split.x.to(self.device)
+        self.y = split.y.to(self.device)
+        self.batch_size = batch_size
+        self.augment = augment
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.channels_last = channels_last
+        # (x / unit - mean) / std as one multiply-add: x * scale + shift.
+        unit = 255.0 if self.x.dtype == torch.uint8 else 1.0
+        per_channel = (1, -1) + (1,) * (self.x.dim() - 2)
+        mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device).view(per_channel)
+        std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(per_channel)
+        self.scale = 1.0 / (unit * std_t)
+        self.shift = -mean_t / std_t
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return len(self.y) // self.batch_size
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        count = len(self.y)
+        generator = torch.Generator(device=self.device).manual_seed(_derive_seed(self.seed, "epoch", epoch))
+        if self.shuffle:
+            order = torch.randperm(count, generator=generator, device=self.device)
+        else:
+            order = torch.arange(count, device=self.device)
+        if self.augment:
+            top, left = torch.randint(0, 2 * CROP_PADDING + 1, (2, count), generator=generator, device=self.device)
+            flip = torch.rand(count, generator=generator, device=self.device) < 0.5
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            positions = slice(start, start + self.batch_size)
+            x = self.x[order[positions]]
+            if self.augment:
+                x = crop_and_flip(x, top[positions], left[positions], flip[positions])
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield torch.addcmul(self.shift, x.float(), self.scale), self.y[order[positions]]

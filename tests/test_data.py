@@ -1,0 +1,399 @@
+"""Datasets (on their real on-disk formats where they have one) and the device loader, augmentation included."""
+
+import hashlib
+import pickle
+import random
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from scipy.stats import chi2_contingency, chisquare
+from torchvision import transforms
+from torchvision.datasets import CIFAR10, CIFAR100
+from torchvision.transforms import functional as TF
+
+from ltspec.data import (
+    CROP_PADDING,
+    DatasetError,
+    DeviceLoader,
+    Split,
+    crop_and_flip,
+    load_dataset,
+)
+
+# ---------------------------------------------------------------- CIFAR in its real on-disk format
+
+
+def _write_pickle(path, content):
+    with open(path, "wb") as file:
+        pickle.dump(content, file)
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _write_cifar10(root, per_batch=4, test_size=6):
+    """cifar-10-batches-py/ as the archive unpacks it, returning its images, labels and the md5 of each file."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    images, labels, md5s = {}, {}, {}
+    for name, count in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", test_size)]:
+        images[name] = rng.integers(0, 256, (count, 3072), dtype=np.uint8)
+        labels[name] = rng.integers(0, 10, count).tolist()
+        md5s[name] = _write_pickle(
+            folder / name,
+            {"batch_label": name, "labels": labels[name], "data": images[name], "filenames": [f"{i}.png" for i in range(count)]},
+        )
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    md5s["batches.meta"] = _write_pickle(folder / "batches.meta", {"label_names": names, "num_cases_per_batch": per_batch})
+    return images, labels, md5s
+
+
+def _write_cifar100(root, train_size=10, test_size=5):
+    folder = root / "cifar-100-python"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    images, labels, md5s = {}, {}, {}
+    for name, count in [("train", train_size), ("test", test_size)]:
+        images[name] = rng.integers(0, 256, (count, 3072), dtype=np.uint8)
+        labels[name] = rng.integers(0, 100, count).tolist()
+        md5s[name] = _write_pickle(
+            folder / name,
+            {"data": images[name], "fine_labels": labels[name], "coarse_labels": [label // 5 for label in labels[name]]},
+        )
+    meta = {"fine_label_names": [f"fine{i}" for i in range(100)], "coarse_label_names": [f"coarse{i}" for i in range(20)]}
+    md5s["meta"] = _write_pickle(folder / "meta", meta)
+    return images, labels, md5s
+
+
+def _trust_md5s(monkeypatch, source, md5s):
+    """Point torchvision's integrity check at our files' md5s, so that it checks them as it checks the real ones."""
+    monkeypatch.setattr(source, "train_list", [[name, md5s[name]] for name, _ in source.train_list])
+    monkeypatch.setattr(source, "test_list", [[name, md5s[name]] for name, _ in source.test_list])
+    monkeypatch.setattr(source, "meta", {**source.meta, "md5": md5s[source.meta["filename"]]})
+
+
+def _as_nchw(rows):
+    return torch.from_numpy(rows).view(-1, 3, 32, 32)
+
+
+def test_cifar10_loads_from_its_on_disk_format(tmp_path, monkeypatch):
+    images, labels, md5s = _write_cifar10(tmp_path)
+    _trust_md5s(monkeypatch, CIFAR10, md5s)
+    dataset = load_dataset("cifar10", root=tmp_path)
+    train_rows = np.concatenate([images[f"data_batch_{i}"] for i in range(1, 6)])
+    assert dataset.train.x.dtype == torch.uint8 and dataset.train.x.shape == (20, 3, 32, 32)
+    assert torch.equal(dataset.train.x, _as_nchw(train_rows))
+    assert dataset.train.y.dtype == torch.int64
+    assert dataset.train.y.tolist() == sum((labels[f"data_batch_{i}"] for i in range(1, 6)), [])
+    assert torch.equal(dataset.test.x, _as_nchw(images["test_batch"]))
+    assert dataset.test.y.tolist() == labels["test_batch"]
+    assert (dataset.num_classes, dataset.in_channels, dataset.input_size) == (10, 3, 32)
+    assert dataset.augmentable and dataset.validation is None
+    assert dataset.mean == pytest.approx((0.4914, 0.4822, 0.4465)) and dataset.std == pytest.approx((0.2470, 0.2435, 0.2616))
+
+
+def test_cifar100_loads_fine_labels(tmp_path, monkeypatch):
+    images, labels, md5s = _write_cifar100(tmp_path)
+    _trust_md5s(monkeypatch, CIFAR100, md5s)
+    dataset = load_dataset("cifar100", root=tmp_path, validation_split=0.2)
+    assert dataset.num_classes == 100
+    assert len(dataset.train) == 8 and len(dataset.validation) == 2
+    assert torch.equal(dataset.test.x, _as_nchw(images["test"]))
+    assert dataset.test.y.tolist() == labels["test"]
+
+
+def test_missing_cifar_names_its_folder_and_the_download_flag(tmp_path):
+    with pytest.raises(DatasetError) as error:
+        load_dataset("cifar10", root=tmp_path, download=False)
+    assert str(tmp_path / "cifar-10-batches-py") in str(error.value)
+    assert "data.download" in str(error.value)
+
+
+def test_cifar_files_that_fail_the_md5_check_are_an_error(tmp_path):
+    _write_cifar10(tmp_path)  # torchvision still expects the real files' md5s
+    with pytest.raises(DatasetError, match="corrupted"):
+        load_dataset("cifar10", root=tmp_path)
+
+
+# ---------------------------------------------------------------- Tiny ImageNet in class folders
+
+
+def _write_image_folder(folder, classes, per_class, rng, subfolder=""):
+    pixels = {}
+    for name in classes:
+        (folder / name / subfolder).mkdir(parents=True)
+        for i in range(per_class):
+            image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+            Image.fromarray(image).save(folder / name / subfolder / f"{name}_{i}.png")
+            pixels[(name, i)] = image
+    return pixels
+
+
+def test_tiny_imagenet_loads_train_and_val_class_folders(tmp_path):
+    rng = np.random.default_rng(0)
+    base = tmp_path / "tiny-imagenet-200"
+    train_pixels = _write_image_folder(base / "train", ["n01", "n02"], 3, rng, subfolder="images")
+    _write_image_folder(base / "val", ["n01", "n02"], 2, rng)
+    dataset = load_dataset("tiny-imagenet", root=tmp_path)
+    assert dataset.train.x.shape == (6, 3, 64, 64) and dataset.train.x.dtype == torch.uint8
+    assert dataset.test.x.shape == (4, 3, 64, 64)
+    assert dataset.train.y.tolist() == [0, 0, 0, 1, 1, 1] and dataset.test.y.tolist() == [0, 0, 1, 1]
+    assert torch.equal(dataset.train.x[4], torch.from_numpy(train_pixels[("n02", 1)]).permute(2, 0, 1))
+    assert (dataset.num_classes, dataset.input_size, dataset.augmentable) == (2, 64, True)
+    stacked = np.stack(list(train_pixels.values())) / 255
+    assert dataset.mean == pytest.approx(tuple(stacked.mean(axis=(0, 1, 2))))
+    assert dataset.std == pytest.approx(tuple(stacked.std(axis=(0, 1, 2))))
+
+
+def test_tiny_imagenet_val_as_unpacked_is_an_error_that_explains_the_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    base = tmp_path / "tiny-imagenet-200"
+    _write_image_folder(base / "train", ["n01", "n02"], 1, rng, subfolder="images")
+    _write_image_folder(base / "val", ["images"], 2, rng)
+    with pytest.raises(DatasetError, match="class folders"):
+        load_dataset("tiny-imagenet", root=tmp_path)
+
+
+def test_missing_tiny_imagenet_says_to_fetch_it_by_hand(tmp_path):
+    with pytest.raises(DatasetError, match="by hand") as error:
+        load_dataset("tiny-imagenet", root=tmp_path)
+    assert str(tmp_path / "tiny-imagenet-200") in str(error.value)
+
+
+# ---------------------------------------------------------------- datasets generated or shipped offline
+
+
+def test_digits_is_a_seeded_stratified_uint8_split():
+    dataset = load_dataset("digits", root="unused", seed=3)
+    assert dataset.train.x.shape == (1437, 1, 8, 8) and dataset.test.x.shape == (360, 1, 8, 8)
+    assert dataset.train.x.dtype == torch.uint8 and dataset.train.y.dtype == torch.int64
+    assert int(dataset.train.x.max()) == 255 and int(dataset.train.x.min()) == 0
+    assert (dataset.num_classes, dataset.in_channels, dataset.input_size, dataset.augmentable) == (10, 1, 8, False)
+    train_share = dataset.train.y.bincount(minlength=10) / (dataset.train.y.bincount(minlength=10) + dataset.test.y.bincount(minlength=10))
+    assert torch.all((train_share - 0.8).abs() < 0.02)  # stratified: every class splits 80/20
+    again, other = load_dataset("digits", root="unused", seed=3), load_dataset("digits", root="unused", seed=4)
+    assert torch.equal(again.test.x, dataset.test.x) and torch.equal(again.test.y, dataset.test.y)
+    assert not torch.equal(other.test.x, dataset.test.x)
+
+
+def test_mnist1d_is_generated_locally_and_leaves_global_randomness_alone():
+    np.random.seed(7)
+    random.seed(7)
+    dataset = load_dataset("mnist1d", root="unused")
+    after = (np.random.rand(), random.random())
+    np.random.seed(7)
+    random.seed(7)
+    assert after == (np.random.rand(), random.random())
+    assert dataset.train.x.shape == (4000, 1, 40) and dataset.test.x.shape == (1000, 1, 40)
+    assert dataset.train.x.dtype == torch.float32 and dataset.train.y.dtype == torch.int64
+    assert (dataset.num_classes, dataset.in_channels, dataset.input_size, dataset.augmentable) == (10, 1, 40, False)
+    assert dataset.mean == pytest.approx((dataset.train.x.double().mean().item(),))
+
+
+def test_synthetic_is_seeded_and_shaped_as_asked():
+    dataset = load_dataset("synthetic", root="unused", synthetic_shape=(3, 16, 16), synthetic_size=(40, 24), num_classes=5)
+    assert dataset.train.x.shape == (40, 3, 16, 16) and dataset.test.x.shape == (24, 3, 16, 16)
+    assert dataset.train.x.dtype == torch.uint8 and dataset.train.y.dtype == torch.int64
+    assert set(dataset.train.y.tolist()) <= set(range(5))
+    assert (dataset.num_classes, dataset.in_channels, dataset.input_size) == (5, 3, 16)
+    same = load_dataset("synthetic", root="unused", synthetic_shape=(3, 16, 16), synthetic_size=(40, 24), num_classes=5)
+    other = load_dataset("synthetic", root="unused", synthetic_shape=(3, 16, 16), synthetic_size=(40, 24), num_classes=5, seed=1)
+    assert torch.equal(same.train.x, dataset.train.x) and torch.equal(same.test.y, dataset.test.y)
+    assert not torch.equal(other.train.x, dataset.train.x)
+    signals = load_dataset("synthetic", root="unused", synthetic_shape=(2, 40))
+    assert signals.train.x.shape == (256, 2, 40) and (signals.in_channels, signals.input_size) == (2, 40)
+
+
+def test_synthetic_labels_can_be_learned():
+    dataset = load_dataset("synthetic", root="unused")
+    train = DeviceLoader(dataset.train, batch_size=32, mean=dataset.mean, std=dataset.std, augment=False, shuffle=True, seed=0)
+    test_x, test_y = next(DeviceLoader(dataset.test, batch_size=128, mean=dataset.mean, std=dataset.std, augment=False, shuffle=False, seed=0).epoch(0))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    for x, y in train.epoch(0):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    assert (model(test_x).argmax(dim=1) == test_y).float().mean() > 0.5  # chance is 0.1
+
+
+def test_validation_is_a_seeded_disjoint_part_of_train(tmp_path, monkeypatch):
+    _trust_md5s(monkeypatch, CIFAR10, _write_cifar10(tmp_path)[2])
+    full = load_dataset("cifar10", root=tmp_path)
+    dataset = load_dataset("cifar10", root=tmp_path, validation_split=0.25, seed=5)
+
+    def fingerprints(split):
+        return [(bytes(image.numpy()), int(label)) for image, label in zip(split.x, split.y)]
+
+    train, validation = fingerprints(dataset.train), fingerprints(dataset.validation)
+    assert len(train) == 15 and len(validation) == 5
+    assert not set(train) & set(validation)
+    assert sorted(train + validation) == sorted(fingerprints(full.train))
+    assert torch.equal(dataset.test.x, full.test.x)
+    assert fingerprints(load_dataset("cifar10", root=tmp_path, validation_split=0.25, seed=5).validation) == validation
+    assert set(fingerprints(load_dataset("cifar10", root=tmp_path, validation_split=0.25, seed=6).validation)) != set(validation)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"name": "imagenet"}, "unknown dataset"),
+        ({"name": "synthetic", "validation_split": 1.0}, "validation_split"),
+        ({"name": "synthetic", "synthetic_size": (2, 2), "validation_split": 0.1}, "leaves 0 of 2"),
+        ({"name": "digits", "num_classes": 7}, "10 classes"),
+        ({"name": "synthetic", "synthetic_shape": (32,)}, "synthetic_shape"),
+    ],
+)
+def test_bad_requests_are_dataset_errors(arguments, message):
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(root="unused", **arguments)
+
+
+# ---------------------------------------------------------------- the device loader
+
+
+def _indexed_images(count, seed=0):
+    """Images whose label is their index, so that a batch says which samples it holds."""
+    generator = torch.Generator().manual_seed(seed)
+    return Split(torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8, generator=generator), torch.arange(count))
+
+
+def _loader(split, **overrides):
+    arguments = dict(batch_size=8, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), augment=True, shuffle=True, seed=0)
+    return DeviceLoader(split, **{**arguments, **overrides})
+
+
+def _batches(loader, epoch):
+    return [(x.clone(), y.clone()) for x, y in loader.epoch(epoch)]
+
+
+def test_an_epoch_replays_exactly_and_epochs_differ():
+    split = _indexed_images(40)
+    first, replay = _batches(_loader(split), 3), _batches(_loader(split), 3)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, replay, strict=True))
+    next_epoch = _batches(_loader(split), 4)
+    assert not torch.equal(torch.cat([y for _, y in first]), torch.cat([y for _, y in next_epoch]))
+    other_seed = _batches(_loader(split, seed=1), 3)
+    assert not torch.equal(torch.cat([y for _, y in first]), torch.cat([y for _, y in other_seed]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    count=st.integers(1, 50),
+    batch_size=st.integers(1, 20),
+    drop_last=st.booleans(),
+    shuffle=st.booleans(),
+    epoch=st.integers(0, 1000),
+)
+def test_an_epoch_serves_each_sample_at_most_once_and_all_but_a_dropped_tail(count, batch_size, drop_last, shuffle, epoch):
+    split = Split(torch.zeros(count, 1, 3), torch.arange(count))
+    loader = DeviceLoader(split, batch_size=batch_size, mean=(0.0,), std=(1.0,), augment=False, shuffle=shuffle, seed=0, drop_last=drop_last)
+    labels = [y for _, y in loader.epoch(epoch)]
+    assert len(labels) == len(loader)
+    assert all(len(y) == batch_size for y in labels[:-1])
+    served = torch.cat(labels) if labels else torch.empty(0, dtype=torch.int64)
+    assert len(served.unique()) == len(served)
+    assert len(served) == (count - count % batch_size if drop_last else count)
+    if not shuffle:
+        assert served.tolist() == list(range(len(served)))
+
+
+def test_batches_are_normalised_per_channel():
+    split = _indexed_images(10)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    x, y = next(_loader(split, batch_size=10, mean=mean, std=std, augment=False, shuffle=False).epoch(0))
+    expected = (split.x.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    assert x.dtype == torch.float32 and y.dtype == torch.int64
+    torch.testing.assert_close(x, expected)
+
+
+def test_signals_are_normalised_without_the_pixel_scale():
+    signals = Split(torch.randn(6, 1, 40) * 3 + 2, torch.arange(6))
+    x, _ = next(DeviceLoader(signals, batch_size=6, mean=(2.0,), std=(3.0,), augment=False, shuffle=False, seed=0).epoch(0))
+    torch.testing.assert_close(x, (signals.x - 2) / 3)
+
+
+def test_channels_last_batches_hold_the_same_values():
+    split = _indexed_images(16)
+    plain = _batches(_loader(split), 0)
+    for (x, y), (x_plain, y_plain) in zip(_batches(_loader(split, channels_last=True), 0), plain, strict=True):
+        assert x.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(x, x_plain) and torch.equal(y, y_plain)
+
+
+def test_signals_cannot_be_augmented():
+    with pytest.raises(ValueError, match="augment"):
+        DeviceLoader(Split(torch.zeros(4, 1, 40), torch.arange(4)), batch_size=2, mean=(0.0,), std=(1.0,), augment=True, shuffle=False, seed=0)
+
+
+# ---------------------------------------------------------------- augmentation against torchvision
+
+_OFFSETS = 2 * CROP_PADDING + 1  # 9 crop offsets per axis: 81 crops, each flipped or not
+
+
+def _torchvision_crop_and_flip(image, top, left, flip):
+    """What torchvision's RandomCrop(32, padding=4) + RandomHorizontalFlip() give when they draw these values."""
+    cropped = TF.crop(TF.pad(image, [CROP_PADDING]), top, left, 32, 32)
+    return TF.hflip(cropped) if flip else cropped
+
+
+def _draws():
+    return [(top, left, flip) for top in range(_OFFSETS) for left in range(_OFFSETS) for flip in (False, True)]
+
+
+def test_crop_and_flip_equals_torchvision_for_every_draw():
+    images = _indexed_images(2).x
+    for top, left, flip in _draws():
+        batch = crop_and_flip(images, torch.tensor([top, top]), torch.tensor([left, left]), torch.tensor([flip, flip]))
+        for image, augmented in zip(images, batch):
+            assert torch.equal(augmented, _torchvision_crop_and_flip(image, top, left, flip))
+
+
+def _draw_index(images, outputs):
+    """For each output, which of the 162 crop-and-flips of its source image it is; fails if it is none of them.
+
+    Pixels are 1..255, so zeros come from padding alone and no two draws give the same output.
+    """
+    indices = []
+    for image, samples in zip(images, outputs.transpose(0, 1)):
+        candidates = {bytes(_torchvision_crop_and_flip(image, *draw).numpy()): i for i, draw in enumerate(_draws())}
+        assert len(candidates) == len(_draws())
+        for sample in samples:
+            index = candidates.get(bytes(sample.numpy()))
+            assert index is not None, "an augmented image is no crop-and-flip of its source image"
+            indices.append(index)
+    return torch.tensor(indices)
+
+
+def test_augmentation_matches_torchvision_in_distribution():
+    images = torch.randint(1, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    epochs = 400  # 3200 samples: about 20 per draw
+    loader = DeviceLoader(Split(images, torch.arange(8)), batch_size=8, mean=(0.0,) * 3, std=(1.0,) * 3, augment=True, shuffle=False, seed=0)
+    ours = torch.stack([(next(loader.epoch(epoch))[0] * 255).round().to(torch.uint8) for epoch in range(epochs)])
+
+    torch.manual_seed(0)
+    reference = transforms.Compose([transforms.RandomCrop(32, padding=CROP_PADDING), transforms.RandomHorizontalFlip()])
+    pil_images = [Image.fromarray(image.permute(1, 2, 0).numpy()) for image in images]
+    theirs = torch.stack(
+        [torch.stack([torch.from_numpy(np.array(reference(image))).permute(2, 0, 1) for image in pil_images]) for _ in range(epochs)]
+    )
+
+    # Every output is one of the 162 crop-and-flips, and the draws are uniform and alike for both.
+    ours_counts = _draw_index(images, ours).bincount(minlength=len(_draws())).numpy()
+    theirs_counts = _draw_index(images, theirs).bincount(minlength=len(_draws())).numpy()
+    assert chisquare(ours_counts).pvalue > 1e-3
+    assert chisquare(theirs_counts).pvalue > 1e-3
+    assert chi2_contingency(np.stack([ours_counts, theirs_counts])).pvalue > 1e-3
+
+    # Where the padding lands: the share of zero pixels at each position, within 5 binomial standard errors.
+    ours_zeros = (ours == 0).all(dim=2).flatten(0, 1).float().mean(dim=0)
+    theirs_zeros = (theirs == 0).all(dim=2).flatten(0, 1).float().mean(dim=0)
+    pooled = (ours_zeros + theirs_zeros) / 2
+    bound = 5 * (pooled * (1 - pooled) * 2 / (epochs * 8)).sqrt()
+    assert torch.all((ours_zeros - theirs_zeros).abs() <= bound)
+    assert pooled[0, 0] > 0.5 and pooled[16, 16] == 0  # corners are often padding, the centre never
