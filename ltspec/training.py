@@ -50,6 +50,8 @@ class ScheduleSettings:
     def __post_init__(self):
         if self.kind not in ("step", "cosine", "constant"):
             raise ValueError(f"unknown schedule kind {self.kind!r}: expected 'step', 'cosine' or 'constant'")
+        if self.milestones and self.kind != "step":
+            raise ValueError(f"milestones apply to the step schedule only, not {self.kind!r}")
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
 
@@ -90,6 +92,9 @@ def make_scheduler(
     `warmup_epochs` epochs, reaching the full lr at the last warmup step; the step decay multiplies by gamma
     from the first step of each milestone epoch on; the cosine decay runs from the full lr after warmup to zero
     after the last step of the last epoch.
+
+    To resume, make the optimizer and the scheduler as at the start, then load both state dicts: the schedule
+    itself is rebuilt from `settings`, only the step count is state.
     """
     warmup_steps = settings.warmup_epochs * steps_per_epoch
     decay_steps = max(1, epochs * steps_per_epoch - warmup_steps)
@@ -142,7 +147,7 @@ def train_epoch(
         for action in after_step:
             action()
         scheduler.step()
-        loss_sum += loss.detach() * y.shape[0]
+        loss_sum.add_(loss.detach(), alpha=y.shape[0])
         correct += (logits.argmax(dim=1) == y).sum()
         examples += y.shape[0]
     return _result(loss_sum, correct, examples, lr)

@@ -148,6 +148,26 @@ def test_constant_schedule_keeps_the_lr():
     assert final == 0.3
 
 
+def test_a_resumed_schedule_continues_where_it_stopped():
+    schedule = ScheduleSettings("cosine", warmup_epochs=1)
+    expected, _ = lr_trajectory(schedule, epochs=4, steps_per_epoch=3)
+    first = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    first_scheduler = make_scheduler(first, schedule, epochs=4, steps_per_epoch=3)
+    for _ in range(5):
+        first.step()
+        first_scheduler.step()
+    resumed = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = make_scheduler(resumed, schedule, epochs=4, steps_per_epoch=3)
+    resumed.load_state_dict(first.state_dict())
+    scheduler.load_state_dict(first_scheduler.state_dict())
+    lrs = []
+    for _ in range(7):
+        lrs.append(resumed.param_groups[0]["lr"])
+        resumed.step()
+        scheduler.step()
+    assert lrs == pytest.approx(expected[5:])
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     milestones=st.lists(st.integers(1, 8), max_size=3, unique=True).map(sorted).map(tuple),
@@ -184,10 +204,12 @@ def test_every_optimizer_trains(optimizer_settings):
 def test_optimizer_settings_reach_the_optimizer():
     model = mlp()
     sgd = make_optimizer(model.parameters(), OptimizerSettings("sgd", lr=0.1, momentum=0.8, nesterov=True))
-    adamw = make_optimizer(model.parameters(), OptimizerSettings("adamw", lr=0.01, weight_decay=0.1, betas=(0.8, 0.9)))
+    adamw_settings = OptimizerSettings("adamw", lr=0.01, weight_decay=0.1, betas=(0.8, 0.9))
+    adamw = make_optimizer(model.parameters(), adamw_settings)
     assert isinstance(sgd, torch.optim.SGD) and isinstance(adamw, torch.optim.AdamW)
     assert (sgd.defaults["lr"], sgd.defaults["momentum"], sgd.defaults["nesterov"]) == (0.1, 0.8, True)
     assert (adamw.defaults["lr"], adamw.defaults["weight_decay"], adamw.defaults["betas"]) == (0.01, 0.1, (0.8, 0.9))
+
 
 def test_after_step_actions_run_once_per_step_between_optimizer_and_scheduler():
     x, y = blobs((8,))
@@ -216,8 +238,13 @@ def test_mask_enforced_after_each_step_keeps_pruned_weights_zero_under_momentum_
 
     def enforce_masks():
         torch._foreach_mul_([w.data for w in weights], masks)
-        assert all(torch.all(w[m == 0] == 0) for w, m in zip(weights, masks))
 
+    pruned_weights_zero_at_forward = []
+    model.register_forward_pre_hook(
+        lambda module, inputs: pruned_weights_zero_at_forward.append(
+            all(torch.all(w[m == 0] == 0) for w, m in zip(weights, masks))
+        )
+    )
     train(
         model,
         batched(x, y, 16),
@@ -225,21 +252,24 @@ def test_mask_enforced_after_each_step_keeps_pruned_weights_zero_under_momentum_
         OptimizerSettings("sgd", lr=0.1, momentum=0.9, weight_decay=5e-4),
         after_step=[enforce_masks],
     )
+    assert len(pruned_weights_zero_at_forward) == 12 and all(pruned_weights_zero_at_forward)
     assert all(torch.all(w[m == 0] == 0) for w, m in zip(weights, masks))
     assert all(torch.all(w[m == 1] != 0) for w, m in zip(weights, masks))
 
 
-def test_penalty_is_added_to_the_loss_and_its_gradient_to_the_step():
+def test_penalty_gradient_enters_the_step_but_not_the_reported_loss():
     x, y = blobs((8,), n=16)
     lr, strength = 0.1, 0.5
     plain, penalised = mlp(), mlp()
     start = penalised[0].weight.detach().clone()
+    results = []
     for model, penalty in [(plain, None), (penalised, lambda: strength * penalised[0].weight.pow(2).sum())]:
         optimizer = make_optimizer(model.parameters(), OptimizerSettings("sgd", lr=lr, momentum=0.0))
         scheduler = make_scheduler(optimizer, ScheduleSettings("constant"), epochs=1, steps_per_epoch=1)
-        train_epoch(model, [(x, y)], optimizer, scheduler, penalty=penalty)
+        results.append(train_epoch(model, [(x, y)], optimizer, scheduler, penalty=penalty))
     assert torch.allclose(penalised[0].weight - plain[0].weight, -lr * 2 * strength * start, atol=1e-6)
     assert torch.equal(penalised[2].weight, plain[2].weight)
+    assert results[0] == results[1]
 
 
 def test_bf16_autocasts_the_forward_on_cpu():
@@ -256,14 +286,14 @@ def test_bf16_autocasts_the_forward_on_cpu():
 
 def test_channels_last_converts_model_and_inputs_and_matches_contiguous_training():
     x, y = blobs((3, 6, 6))
-    settings_ = OptimizerSettings("sgd", lr=0.1)
+    sgd = OptimizerSettings("sgd", lr=0.1)
     contiguous, converted = convnet(), convnet()
     input_formats = []
     converted.register_forward_pre_hook(
         lambda module, inputs: input_formats.append(inputs[0].is_contiguous(memory_format=torch.channels_last))
     )
-    expected = train(contiguous, batched(x, y, 16), 2, settings_)
-    results = train(converted, batched(x, y, 16), 2, settings_, channels_last=True)
+    expected = train(contiguous, batched(x, y, 16), 2, sgd)
+    results = train(converted, batched(x, y, 16), 2, sgd, channels_last=True)
     assert input_formats and all(input_formats)
     assert converted[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert results[-1].loss == pytest.approx(expected[-1].loss, rel=1e-4)
@@ -320,3 +350,5 @@ def test_bad_arguments_are_refused():
         OptimizerSettings("rmsprop", lr=0.1)
     with pytest.raises(ValueError, match="schedule kind"):
         ScheduleSettings("linear")
+    with pytest.raises(ValueError, match="milestones"):
+        ScheduleSettings("cosine", milestones=(80,))
