@@ -43,12 +43,11 @@ def _write_cifar10(root, per_batch=4, test_size=6):
     for name, count in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", test_size)]:
         images[name] = rng.integers(0, 256, (count, 3072), dtype=np.uint8)
         labels[name] = rng.integers(0, 10, count).tolist()
-        md5s[name] = _write_pickle(
-            folder / name,
-            {"batch_label": name, "labels": labels[name], "data": images[name], "filenames": [f"{i}.png" for i in range(count)]},
-        )
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    md5s["batches.meta"] = _write_pickle(folder / "batches.meta", {"label_names": names, "num_cases_per_batch": per_batch})
+        filenames = [f"{i}.png" for i in range(count)]
+        batch = {"batch_label": name, "labels": labels[name], "data": images[name], "filenames": filenames}
+        md5s[name] = _write_pickle(folder / name, batch)
+    meta = {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]}
+    md5s["batches.meta"] = _write_pickle(folder / "batches.meta", meta)
     return images, labels, md5s
 
 
@@ -60,11 +59,10 @@ def _write_cifar100(root, train_size=10, test_size=5):
     for name, count in [("train", train_size), ("test", test_size)]:
         images[name] = rng.integers(0, 256, (count, 3072), dtype=np.uint8)
         labels[name] = rng.integers(0, 100, count).tolist()
-        md5s[name] = _write_pickle(
-            folder / name,
-            {"data": images[name], "fine_labels": labels[name], "coarse_labels": [label // 5 for label in labels[name]]},
-        )
-    meta = {"fine_label_names": [f"fine{i}" for i in range(100)], "coarse_label_names": [f"coarse{i}" for i in range(20)]}
+        coarse = [label // 5 for label in labels[name]]
+        batch = {"data": images[name], "fine_labels": labels[name], "coarse_labels": coarse}
+        md5s[name] = _write_pickle(folder / name, batch)
+    meta = {"fine_label_names": [f"f{i}" for i in range(100)], "coarse_label_names": [f"c{i}" for i in range(20)]}
     md5s["meta"] = _write_pickle(folder / "meta", meta)
     return images, labels, md5s
 
@@ -88,12 +86,13 @@ def test_cifar10_loads_from_its_on_disk_format(tmp_path, monkeypatch):
     assert dataset.train.x.dtype == torch.uint8 and dataset.train.x.shape == (20, 3, 32, 32)
     assert torch.equal(dataset.train.x, _as_nchw(train_rows))
     assert dataset.train.y.dtype == torch.int64
-    assert dataset.train.y.tolist() == sum((labels[f"data_batch_{i}"] for i in range(1, 6)), [])
+    assert dataset.train.y.tolist() == [label for i in range(1, 6) for label in labels[f"data_batch_{i}"]]
     assert torch.equal(dataset.test.x, _as_nchw(images["test_batch"]))
     assert dataset.test.y.tolist() == labels["test_batch"]
     assert (dataset.num_classes, dataset.in_channels, dataset.input_size) == (10, 3, 32)
     assert dataset.augmentable and dataset.validation is None
-    assert dataset.mean == pytest.approx((0.4914, 0.4822, 0.4465)) and dataset.std == pytest.approx((0.2470, 0.2435, 0.2616))
+    assert dataset.mean == pytest.approx((0.4914, 0.4822, 0.4465))
+    assert dataset.std == pytest.approx((0.2470, 0.2435, 0.2616))
 
 
 def test_cifar100_loads_fine_labels(tmp_path, monkeypatch):
@@ -173,7 +172,8 @@ def test_digits_is_a_seeded_stratified_uint8_split():
     assert dataset.train.x.dtype == torch.uint8 and dataset.train.y.dtype == torch.int64
     assert int(dataset.train.x.max()) == 255 and int(dataset.train.x.min()) == 0
     assert (dataset.num_classes, dataset.in_channels, dataset.input_size, dataset.augmentable) == (10, 1, 8, False)
-    train_share = dataset.train.y.bincount(minlength=10) / (dataset.train.y.bincount(minlength=10) + dataset.test.y.bincount(minlength=10))
+    train_counts, test_counts = dataset.train.y.bincount(minlength=10), dataset.test.y.bincount(minlength=10)
+    train_share = train_counts / (train_counts + test_counts)
     assert torch.all((train_share - 0.8).abs() < 0.02)  # stratified: every class splits 80/20
     again, other = load_dataset("digits", root="unused", seed=3), load_dataset("digits", root="unused", seed=4)
     assert torch.equal(again.test.x, dataset.test.x) and torch.equal(again.test.y, dataset.test.y)
@@ -195,13 +195,13 @@ def test_mnist1d_is_generated_locally_and_leaves_global_randomness_alone():
 
 
 def test_synthetic_is_seeded_and_shaped_as_asked():
-    dataset = load_dataset("synthetic", root="unused", synthetic_shape=(3, 16, 16), synthetic_size=(40, 24), num_classes=5)
+    asked = {"root": "unused", "synthetic_shape": (3, 16, 16), "synthetic_size": (40, 24), "num_classes": 5}
+    dataset = load_dataset("synthetic", **asked)
     assert dataset.train.x.shape == (40, 3, 16, 16) and dataset.test.x.shape == (24, 3, 16, 16)
     assert dataset.train.x.dtype == torch.uint8 and dataset.train.y.dtype == torch.int64
     assert set(dataset.train.y.tolist()) <= set(range(5))
     assert (dataset.num_classes, dataset.in_channels, dataset.input_size) == (5, 3, 16)
-    same = load_dataset("synthetic", root="unused", synthetic_shape=(3, 16, 16), synthetic_size=(40, 24), num_classes=5)
-    other = load_dataset("synthetic", root="unused", synthetic_shape=(3, 16, 16), synthetic_size=(40, 24), num_classes=5, seed=1)
+    same, other = load_dataset("synthetic", **asked), load_dataset("synthetic", **asked, seed=1)
     assert torch.equal(same.train.x, dataset.train.x) and torch.equal(same.test.y, dataset.test.y)
     assert not torch.equal(other.train.x, dataset.train.x)
     signals = load_dataset("synthetic", root="unused", synthetic_shape=(2, 40))
@@ -210,8 +210,9 @@ def test_synthetic_is_seeded_and_shaped_as_asked():
 
 def test_synthetic_labels_can_be_learned():
     dataset = load_dataset("synthetic", root="unused")
-    train = DeviceLoader(dataset.train, batch_size=32, mean=dataset.mean, std=dataset.std, augment=False, shuffle=True, seed=0)
-    test_x, test_y = next(DeviceLoader(dataset.test, batch_size=128, mean=dataset.mean, std=dataset.std, augment=False, shuffle=False, seed=0).epoch(0))
+    normalise = {"mean": dataset.mean, "std": dataset.std, "augment": False, "seed": 0}
+    train = DeviceLoader(dataset.train, batch_size=32, shuffle=True, **normalise)
+    test_x, test_y = next(DeviceLoader(dataset.test, batch_size=128, shuffle=False, **normalise).epoch(0))
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -236,7 +237,8 @@ def test_validation_is_a_seeded_disjoint_part_of_train(tmp_path, monkeypatch):
     assert sorted(train + validation) == sorted(fingerprints(full.train))
     assert torch.equal(dataset.test.x, full.test.x)
     assert fingerprints(load_dataset("cifar10", root=tmp_path, validation_split=0.25, seed=5).validation) == validation
-    assert set(fingerprints(load_dataset("cifar10", root=tmp_path, validation_split=0.25, seed=6).validation)) != set(validation)
+    other_seed = load_dataset("cifar10", root=tmp_path, validation_split=0.25, seed=6)
+    assert set(fingerprints(other_seed.validation)) != set(validation)
 
 
 @pytest.mark.parametrize(
@@ -264,7 +266,9 @@ def _indexed_images(count, seed=0):
 
 
 def _loader(split, **overrides):
-    arguments = dict(batch_size=8, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), augment=True, shuffle=True, seed=0)
+    arguments = {
+        "batch_size": 8, "mean": (0.5, 0.4, 0.3), "std": (0.2, 0.25, 0.3), "augment": True, "shuffle": True, "seed": 0,
+    }
     return DeviceLoader(split, **{**arguments, **overrides})
 
 
@@ -290,9 +294,12 @@ def test_an_epoch_replays_exactly_and_epochs_differ():
     shuffle=st.booleans(),
     epoch=st.integers(0, 1000),
 )
-def test_an_epoch_serves_each_sample_at_most_once_and_all_but_a_dropped_tail(count, batch_size, drop_last, shuffle, epoch):
+def test_an_epoch_serves_every_sample_once_but_a_dropped_tail(count, batch_size, drop_last, shuffle, epoch):
     split = Split(torch.zeros(count, 1, 3), torch.arange(count))
-    loader = DeviceLoader(split, batch_size=batch_size, mean=(0.0,), std=(1.0,), augment=False, shuffle=shuffle, seed=0, drop_last=drop_last)
+    loader = DeviceLoader(
+        split, batch_size=batch_size, mean=(0.0,), std=(1.0,), augment=False, shuffle=shuffle, seed=0,
+        drop_last=drop_last,
+    )
     labels = [y for _, y in loader.epoch(epoch)]
     assert len(labels) == len(loader)
     assert all(len(y) == batch_size for y in labels[:-1])
@@ -314,7 +321,8 @@ def test_batches_are_normalised_per_channel():
 
 def test_signals_are_normalised_without_the_pixel_scale():
     signals = Split(torch.randn(6, 1, 40) * 3 + 2, torch.arange(6))
-    x, _ = next(DeviceLoader(signals, batch_size=6, mean=(2.0,), std=(3.0,), augment=False, shuffle=False, seed=0).epoch(0))
+    loader = DeviceLoader(signals, batch_size=6, mean=(2.0,), std=(3.0,), augment=False, shuffle=False, seed=0)
+    x, _ = next(loader.epoch(0))
     torch.testing.assert_close(x, (signals.x - 2) / 3)
 
 
@@ -327,8 +335,9 @@ def test_channels_last_batches_hold_the_same_values():
 
 
 def test_signals_cannot_be_augmented():
+    signals = Split(torch.zeros(4, 1, 40), torch.arange(4))
     with pytest.raises(ValueError, match="augment"):
-        DeviceLoader(Split(torch.zeros(4, 1, 40), torch.arange(4)), batch_size=2, mean=(0.0,), std=(1.0,), augment=True, shuffle=False, seed=0)
+        DeviceLoader(signals, batch_size=2, mean=(0.0,), std=(1.0,), augment=True, shuffle=False, seed=0)
 
 
 # ---------------------------------------------------------------- augmentation against torchvision
@@ -373,15 +382,18 @@ def _draw_index(images, outputs):
 def test_augmentation_matches_torchvision_in_distribution():
     images = torch.randint(1, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     epochs = 400  # 3200 samples: about 20 per draw
-    loader = DeviceLoader(Split(images, torch.arange(8)), batch_size=8, mean=(0.0,) * 3, std=(1.0,) * 3, augment=True, shuffle=False, seed=0)
+    split = Split(images, torch.arange(8))
+    loader = DeviceLoader(split, batch_size=8, mean=(0.0,) * 3, std=(1.0,) * 3, augment=True, shuffle=False, seed=0)
     ours = torch.stack([(next(loader.epoch(epoch))[0] * 255).round().to(torch.uint8) for epoch in range(epochs)])
 
     torch.manual_seed(0)
     reference = transforms.Compose([transforms.RandomCrop(32, padding=CROP_PADDING), transforms.RandomHorizontalFlip()])
     pil_images = [Image.fromarray(image.permute(1, 2, 0).numpy()) for image in images]
-    theirs = torch.stack(
-        [torch.stack([torch.from_numpy(np.array(reference(image))).permute(2, 0, 1) for image in pil_images]) for _ in range(epochs)]
-    )
+
+    def one_pass():
+        return torch.stack([torch.from_numpy(np.array(reference(image))).permute(2, 0, 1) for image in pil_images])
+
+    theirs = torch.stack([one_pass() for _ in range(epochs)])
 
     # Every output is one of the 162 crop-and-flips, and the draws are uniform and alike for both.
     ours_counts = _draw_index(images, ours).bincount(minlength=len(_draws())).numpy()
