@@ -1,0 +1,100 @@
+"""`ltspec report`: compile the spec, read its runs, print the tables, write them and their figures, log them.
+
+The files go to `reports/<spec name>/` (or `out_dir`): per table `<name>.md`, `.tex`, `.csv` as asked, its figure
+as `<name>.png` and `.pdf`, and `report.md` gathering every table and figure in one page. The same files are
+logged as the artifacts of one MLflow run per spec, tagged `ltspec.role` = "report" in the spec's experiment; a new
+report replaces the previous run of the same spec (created first, the old ones deleted after), so the experiment
+holds one current report rather than a pile of stale ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlflow.exceptions import MlflowException
+from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.exc import SQLAlchemyError
+
+from ltspec.plan import Plan, compile_plan
+from ltspec.report.collect import Results, TrackingUnavailable, fetch_stage_metrics, sweep_points
+from ltspec.report.figures import write_figures
+from ltspec.report.render import RENDERERS, markdown, rich_table
+from ltspec.report.tables import Table, build_tables
+from ltspec.spec import load_spec
+from ltspec.tracking import ROLE, connect, log_file
+
+SUMMARY = "report.md"
+
+
+def write_report(spec_path: Path, *, formats: Sequence[str] = ("md", "tex", "csv"), out_dir: Path | None = None,
+                 console: Console) -> int:
+    """Render a spec's report; returns the exit code: 0 written, 1 nothing to report or no tracking store.
+
+    Raises `SpecError` for an invalid spec (the CLI prints it) and `ValueError` for an unknown format.
+    """
+    unknown = sorted(set(formats) - set(RENDERERS))
+    if unknown:
+        raise ValueError(f"unknown report format {', '.join(unknown)}; choose from {', '.join(RENDERERS)}")
+    loaded = load_spec(spec_path)
+    spec, plan = loaded.spec, compile_plan(loaded)
+    experiment, uri = spec.tracking.experiment or spec.name, spec.tracking.uri
+    try:
+        metrics = fetch_stage_metrics(uri, experiment, (stage.key for stage in plan.stages))
+    except TrackingUnavailable as error:
+        console.print(f"[bold red]error:[/] {escape(str(error))}")
+        return 1
+    if not metrics:
+        console.print(f"No runs found for spec {spec.name} in experiment {experiment} at URI {uri}: run "
+                      f"`ltspec run {spec_path}` first (or check `[tracking]` in the spec).", markup=False)
+        return 1
+    tables = build_tables(Results(sweep_points(loaded), metrics), spec.report.layouts)
+    out_dir = Path("reports") / spec.name if out_dir is None else out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table in tables:
+        console.print(rich_table(table))
+        for suffix in formats:
+            written.append(out_dir / f"{table.name}.{suffix}")
+            written[-1].write_text(RENDERERS[suffix](table))
+    figures = write_figures(tables, out_dir)
+    summary = out_dir / SUMMARY
+    summary.write_text(summary_markdown(spec.name, tables, figures))
+    written += [*figures, summary]
+    done = sum(stage.key in metrics for stage in plan.stages)
+    console.print(f"{done} of {len(plan.stages)} stages have finished runs; wrote "
+                  f"{len(written)} files to {out_dir}")
+    try:
+        run_id = log_report(uri, experiment, plan, written)
+    except (MlflowException, SQLAlchemyError, OSError) as error:
+        console.print(f"[yellow]warning:[/] the files were written but not logged to MLflow: {escape(str(error))}")
+    else:
+        console.print(f"logged them as artifacts of MLflow run {run_id} (experiment {experiment})")
+    return 0
+
+
+def summary_markdown(name: str, tables: list[Table], figures: list[Path]) -> str:
+    """Every table, each followed by its figure, on one Markdown page."""
+    images = {path.stem: path.name for path in figures if path.suffix == ".png"}
+    parts = [f"# {name}\n"]
+    for table in tables:
+        parts.append(markdown(table))
+        if table.name in images:
+            parts.append(f"![{table.title}]({images[table.name]})\n")
+    return "\n".join(parts)
+
+
+def log_report(uri: str, experiment: str, plan: Plan, files: list[Path]) -> str:
+    """Log the files as a new report run of this spec, then delete the spec's earlier report runs."""
+    tracker = connect(uri, experiment, {ROLE: "report", "ltspec.spec": plan.name, "ltspec.spec_hash": plan.spec_hash})
+    earlier = tracker.client.search_runs(
+        [tracker.experiment_id], f"tags.`{ROLE}` = 'report' and tags.`ltspec.spec` = '{plan.name}'", max_results=1000)
+    run_id = tracker.client.create_run(
+        tracker.experiment_id, tags={**tracker.tags, "mlflow.runName": f"report {plan.name}"}).info.run_id
+    for path in files:
+        log_file(tracker, run_id, path)
+    tracker.client.set_terminated(run_id, "FINISHED")
+    for run in earlier:
+        tracker.client.delete_run(run.info.run_id)
+    return run_id

@@ -1,0 +1,328 @@
+"""`ltspec report` against a real MLflow sqlite store filled with known values for a compiled plan.
+
+Every stage's metrics are a known function of its seed, learning rate, arm and target sparsity, so each table cell
+has a mean and std that can be written down by hand. A few stages are left out of MLflow (or left RUNNING) to
+check that a missing run shows as missing rather than vanishing from the average.
+"""
+
+import csv
+import io
+import shutil
+import statistics
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Metric, RunTag
+from rich.console import Console
+
+from ltspec.plan import Plan, compile_plan
+from ltspec.report import write_report
+from ltspec.report.collect import Results, Stat, fetch_stage_metrics, sweep_points
+from ltspec.report.render import cell_text, csv_text, latex, markdown
+from ltspec.report.tables import build_tables
+from ltspec.report.write import log_report
+from ltspec.spec import load_spec
+from ltspec.tracking import rp_metric
+
+EXPERIMENT = "report-test"
+SPEC = """
+name = "report-test"
+seeds = [0, 1]
+
+[data]
+dataset = "digits"
+batch_size = 64
+augmentation = "none"
+
+[model]
+arch = "lenet300100"
+
+[train]
+epochs = 2
+lr = 0.01
+
+[sweep]
+"train.lr" = [0.01, 0.1]
+
+[masks.imp]
+kind = "imp"
+rate = 0.5
+rounds = 2
+
+[masks.oneshot]
+kind = "oneshot"
+sparsities = [0.5]
+
+[arms]
+lottery = { start = "init" }
+reinit = { start = "reinit" }
+finetune = { start = "trained" }
+
+[measure]
+p = [0.2]
+pairs = [["init", "trained"], ["init*mask", "finetune"], ["reinit*mask", "finetune"], ["finetune", "init"]]
+
+[tracking]
+uri = "URI"
+"""
+ARM_BASE = {"lottery": 0.90, "reinit": 0.80, "finetune": 0.85}
+LR_BONUS = {0.01: 0.0, 0.1: 0.03}
+RP_INIT_TRAINED = {0.01: 0.3, 0.1: 0.4}
+# (arm, generator, target sparsity, lr, seed) of the train stages left out of MLflow
+LEFT_OUT = {("reinit", "imp", 0.75, 0.1, 1), ("finetune", "oneshot", 0.5, 0.01, 0),
+            ("finetune", "oneshot", 0.5, 0.01, 1)}
+STILL_RUNNING = ("finetune", "oneshot", 0.5, 0.01, 0)
+
+
+def known_metrics(stage) -> dict[str, float]:
+    """What the runner would have logged, as a simple function of the stage's labels."""
+    labels = stage.labels
+    seed, lr, target = labels["seed"], labels["sweep.train.lr"], labels.get("sparsity")
+    if stage.kind == "dense":
+        accuracy = 0.95 + 0.01 * seed + LR_BONUS[lr]
+        return {"final_test_accuracy": accuracy, "final_test_loss": 1 - accuracy}
+    if stage.kind == "mask":
+        measured = target - 0.002 * (1 + seed)  # never exactly the target
+        return {"sparsity": measured, "density": 1 - measured}
+    if stage.kind == "train":
+        accuracy = ARM_BASE[labels["arm"]] + 0.01 * seed + LR_BONUS[lr] - 0.1 * target
+        return {"final_test_accuracy": accuracy, "final_test_loss": 1 - accuracy, "sparsity": target}
+    if stage.kind == "evaluate":
+        return {"test_accuracy": 0.5, "test_loss": 2.0, "sparsity": target}
+    if target is None:
+        return {rp_metric("init", "trained", 0.2): RP_INIT_TRAINED[lr] + 0.01 * seed}
+    return {rp_metric("init*mask", "finetune", 0.2): 0.5 + 0.2 * target + 0.01 * seed,
+            rp_metric("reinit*mask", "finetune", 0.2): 0.2 + 0.01 * seed,
+            rp_metric("finetune", "init", 0.2): 0.25 + 0.01 * seed}
+
+
+def identity(stage) -> tuple:
+    labels = stage.labels
+    return (labels.get("arm"), labels.get("generator"), labels.get("sparsity"), labels["sweep.train.lr"],
+            labels["seed"])
+
+
+def write_spec(folder: Path, uri: str) -> Path:
+    path = folder / "spec.toml"
+    path.write_text(SPEC.replace("URI", uri))
+    return path
+
+
+def log_stage_run(client: MlflowClient, experiment_id: str, stage, status: str) -> None:
+    tags = {"ltspec.role": "stage", "ltspec.stage_key": stage.key, "ltspec.kind": stage.kind,
+            "ltspec.seed": str(stage.labels["seed"])}
+    run = client.create_run(experiment_id, tags=tags)
+    metrics = [Metric(name, value, 0, 0) for name, value in known_metrics(stage).items()]
+    client.log_batch(run.info.run_id, metrics=metrics, tags=[RunTag("mlflow.runName", stage.describe())])
+    client.set_terminated(run.info.run_id, status)
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory) -> tuple[Path, Plan]:
+    """A sqlite store with a FINISHED run for every stage of the plan except LEFT_OUT (one of them RUNNING)."""
+    folder = tmp_path_factory.mktemp("store")
+    plan = compile_plan(load_spec(write_spec(folder, "unused")))
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    experiment_id = client.create_experiment(EXPERIMENT, artifact_location=(folder / "artifacts").as_uri())
+    for stage in plan.stages:
+        if stage.kind != "train" or identity(stage) not in LEFT_OUT:
+            log_stage_run(client, experiment_id, stage, "FINISHED")
+        elif identity(stage) == STILL_RUNNING:
+            log_stage_run(client, experiment_id, stage, "RUNNING")
+    trunk = client.create_run(experiment_id, tags={"ltspec.role": "trunk"})
+    client.set_terminated(trunk.info.run_id, "FINISHED")
+    return folder / "mlflow.db", plan
+
+
+@pytest.fixture
+def spec_path(filled, tmp_path) -> Path:
+    """A spec pointing at a private copy of the filled store, so tests that log a report stay independent."""
+    database, _ = filled
+    shutil.copy(database, tmp_path / "mlflow.db")
+    return write_spec(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+@pytest.fixture
+def tables(spec_path):
+    loaded = load_spec(spec_path)
+    keys = [stage.key for stage in compile_plan(loaded).stages]
+    metrics = fetch_stage_metrics(loaded.spec.tracking.uri, EXPERIMENT, keys)
+    return {table.name: table for table in build_tables(Results(sweep_points(loaded), metrics),
+                                                        loaded.spec.report.layouts)}
+
+
+@pytest.fixture(scope="module")
+def reported(filled, tmp_path_factory) -> tuple[Path, Path, int, str]:
+    """One full report (tables, files, figures, report run) on a copy of the store, shared by the tests that read it."""
+    database, _ = filled
+    folder = tmp_path_factory.mktemp("reported")
+    shutil.copy(database, folder / "mlflow.db")
+    code, printed = report(write_spec(folder, f"sqlite:///{folder / 'mlflow.db'}"), folder / "out")
+    return folder, folder / "out", code, printed
+
+
+def report(spec_path: Path, out_dir: Path, **options) -> tuple[int, str]:
+    console = Console(record=True, width=200)
+    code = write_report(spec_path, out_dir=out_dir, console=console, **options)
+    return code, console.export_text()
+
+
+def test_stat_is_mean_and_sample_std_over_the_seeds_present():
+    stat = Stat(("a", "b", "c"), (0.5, None, 0.7))
+    assert (stat.n, stat.expected, stat.absent) == (2, 3, ("b",))
+    assert stat.mean == pytest.approx(0.6)
+    assert stat.std == pytest.approx(0.1414213562, abs=1e-9)  # ddof = 1
+    assert Stat(("a",), (0.5,)).std is None
+    assert cell_text(stat, percent=True) == "60.00 ± 14.14 (n=2/3)"
+    assert cell_text(Stat(("a",), (None,)), percent=False) == "—"
+    assert cell_text(Stat((), ()), percent=False) == ""
+
+
+def test_layouts_follow_the_spec_and_the_plan(tables):
+    # no rewind arm in the spec, so no rewind table; every generator gets its own arm and rp-masked tables
+    assert list(tables) == ["dense", "lottery-vs-reinit-imp", "lottery-vs-reinit-oneshot", "rp-init-trained",
+                            "rp-masked-imp", "rp-masked-oneshot", "arms-imp", "arms-oneshot", "table1"]
+
+
+def test_arm_table_is_exact_with_measured_sparsity(tables):
+    text = markdown(tables["arms-imp"])
+    assert text.splitlines()[:6] == [
+        "### Every arm: test accuracy (%) on imp masks",
+        "",
+        "| sparsity | lr=0.01 · lottery | lr=0.01 · reinit | lr=0.01 · finetune | lr=0.01 · dense | lr=0.1 · lottery "
+        "| lr=0.1 · reinit | lr=0.1 · finetune | lr=0.1 · dense |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| 49.7% | 85.50 ± 0.71 | 75.50 ± 0.71 | 80.50 ± 0.71 | 95.50 ± 0.71 | 88.50 ± 0.71 | 78.50 ± 0.71 "
+        "| 83.50 ± 0.71 | 98.50 ± 0.71 |",
+        "| 74.7% | 83.00 ± 0.71 | 73.00 ± 0.71 | 78.00 ± 0.71 | 95.50 ± 0.71 | 86.00 ± 0.71 | 75.50 (n=1/2) "
+        "| 81.00 ± 0.71 | 98.50 ± 0.71 |",
+    ]
+    assert "Missing from MLflow: 1 of 28 runs" in text
+
+
+def test_missing_stages_show_as_missing_and_unfinished_runs_do_not_count(tables):
+    table = tables["lottery-vs-reinit-oneshot"]
+    assert [column.name for column in table.columns] == ["lottery", "reinit", "dense"] * 2
+    (row,) = table.rows
+    assert row.index == ("49.7%",)
+    assert [cell_text(cell, percent=True) for cell in row.cells] == [
+        "85.50 ± 0.71", "75.50 ± 0.71", "95.50 ± 0.71", "88.50 ± 0.71", "78.50 ± 0.71", "98.50 ± 0.71"]
+    finetune = tables["arms-oneshot"].rows[0].cells[2]
+    assert (finetune.n, finetune.expected, cell_text(finetune, percent=True)) == (0, 2, "—")
+    assert "Missing from MLflow: 2 of 16 runs" in markdown(tables["arms-oneshot"])
+
+
+def test_correlation_tables_are_exact(tables):
+    seeds = {lr: [base + 0.01 * seed for seed in (0, 1)] for lr, base in RP_INIT_TRAINED.items()}
+    assert csv_text(tables["rp-init-trained"]).splitlines() == ["p,point,column,mean,std,n,expected"] + [
+        f"0.2,lr={lr},\"R(init, trained)\",{statistics.fmean(values)!r},{statistics.stdev(values)!r},2,2"
+        for lr, values in seeds.items()]
+    masked = tables["rp-masked-imp"]
+    assert [column.name for column in masked.columns] == ["R(init*mask, finetune)", "R(reinit*mask, finetune)"] * 2
+    assert [(row.index, [cell_text(cell, percent=False) for cell in row.cells]) for row in masked.rows] == [
+        (("49.7%", "0.2"), ["0.605 ± 0.007", "0.205 ± 0.007"] * 2),
+        (("74.7%", "0.2"), ["0.655 ± 0.007", "0.205 ± 0.007"] * 2),
+    ]
+
+
+def test_table1_has_a_row_per_point_generator_and_sparsity(tables):
+    table = tables["table1"]
+    assert table.index == ("model", "dataset", "lr", "generator", "sparsity", "p")
+    assert [column.name for column in table.columns] == ["R(finetune, init)"]
+    rows = [(*row.index, cell_text(row.cells[0], percent=False)) for row in table.rows]
+    assert rows == [
+        ("lenet300100", "digits", "0.01", "imp", "49.7%", "0.2", "0.255 ± 0.007"),
+        ("lenet300100", "digits", "0.01", "imp", "74.7%", "0.2", "0.255 ± 0.007"),
+        ("lenet300100", "digits", "0.01", "oneshot", "49.7%", "0.2", "0.255 ± 0.007"),
+        ("lenet300100", "digits", "0.1", "imp", "49.7%", "0.2", "0.255 ± 0.007"),
+        ("lenet300100", "digits", "0.1", "imp", "74.7%", "0.2", "0.255 ± 0.007"),
+        ("lenet300100", "digits", "0.1", "oneshot", "49.7%", "0.2", "0.255 ± 0.007"),
+    ]
+
+
+def test_latex_is_booktabs_with_a_spanning_header_per_sweep_point(tables):
+    text = latex(tables["lottery-vs-reinit-imp"])
+    lines = text.splitlines()
+    assert lines[lines.index(r"\toprule") + 1:lines.index(r"\midrule")] == [
+        r" & \multicolumn{3}{c}{lr=0.01} & \multicolumn{3}{c}{lr=0.1} \\",
+        r"\cmidrule(lr){2-4} \cmidrule(lr){5-7}",
+        r"sparsity & lottery & reinit & dense & lottery & reinit & dense \\",
+    ]
+    assert r"49.7\% & 85.50 $\pm$ 0.71 & 75.50 $\pm$ 0.71 & 95.50 $\pm$ 0.71" in text
+    assert r"\bottomrule" in text and r"\begin{tabular}{lrrrrrr}" in text
+
+
+def test_write_report_prints_the_tables_and_counts_finished_stages(reported):
+    _, _, code, printed = reported
+    assert code == 0
+    assert "Every arm: test accuracy (%) on imp masks" in printed and "75.50 (n=1/2)" in printed
+    assert "77 of 80 stages have finished runs" in printed
+
+
+def test_write_report_writes_md_tex_csv_and_a_summary_page(reported, tables):
+    _, out_dir, _, _ = reported
+    for name, table in tables.items():
+        assert (out_dir / f"{name}.md").read_text() == markdown(table)
+        assert (out_dir / f"{name}.tex").read_text() == latex(table)
+        assert (out_dir / f"{name}.csv").read_text() == csv_text(table)
+    summary = (out_dir / "report.md").read_text()
+    assert summary.startswith("# report-test\n")
+    assert markdown(tables["arms-imp"]) in summary and "(arms-imp.png)" in summary
+
+
+def test_figures_are_valid_png_and_pdf(reported):
+    from matplotlib.image import imread
+
+    _, out_dir, _, _ = reported
+    expected = ["arms-imp", "arms-oneshot", "lottery-vs-reinit-imp", "lottery-vs-reinit-oneshot",
+                "rp-init-trained", "rp-masked-imp", "rp-masked-oneshot"]
+    assert sorted(path.stem for path in out_dir.glob("*.png")) == expected
+    assert sorted(path.stem for path in out_dir.glob("*.pdf")) == expected
+    for stem in expected:
+        height, width, _ = imread(out_dir / f"{stem}.png").shape
+        assert height > 100 and width > 100
+        pdf = (out_dir / f"{stem}.pdf").read_bytes()
+        assert pdf.startswith(b"%PDF") and pdf.rstrip().endswith(b"%%EOF")
+
+
+def test_the_report_files_are_the_artifacts_of_one_report_run(reported):
+    folder, out_dir, _, _ = reported
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    (run,) = client.search_runs([experiment_id], "tags.`ltspec.role` = 'report'")
+    assert run.info.status == "FINISHED" and run.data.tags["ltspec.spec"] == "report-test"
+    logged = {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
+    assert logged == {path.name for path in out_dir.iterdir()}
+
+
+def test_a_new_report_replaces_the_previous_report_run(spec_path, tmp_path):
+    loaded = load_spec(spec_path)
+    plan, uri = compile_plan(loaded), loaded.spec.tracking.uri
+    page = tmp_path / "page.md"
+    page.write_text("# a report\n")
+    first, second = log_report(uri, EXPERIMENT, plan, [page]), log_report(uri, EXPERIMENT, plan, [page])
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    (current,) = client.search_runs([experiment_id], "tags.`ltspec.role` = 'report'")
+    assert current.info.run_id == second != first
+    assert client.get_run(first).info.lifecycle_stage == "deleted"
+    assert [artifact.path for artifact in client.list_artifacts(second)] == ["page.md"]
+
+
+def test_a_spec_with_no_runs_says_so_and_returns_1(tmp_path):
+    database = tmp_path / "empty" / "mlflow.db"
+    code, printed = report(write_spec(tmp_path, f"sqlite:///{database}"), tmp_path / "out")
+    assert code == 1
+    assert "No runs found for spec report-test in experiment report-test at URI sqlite:///" in printed
+    assert "ltspec run" in printed
+    assert not database.parent.exists() and not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_store_is_a_message_not_a_traceback(tmp_path):
+    database = tmp_path / "mlflow.db"
+    database.write_text("this is not a database")
+    code, printed = report(write_spec(tmp_path, f"sqlite:///{database}"), tmp_path / "out")
+    assert code == 1
+    assert "cannot read the MLflow tracking store at sqlite:///" in printed and "file is not a database" in printed
+    assert "Traceback" not in printed
