@@ -5,8 +5,6 @@ has a mean and std that can be written down by hand. A few stages are left out o
 check that a missing run shows as missing rather than vanishing from the average.
 """
 
-import csv
-import io
 import shutil
 import statistics
 from pathlib import Path
@@ -16,11 +14,11 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 from rich.console import Console
 
-from ltspec.plan import Plan, compile_plan
+from ltspec.plan import compile_plan
 from ltspec.report import write_report
 from ltspec.report.collect import Results, Stat, fetch_stage_metrics, sweep_points
 from ltspec.report.render import cell_text, csv_text, latex, markdown
-from ltspec.report.tables import build_tables
+from ltspec.report.tables import build_tables, sparsity_label
 from ltspec.report.write import log_report
 from ltspec.spec import load_spec
 from ltspec.tracking import rp_metric
@@ -103,14 +101,15 @@ def identity(stage) -> tuple:
             labels["seed"])
 
 
-def write_spec(folder: Path, uri: str) -> Path:
+def write_spec(folder: Path, uri: str, tracking: str = "") -> Path:
+    """The spec, tracked at `uri`; `tracking` adds lines to its `[tracking]` table, the last one."""
     path = folder / "spec.toml"
-    path.write_text(SPEC.replace("URI", uri))
+    path.write_text(SPEC.replace("URI", uri) + tracking)
     return path
 
 
-def log_stage_run(client: MlflowClient, experiment_id: str, stage, status: str) -> None:
-    tags = {"ltspec.role": "stage", "ltspec.stage_key": stage.key, "ltspec.kind": stage.kind,
+def log_stage_run(client: MlflowClient, experiment_id: str, stage, status: str, role: str = "stage") -> None:
+    tags = {"ltspec.role": role, "ltspec.stage_key": stage.key, "ltspec.kind": stage.kind,
             "ltspec.seed": str(stage.labels["seed"])}
     run = client.create_run(experiment_id, tags=tags)
     metrics = [Metric(name, value, 0, 0) for name, value in known_metrics(stage).items()]
@@ -119,33 +118,33 @@ def log_stage_run(client: MlflowClient, experiment_id: str, stage, status: str) 
 
 
 @pytest.fixture(scope="module")
-def filled(tmp_path_factory) -> tuple[Path, Plan]:
-    """A sqlite store with a FINISHED run for every stage of the plan except LEFT_OUT (one of them RUNNING)."""
+def filled(tmp_path_factory) -> Path:
+    """A spec and its sqlite store: a FINISHED run for every stage of the plan except LEFT_OUT, of which one is
+    RUNNING and one has a FINISHED run that is not a stage run (a trunk run carrying its key): neither may count."""
     folder = tmp_path_factory.mktemp("store")
-    plan = compile_plan(load_spec(write_spec(folder, "unused")))
+    spec = write_spec(folder, f"sqlite:///{folder / 'mlflow.db'}")
     client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
     experiment_id = client.create_experiment(EXPERIMENT, artifact_location=(folder / "artifacts").as_uri())
-    for stage in plan.stages:
+    for stage in compile_plan(load_spec(spec)).stages:
         if stage.kind != "train" or identity(stage) not in LEFT_OUT:
             log_stage_run(client, experiment_id, stage, "FINISHED")
         elif identity(stage) == STILL_RUNNING:
             log_stage_run(client, experiment_id, stage, "RUNNING")
-    trunk = client.create_run(experiment_id, tags={"ltspec.role": "trunk"})
-    client.set_terminated(trunk.info.run_id, "FINISHED")
-    return folder / "mlflow.db", plan
+        else:
+            log_stage_run(client, experiment_id, stage, "FINISHED", role="trunk")
+    return spec
 
 
 @pytest.fixture
 def spec_path(filled, tmp_path) -> Path:
-    """A spec pointing at a private copy of the filled store, so tests that log a report stay independent."""
-    database, _ = filled
-    shutil.copy(database, tmp_path / "mlflow.db")
+    """A spec pointing at a private copy of the filled store, for a test that logs to it."""
+    shutil.copy(filled.parent / "mlflow.db", tmp_path / "mlflow.db")
     return write_spec(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
 
 
-@pytest.fixture
-def tables(spec_path):
-    loaded = load_spec(spec_path)
+@pytest.fixture(scope="module")
+def tables(filled):
+    loaded = load_spec(filled)
     keys = [stage.key for stage in compile_plan(loaded).stages]
     metrics = fetch_stage_metrics(loaded.spec.tracking.uri, EXPERIMENT, keys)
     return {table.name: table for table in build_tables(Results(sweep_points(loaded), metrics),
@@ -155,15 +154,14 @@ def tables(spec_path):
 @pytest.fixture(scope="module")
 def reported(filled, tmp_path_factory) -> tuple[Path, Path, int, str]:
     """One full report (tables, files, figures, report run) on a copy of the store, shared by the tests that read it."""
-    database, _ = filled
     folder = tmp_path_factory.mktemp("reported")
-    shutil.copy(database, folder / "mlflow.db")
+    shutil.copy(filled.parent / "mlflow.db", folder / "mlflow.db")
     code, printed = report(write_spec(folder, f"sqlite:///{folder / 'mlflow.db'}"), folder / "out")
     return folder, folder / "out", code, printed
 
 
 def report(spec_path: Path, out_dir: Path, **options) -> tuple[int, str]:
-    console = Console(record=True, width=200)
+    console = Console(record=True, width=200, soft_wrap=True)
     code = write_report(spec_path, out_dir=out_dir, console=console, **options)
     return code, console.export_text()
 
@@ -179,10 +177,17 @@ def test_stat_is_mean_and_sample_std_over_the_seeds_present():
     assert cell_text(Stat((), ()), percent=False) == ""
 
 
-def test_layouts_follow_the_spec_and_the_plan(tables):
+def test_a_row_without_mask_runs_shows_its_target_sparsity_marked():
+    assert sparsity_label(Results((), {"m1": {"sparsity": 0.49}}), ["m1", "m2"], 0.5) == ("49.0%", 0.49)
+    assert sparsity_label(Results((), {}), ["m1", "m2"], 0.5) == ("50.0% (target)", 0.5)
+
+
+def test_layouts_follow_the_spec_and_the_plan(filled, tables):
     # no rewind arm in the spec, so no rewind table; every generator gets its own arm and rp-masked tables
     assert list(tables) == ["dense", "lottery-vs-reinit-imp", "lottery-vs-reinit-oneshot", "rp-init-trained",
                             "rp-masked-imp", "rp-masked-oneshot", "arms-imp", "arms-oneshot", "table1"]
+    results = Results(sweep_points(load_spec(filled)), {})
+    assert [table.name for table in build_tables(results, ["table1", "rewind", "dense"])] == ["table1", "dense"]
 
 
 def test_arm_table_is_exact_with_measured_sparsity(tables):
@@ -317,6 +322,14 @@ def test_a_spec_with_no_runs_says_so_and_returns_1(tmp_path):
     assert "No runs found for spec report-test in experiment report-test at URI sqlite:///" in printed
     assert "ltspec run" in printed
     assert not database.parent.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_store_without_the_experiment_says_so_and_returns_1(filled, tmp_path):
+    shutil.copy(filled.parent / "mlflow.db", tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code, printed = report(write_spec(tmp_path, uri, 'experiment = "elsewhere"\n'), tmp_path / "out")
+    assert code == 1
+    assert f"No runs found for spec report-test in experiment elsewhere at URI {uri}" in printed
 
 
 def test_an_unreadable_store_is_a_message_not_a_traceback(tmp_path):
