@@ -268,10 +268,10 @@ def test_write_report_prints_the_tables_and_counts_finished_stages(reported):
 def test_write_report_writes_md_tex_csv_and_a_summary_page(reported, tables):
     _, out_dir, _, _ = reported
     for name, table in tables.items():
-        assert (out_dir / f"{name}.md").read_text() == markdown(table)
-        assert (out_dir / f"{name}.tex").read_text() == latex(table)
-        assert (out_dir / f"{name}.csv").read_text() == csv_text(table)
-    summary = (out_dir / "report.md").read_text()
+        assert (out_dir / f"{name}.md").read_text(encoding="utf-8") == markdown(table)
+        assert (out_dir / f"{name}.tex").read_text(encoding="utf-8") == latex(table)
+        assert (out_dir / f"{name}.csv").read_text(encoding="utf-8") == csv_text(table)
+    summary = (out_dir / "report.md").read_text(encoding="utf-8")
     assert summary.startswith("# report-test\n")
     assert markdown(tables["arms-imp"]) in summary and "(arms-imp.png)" in summary
 

@@ -93,6 +93,7 @@ def rp_vs_p(table: Table):
             if column.point == point and x:
                 axis.errorbar(x, mean, yerr=std, marker="o", capsize=3, color=color[column.name], label=column.name)
         axis.axline((0, 0), slope=1, color="black", linestyle="--", linewidth=1, label="$R_p = p$")
+        axis.set_xticks([row.x for row in table.rows])
         axis.set_title(point, fontsize="small")
         axis.set_xlabel("p")
         legend(axis)

@@ -17,7 +17,7 @@ from ltspec.report.collect import Point, Results, Stat, short_names
 from ltspec.tracking import rp_metric
 
 ACCURACY = "final_test_accuracy"
-SPARSITY_NOTE = "Sparsity is measured from the masks (mean over seeds), over the prunable tensors."
+SPARSITY_NOTE = "Sparsity is measured from the masks (prunable, non-excluded tensors; mean over seeds), not the target."
 RP_NOTE = "R_p = p means independent weights, R_p > p positive correlation, R_p = 1 the same magnitude ranking."
 
 

@@ -56,11 +56,12 @@ def write_report(spec_path: Path, *, formats: Sequence[str] = ("md", "tex", "csv
     for table in tables:
         console.print(rich_table(table))
         for suffix in formats:
-            written.append(out_dir / f"{table.name}.{suffix}")
-            written[-1].write_text(RENDERERS[suffix](table))
+            path = out_dir / f"{table.name}.{suffix}"
+            path.write_text(RENDERERS[suffix](table), encoding="utf-8")
+            written.append(path)
     figures = write_figures(tables, out_dir)
     summary = out_dir / SUMMARY
-    summary.write_text(summary_markdown(spec.name, tables, figures))
+    summary.write_text(summary_markdown(spec.name, tables, figures), encoding="utf-8")
     written += [*figures, summary]
     done = sum(stage.key in metrics for stage in plan.stages)
     console.print(f"{done} of {len(plan.stages)} stages have finished runs; wrote "
