@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -136,4 +136,81 @@ def schema(out: Annotated[Path, typer.Option(help="Where to write the JSON schem
 def quickstart_path() -> Path:
     """The offline quickstart spec shipped inside the package."""
     return Path(str(resources.files("ltspec").joinpath("quickstart.toml")))
+
+
+@app.command()
+def run(spec: Annotated[Optional[Path], typer.Argument(help="The spec; none runs the offline quickstart.",
+                                                       show_default=False)] = None,
+        device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+        runner: Annotated[str, typer.Option(help="local (this process) or ray (a Ray cluster).")] = "local",
+        address: Annotated[Optional[str], typer.Option(help="Ray cluster address (ray runner).")] = None,
+        gpu_share: Annotated[Optional[float], typer.Option(help="GPUs per stage on Ray; overrides the spec.")] = None):
+    """Execute the plan: train what is not done yet, resume what was interrupted, log every stage to MLflow."""
+    spec = spec or quickstart_path()
+    loaded, compiled = _load(spec)
+    console.print(f"[bold]{compiled.name}[/]: {len(compiled.stages)} stages, {compiled.epochs} epochs in the plan; "
+                  f"store {loaded.spec.storage.root}, MLflow {loaded.spec.tracking.uri}")
+    if runner == "ray":
+        from runners.ray import run_ray
+
+        summary = run_ray(loaded, compiled, address=address, gpu_share=gpu_share, console=console,
+                          plan_json=plan_json(compiled, set()))
+    elif runner == "local":
+        from runners.local import run_local
+
+        try:
+            summary = run_local(loaded, compiled, device=device, console=console,
+                                plan_json=plan_json(compiled, set()))
+        except KeyboardInterrupt:
+            errors.print("[yellow]interrupted:[/] finished epochs are kept in the store's checkpoints and the "
+                         "current MLflow run is marked KILLED; run the same command again to resume")
+            raise typer.Exit(130) from None
+    else:
+        errors.print(f"[bold red]error:[/] unknown runner `{runner}`; use local or ray")
+        raise typer.Exit(2)
+    console.print(f"{len(summary.ran)} stages ran, {len(summary.done)} were already done, "
+                  f"{len(summary.failed)} failed, {len(summary.blocked)} skipped after a failure")
+    for message in summary.failed.values():
+        errors.print(f"[red]failed:[/] {message}")
+    if not summary.ok:
+        raise typer.Exit(1)
+    console.print(f"browse the runs: [bold]ltspec ui {spec}[/] (or `mlflow ui --backend-store-uri "
+                  f"{loaded.spec.tracking.uri}`); tables: [bold]ltspec report {spec}[/]")
+
+
+@app.command()
+def report(spec: SpecArg,
+           format: Annotated[list[str], typer.Option("--format", "-f", help="File formats: md, tex, csv.")] = [
+               "md", "tex", "csv"],
+           out: Annotated[Optional[Path], typer.Option(help="Output folder (default: reports/<spec name>).")] = None):
+    """The paper's tables and figures from the spec's MLflow runs (mean ± std over seeds)."""
+    from ltspec.report import write_report
+
+    unknown = sorted(set(format) - {"md", "tex", "csv"})
+    if unknown:
+        errors.print(f"[bold red]error:[/] unknown format {', '.join(unknown)}; use md, tex or csv")
+        raise typer.Exit(2)
+    try:
+        code = write_report(spec, formats=format, out_dir=out, console=console)
+    except SpecError:
+        _load(spec)
+        raise
+    raise typer.Exit(code)
+
+
+@app.command()
+def ui(spec: Annotated[Optional[Path], typer.Argument(help="The spec whose tracking store to open.",
+                                                      show_default=False)] = None,
+       port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000):
+    """Start the MLflow UI on 127.0.0.1 over the spec's tracking store."""
+    import subprocess
+    import sys
+
+    uri = _load(spec)[0].spec.tracking.uri if spec else "sqlite:///mlflow.db"
+    console.print(f"MLflow UI on http://127.0.0.1:{port} over {uri} (Ctrl-C stops it)")
+    try:
+        subprocess.run([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+                        "--port", str(port)], check=False)
+    except KeyboardInterrupt:
+        pass
 

@@ -1,0 +1,186 @@
+"""MLflow logging: one experiment per spec, one parent run per dense trunk, one nested run per stage.
+
+Runs are found again by the stage key tag, so a re-run never logs a stage twice: a FINISHED run means the stage is
+done, and an unfinished one (a crash, a Ctrl-C) is picked up and continued rather than duplicated. Metrics go in
+batches (`log_batch` is ~50x faster than one call per value).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+from ltspec import __version__
+from ltspec.plan import Stage
+
+STAGE_KEY = "ltspec.stage_key"
+ROLE = "ltspec.role"
+BATCH = 900  # MLflow accepts at most 1000 metrics and 100 params in one log_batch
+
+
+def rp_metric(a: str, b: str, p: float) -> str:
+    """`rp/init-mask/finetune/p0.2`: MLflow metric names allow neither `*` nor `@`."""
+    def clean(term: str) -> str:
+        return term.replace("*mask", "-mask").replace("@", "-")
+
+    return f"rp/{clean(a)}/{clean(b)}/p{p:g}"
+
+
+def git_commit() -> str | None:
+    """The commit of the code that ran, when it runs from a git checkout."""
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+@dataclass(frozen=True)
+class Tracker:
+    """A connection to one MLflow experiment, with the tags every run of this spec carries."""
+
+    client: MlflowClient
+    experiment_id: str
+    tags: dict[str, str]
+
+
+@contextmanager
+def _creating(uri: str) -> Iterator[None]:
+    """Serialise the first use of a sqlite store: two processes creating its tables at once corrupt the migration."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(uri.removeprefix("sqlite:///")).resolve()
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.parent / f".{database.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def connect(uri: str, experiment: str, tags: dict[str, str]) -> Tracker:
+    """Open (or create) the spec's experiment; artifacts of a sqlite store live beside the database file."""
+    with _creating(uri):
+        client = MlflowClient(tracking_uri=uri)
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            location = None
+            if uri.startswith("sqlite:///"):
+                location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+            experiment_id = client.create_experiment(experiment, artifact_location=location)
+        else:
+            experiment_id = found.experiment_id
+    commit = git_commit()
+    common = {"ltspec.version": __version__, **({"ltspec.git_commit": commit} if commit else {}), **tags}
+    return Tracker(client, experiment_id, common)
+
+
+def _runs(tracker: Tracker, filter_string: str) -> list:
+    runs, token = [], None
+    while True:
+        page = tracker.client.search_runs([tracker.experiment_id], filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def stage_runs(tracker: Tracker) -> dict[str, Any]:
+    """Every stage run of the experiment by stage key, a FINISHED one preferred over unfinished ones."""
+    found: dict[str, Any] = {}
+    for run in _runs(tracker, f"tags.`{ROLE}` = 'stage'"):
+        key = run.data.tags.get(STAGE_KEY)
+        known = found.get(key)
+        if known is None or known.info.status != "FINISHED" and run.info.status == "FINISHED":
+            found[key] = run
+    return found
+
+
+def finished_stage_run(tracker: Tracker, key: str):
+    """The FINISHED run of a stage, asked fresh (another process may have just logged it), or None."""
+    runs = _runs(tracker, f"tags.`{STAGE_KEY}` = '{key}' and attributes.status = 'FINISHED'")
+    return runs[0] if runs else None
+
+
+def stage_tags(stage: Stage) -> dict[str, str]:
+    labels = stage.labels
+    tags = {STAGE_KEY: stage.key, ROLE: "stage", "ltspec.kind": stage.kind, "mlflow.runName": stage.describe()}
+    for name, value in labels.items():
+        if value is not None:
+            tags[f"ltspec.{name}"] = str(value)
+    if labels.get("sparsity") is not None:
+        tags["ltspec.sparsity_target"] = f"{labels['sparsity']:.6g}"
+    return tags
+
+
+def flat_params(config: dict, prefix: str = "") -> dict[str, str]:
+    """A stage's config as MLflow params: nested keys dotted, values as JSON."""
+    params = {}
+    for name, value in config.items():
+        if isinstance(value, dict) and value:
+            params.update(flat_params(value, f"{prefix}{name}."))
+        else:
+            params[f"{prefix}{name}"] = json.dumps(value) if not isinstance(value, str) else value
+    return params
+
+
+def trunk_run(tracker: Tracker, trunk: Stage) -> str:
+    """The parent run of a dense trunk, created once and reused by every later run."""
+    runs = _runs(tracker, f"tags.`{ROLE}` = 'trunk' and tags.`ltspec.trunk` = '{trunk.key}'")
+    if runs:
+        return runs[0].info.run_id
+    tags = {**tracker.tags, ROLE: "trunk", "ltspec.trunk": trunk.key, "mlflow.runName": f"trunk {trunk.describe()}",
+            **{f"ltspec.{k}": str(v) for k, v in trunk.labels.items() if v is not None}}
+    run = tracker.client.create_run(tracker.experiment_id, tags=tags)
+    tracker.client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def start_stage(tracker: Tracker, stage: Stage, parent_run_id: str | None, existing=None) -> str:
+    """A run for a stage about to execute: its unfinished run from an interrupted attempt, or a new one."""
+    if existing is not None and existing.info.status != "FINISHED":
+        tracker.client.update_run(existing.info.run_id, status="RUNNING")
+        return existing.info.run_id
+    tags = {**tracker.tags, **stage_tags(stage)}
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    run = tracker.client.create_run(tracker.experiment_id, tags=tags)
+    params = [Param(k, v[:6000]) for k, v in flat_params(stage.config).items()]
+    params.append(Param("stage.epochs", str(stage.epochs)))
+    for start in range(0, len(params), 100):
+        tracker.client.log_batch(run.info.run_id, params=params[start:start + 100])
+    return run.info.run_id
+
+
+def log_metrics(tracker: Tracker, run_id: str, rows: Iterable[tuple[int, dict[str, float]]]) -> None:
+    """Log (step, {name: value}) rows in as few batches as MLflow allows."""
+    now = int(time.time() * 1000)
+    metrics = [Metric(name, float(value), now, step) for step, values in rows for name, value in values.items()]
+    for start in range(0, len(metrics), BATCH):
+        tracker.client.log_batch(run_id, metrics=metrics[start:start + BATCH])
+
+
+def log_json(tracker: Tracker, run_id: str, name: str, obj: Any) -> None:
+    tracker.client.log_text(run_id, json.dumps(obj, indent=2, sort_keys=True, default=str), name)
+
+
+def log_file(tracker: Tracker, run_id: str, path: Path, folder: str | None = None) -> None:
+    tracker.client.log_artifact(run_id, str(path), folder)
+
+
+def end_stage(tracker: Tracker, run_id: str, status: str = "FINISHED") -> None:
+    """Close a stage run as FINISHED, FAILED or KILLED."""
+    tracker.client.set_terminated(run_id, status)
+
+
+def set_tags(tracker: Tracker, run_id: str, tags: dict[str, str]) -> None:
+    tracker.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

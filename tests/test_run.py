@@ -1,0 +1,217 @@
+"""Running a plan end to end: real training on tiny data, a real MLflow sqlite store, resume after SIGKILL."""
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from ltspec.plan import compile_plan
+from ltspec.spec import load_spec
+from ltspec.store import Store
+from ltspec.tracking import STAGE_KEY, rp_metric
+from runners.local import run_local
+
+SPEC = """\
+name = "tiny-run"
+seeds = [0]
+
+[data]
+dataset = "digits"
+batch_size = 128
+
+[model]
+arch = "mlp"
+
+[train]
+epochs = {epochs}
+lr = 0.05
+schedule = {{ kind = "step", milestones = [1], gamma = 0.5 }}
+
+[masks.imp]
+kind = "imp"
+rate = 0.5
+rounds = 2
+
+[masks.oneshot]
+kind = "oneshot"
+sparsities = [0.7]
+
+[arms]
+lottery = {{ start = "init" }}
+reinit = {{ start = "reinit" }}
+finetune = {{ start = "trained" }}
+{extra_arms}
+[measure]
+p = [0.1, 0.2]
+pairs = [["init", "trained"], ["init*mask", "finetune"], ["reinit*mask", "finetune"], ["finetune", "init"]]
+
+[tracking]
+uri = "sqlite:///{folder}/mlflow.db"
+
+[storage]
+root = "{folder}/store"
+"""
+
+
+def write_spec(folder: Path, epochs: int = 2, extra_arms: str = "") -> Path:
+    path = folder / "spec.toml"
+    path.write_text(SPEC.format(epochs=epochs, folder=folder.as_posix(), extra_arms=extra_arms))
+    return path
+
+
+def stage_runs(folder: Path) -> list:
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder}/mlflow.db")
+    experiment = client.get_experiment_by_name("tiny-run")
+    return [run for run in client.search_runs([experiment.experiment_id], "tags.`ltspec.role` = 'stage'")]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    loaded = load_spec(write_spec(folder))
+    plan = compile_plan(loaded)
+    summary = run_local(loaded, plan, device="cpu")
+    return folder, loaded, plan, summary
+
+
+def test_every_stage_runs_and_is_logged_once(finished):
+    folder, _, plan, summary = finished
+    assert summary.ok and sorted(summary.ran) == sorted(stage.key for stage in plan.stages)
+    runs = stage_runs(folder)
+    assert sorted(run.data.tags[STAGE_KEY] for run in runs) == sorted(stage.key for stage in plan.stages)
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    store = Store(folder / "store")
+    assert all(store.is_complete(stage.key) for stage in plan.stages)
+
+
+def test_results_make_sense(finished):
+    folder, _, plan, _ = finished
+    store = Store(folder / "store")
+    for stage in plan.stages:
+        metrics = store.record(stage.key)["metrics"]
+        if stage.kind in ("dense", "train"):
+            assert 0.5 < metrics["final_test_accuracy"] <= 1.0, stage.describe()
+        if stage.kind in ("mask", "train", "evaluate"):
+            assert metrics["sparsity"] == pytest.approx(stage.labels["sparsity"], abs=0.01)
+        if stage.kind == "measure":
+            assert metrics and all(0.0 <= value <= 1.0 for value in metrics.values())
+    dense_measure = next(s for s in plan.stages if s.kind == "measure" and len(s.parents) == 1)
+    assert rp_metric("init", "trained", 0.2) in store.record(dense_measure.key)["metrics"]
+
+
+def test_mlflow_runs_carry_tags_metrics_and_nesting(finished):
+    folder, _, plan, _ = finished
+    runs = {run.data.tags[STAGE_KEY]: run for run in stage_runs(folder)}
+    lottery = next(a for a in plan.arms if a.arm == "lottery" and a.generator == "imp" and a.round == 2)
+    run = runs[lottery.stage]
+    tags = run.data.tags
+    assert tags["ltspec.kind"] == "train" and tags["ltspec.arm"] == "lottery" and tags["ltspec.round"] == "2"
+    assert tags["ltspec.sparsity_target"] == "0.75" and tags["ltspec.seed"] == "0"
+    assert "mlflow.parentRunId" in tags
+    assert {"final_test_accuracy", "train_loss", "test_accuracy", "lr", "sparsity"} <= set(run.data.metrics)
+    history = MlflowClient(tracking_uri=f"sqlite:///{folder}/mlflow.db").get_metric_history(run.info.run_id,
+                                                                                           "train_loss")
+    assert [m.step for m in history] == [1, 2]
+
+
+def test_imp_lottery_arm_is_the_imp_round(finished):
+    _, _, plan, _ = finished
+    rounds = [s for s in plan.stages if s.kind == "train" and s.labels.get("generator") == "imp"
+              and s.config["start"] == "init"]
+    assert len(rounds) == 2 and {s.labels["arm"] for s in rounds} == {"lottery"}
+
+
+def test_a_second_run_trains_nothing_and_logs_nothing(finished):
+    folder, loaded, plan, _ = finished
+    before = len(stage_runs(folder))
+    summary = run_local(loaded, plan, device="cpu")
+    assert summary.ran == [] and len(summary.done) == len(plan.stages)
+    assert len(stage_runs(folder)) == before
+
+
+def cli(folder: Path, spec: Path, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ltspec", "run", str(spec), "--device", "cpu"], cwd=folder,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def final_metrics(folder: Path, spec: Path) -> dict:
+    plan = compile_plan(load_spec(spec))
+    store = Store(folder / "store")
+    return {stage.key: store.record(stage.key)["metrics"] for stage in plan.stages}
+
+
+def test_sigkill_mid_stage_then_resume_gives_identical_results(tmp_path):
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    reference.mkdir(), killed.mkdir()
+    spec_a, spec_b = write_spec(reference, epochs=8), write_spec(killed, epochs=8)
+    plan = compile_plan(load_spec(spec_b))
+    dense = plan.trunks[0].key
+    uninterrupted = cli(reference, spec_a)
+    victim = cli(killed, spec_b)
+    checkpoint = Store(killed / "store").stage_dir(dense) / "checkpoint.pt"
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert checkpoint.exists(), "the dense stage never checkpointed"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not all(Store(killed / "store").is_complete(stage.key) for stage in plan.stages)
+    resumed = cli(killed, spec_b)
+    assert resumed.wait() == 0, resumed.stdout.read()
+    assert uninterrupted.wait() == 0, uninterrupted.stdout.read()
+    assert final_metrics(killed, spec_b) == final_metrics(reference, spec_a)
+    keys = [run.data.tags[STAGE_KEY] for run in stage_runs(killed)]
+    assert len(keys) == len(set(keys)) == len(plan.stages), "a stage was logged twice"
+
+
+def test_two_concurrent_runs_train_each_stage_once(tmp_path):
+    spec = write_spec(tmp_path)
+    plan = compile_plan(load_spec(spec))
+    first, second = cli(tmp_path, spec), cli(tmp_path, spec)
+    outputs = [process.communicate()[0] for process in (first, second)]
+    assert first.returncode == second.returncode == 0, outputs
+    ran = [int(re.search(r"(\d+) stages ran", output).group(1)) for output in outputs]
+    assert sum(ran) == len(plan.stages), outputs
+    keys = [run.data.tags[STAGE_KEY] for run in stage_runs(tmp_path)]
+    assert sorted(keys) == sorted(stage.key for stage in plan.stages)
+
+
+def test_a_diverging_arm_fails_alone(tmp_path):
+    spec = write_spec(tmp_path, extra_arms='boom = { start = "init", lr = 1e12 }\n')
+    process = cli(tmp_path, spec)
+    output = process.communicate()[0]
+    assert process.returncode == 1
+    assert "Traceback" not in output
+    assert re.search(r"train boom on .*the training loss became nan in epoch 1", output), output
+    plan = compile_plan(load_spec(spec))
+    store = Store(tmp_path / "store")
+    boom = [s for s in plan.stages if s.labels.get("arm") == "boom"]
+    others = [s for s in plan.stages if s.labels.get("arm") != "boom" and s.kind != "measure"]
+    assert boom and not any(store.is_complete(s.key) for s in boom)
+    assert all(store.is_complete(s.key) for s in others)
+    statuses = {run.data.tags[STAGE_KEY]: run.info.status for run in stage_runs(tmp_path)}
+    assert {statuses[s.key] for s in boom} == {"FAILED"}
+
+
+def test_ctrl_c_keeps_finished_epochs_and_marks_the_run_killed(tmp_path):
+    spec = write_spec(tmp_path, epochs=30)
+    plan = compile_plan(load_spec(spec))
+    dense = plan.trunks[0].key
+    process = cli(tmp_path, spec)
+    checkpoint = Store(tmp_path / "store").stage_dir(dense) / "checkpoint.pt"
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate()[0]
+    assert process.returncode == 130, output
+    assert "interrupted" in output and "Traceback" not in output
+    killed = [run.data.tags[STAGE_KEY] for run in stage_runs(tmp_path) if run.info.status == "KILLED"]
+    assert len(killed) == 1
+    assert (Store(tmp_path / "store").stage_dir(killed[0]) / "checkpoint.pt").exists()
+
