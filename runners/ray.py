@@ -1,0 +1,244 @@
+"""The Ray runner: the plan of `runners.local` on a Ray cluster, each stage a task that waits on its parents' tasks.
+
+Like the local runner it decides only where and when: each task builds its own `Context` and calls
+`ltspec.execution.run_stage`. A task takes its parents' results (their ObjectRefs) as arguments, so Ray itself
+schedules the DAG: a stage starts once its parents are done, on any node with the GPU share and CPUs it asks for.
+Tasks return small records (status, final metrics or the failure message), never tensors: weights travel through
+the store, which every worker reaches by the same absolute path.
+
+On one machine nothing needs setting up. On several, every node must see the same store and the same MLflow: the
+store on a shared filesystem (NFS, say) mounted at the same path, MLflow behind a server. Nothing can tell a
+shared mount from a local disk, so the runner asks for that explicitly: on a multi-node cluster it refuses a
+relative store path and a tracking URI that is a local file (sqlite, file:).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlparse
+
+import ray
+import torch
+from mlflow import MlflowClient
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ltspec import tracking
+from ltspec.execution import Context, StageFailed, run_stage
+from ltspec.plan import Plan, Stage
+from ltspec.spec import LoadedSpec
+from ltspec.store import Store
+from runners.local import Summary, connect, log_spec
+
+SMALL_ARCHS = frozenset({"resnet20", "resnet32", "resnet44", "resnet56", "mobilenetv2", "lenet300100", "mlp",
+                         "convnet", "conv1d"})
+SMALL_NET_GPU_SHARE = 0.25  # four small-net stages keep one GPU busy; one alone leaves it mostly idle
+LOST_WORKER_RETRIES = 2  # a worker lost to a dead node or the OOM killer; the stage resumes from its checkpoint
+LOCAL_URI_SCHEMES = ("", "file", "sqlite")  # a path on the machine that opens it, not a server
+
+
+class ClusterError(ValueError):
+    """A cluster this spec cannot run on as it stands; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where every task finds the store and the MLflow experiment, paths made absolute on the driver: a worker's
+    working directory is wherever `ray start` ran, so a relative path would name another folder there."""
+
+    store_root: str
+    tracking_uri: str
+    experiment_id: str
+    tags: dict[str, str]
+    threads: int
+
+    def tracker(self) -> tracking.Tracker:
+        """The driver's experiment, opened from this worker (the driver created it, so no worker races to)."""
+        return tracking.Tracker(MlflowClient(tracking_uri=self.tracking_uri), self.experiment_id, self.tags)
+
+
+def check_cluster(nodes: list[dict], tracking_uri: str, store_root: str) -> None:
+    """Refuse a multi-node cluster unless the store and MLflow are reachable from every node.
+
+    `nodes` is `ray.nodes()`: dicts with an `Alive` flag. A relative store path or a file tracking URI means a
+    folder on each machine, so workers elsewhere would write results this machine never sees.
+    """
+    alive = [node for node in nodes if node.get("Alive")]
+    if len(alive) <= 1:
+        return
+    problems = []
+    if urlparse(tracking_uri).scheme in LOCAL_URI_SCHEMES:
+        problems.append(f"the tracking URI `{tracking_uri}` is a file on this machine")
+    if not Path(store_root).is_absolute():
+        problems.append(f"the store root `{store_root}` is a relative path")
+    if problems:
+        raise ClusterError(
+            f"refusing to run on a {len(alive)}-node Ray cluster: {' and '.join(problems)}, so workers on other "
+            "nodes would keep their results where this machine never sees them. Mount one shared filesystem (NFS, "
+            "say) at the same path on every node and set `[storage] root` to an absolute path on it; run an MLflow "
+            "server every node can reach (`mlflow server --backend-store-uri sqlite:///mlflow.db --host 0.0.0.0`) "
+            "and set `[tracking] uri = \"http://HEAD:5000\"`. On a single machine neither is needed.")
+
+
+def gpus_per_stage(arch: str, gpu_share: float | None, cluster_gpus: float) -> float:
+    """The GPUs one stage asks for: the given share, else a whole GPU for a large net and a quarter for a small one;
+    none on a cluster without GPUs, where any request would leave every task waiting forever."""
+    if cluster_gpus <= 0:
+        return 0.0
+    if gpu_share is not None:
+        return gpu_share
+    return SMALL_NET_GPU_SHARE if arch in SMALL_ARCHS else 1.0
+
+
+def absolute_uri(uri: str) -> str:
+    """The tracking URI with a relative sqlite or plain path resolved against this working directory."""
+    if uri.startswith("sqlite:///"):
+        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+    if not urlparse(uri).scheme:
+        return str(Path(uri).resolve())
+    return uri
+
+
+def _located(stage: Stage) -> Stage:
+    """The stage with its data folder resolved against the driver's working directory (the key does not change)."""
+    root = stage.runtime.get("root")
+    if root is None or Path(root).is_absolute():
+        return stage
+    return replace(stage, runtime={**stage.runtime, "root": str(Path(root).resolve())})
+
+
+def _trunk(stage: Stage) -> str:
+    return stage.key if stage.kind == "dense" else stage.labels["trunk"]
+
+
+@ray.remote(max_retries=LOST_WORKER_RETRIES, retry_exceptions=False)
+def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_run: str, run, *parents: dict) -> dict:
+    """Run one stage in a worker, or report it blocked when a parent failed.
+
+    A StageFailed is the stage's real outcome (a diverged loss, say), so it comes back as a record, not an
+    exception: Ray never retries it, and retries only a worker that died.
+    """
+    if any(parent["status"] in ("failed", "blocked") for parent in parents):
+        return {"key": key, "status": "blocked"}
+    torch.set_num_threads(workspace.threads)
+    trunk = _trunk(stages[key])
+    ctx = Context(store=Store(Path(workspace.store_root)),
+                  device=torch.device("cuda" if ray.get_gpu_ids() else "cpu"), stages=stages,
+                  tracker=workspace.tracker(), runs={key: run} if run is not None else {},
+                  trunk_runs={trunk: trunk_run})
+    try:
+        record, ran = run_stage(stages[key], ctx)
+    except StageFailed as failure:
+        return {"key": key, "status": "failed", "message": str(failure)}
+    return {"key": key, "status": "ran" if ran else "done", "metrics": record["metrics"]}
+
+
+def run_ray(loaded: LoadedSpec, plan: Plan, *, address: str | None = None, gpu_share: float | None = None,
+            console: Console | None = None, plan_json: dict | None = None) -> Summary:
+    """Run every stage of the plan not done yet as a Ray task, and wait for all of them.
+
+    `address` is a running cluster's (`auto` for the one `ray start` began on this machine); without one, Ray
+    connects to RAY_ADDRESS or a cluster started here, else starts a local one for this run. `gpu_share`
+    overrides the spec's `resources.gpu_share`. Stages already complete in the store are not submitted: the
+    driver only logs them to this experiment when it lacks them, as the local runner does.
+    """
+    console = console or Console()
+    spec = loaded.spec
+    stages = {stage.key: _located(stage) for stage in plan.stages}
+    tracker = connect(loaded, plan)
+    driver = Context(store=Store(Path(spec.storage.root).resolve()), device=torch.device("cpu"), stages=stages,
+                     tracker=tracker, runs=tracking.stage_runs(tracker))
+    outcomes: dict[str, dict] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            overall = progress.add_task("stages", total=len(plan.stages), info="")
+            pending = []
+            for stage in plan.stages:
+                if driver.store.is_complete(stage.key):
+                    run_stage(stages[stage.key], driver)
+                    outcomes[stage.key] = {"key": stage.key, "status": "done"}
+                    progress.advance(overall)
+                else:
+                    pending.append(stages[stage.key])
+            if pending:
+                _run_on_cluster(pending, plan, spec, driver, address, gpu_share, outcomes, progress, overall)
+    finally:
+        if plan_json is not None:
+            log_spec(tracker, loaded, plan_json, driver.trunk_runs)
+    return _summary(plan, outcomes)
+
+
+def _run_on_cluster(pending: list[Stage], plan: Plan, spec, driver: Context, address: str | None,
+                    gpu_share: float | None, outcomes: dict[str, dict], progress: Progress, overall) -> None:
+    """Connect, submit every pending stage with its parents' refs as arguments, and collect as they finish."""
+    joined = not ray.is_initialized()
+    if joined:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        check_cluster(ray.nodes(), spec.tracking.uri, spec.storage.root)
+        cluster_gpus = ray.cluster_resources().get("GPU", 0)
+        share = gpu_share if gpu_share is not None else spec.resources.gpu_share
+        workspace = Workspace(str(driver.store.root), absolute_uri(spec.tracking.uri), driver.tracker.experiment_id,
+                              driver.tracker.tags, threads=max(1, int(spec.resources.cpus)))
+        stages_ref = ray.put(driver.stages)
+        refs: dict[str, ray.ObjectRef] = {}
+        for stage in pending:
+            trunk = _trunk(stage)
+            if trunk not in driver.trunk_runs:
+                driver.trunk_runs[trunk] = tracking.trunk_run(driver.tracker, driver.stages[trunk])
+            arch = driver.stages[trunk].config["model"]["arch"]
+            task = _stage_task.options(num_cpus=spec.resources.cpus, name=stage.describe(),
+                                       num_gpus=gpus_per_stage(arch, share, cluster_gpus))
+            refs[stage.key] = task.remote(stage.key, stages_ref, workspace, driver.trunk_runs[trunk],
+                                          driver.runs.get(stage.key), *(refs[p] for p in stage.parents if p in refs))
+        _collect(refs, plan, outcomes, progress, overall)
+    finally:
+        if joined:
+            ray.shutdown()
+
+
+def _collect(refs: dict[str, ray.ObjectRef], plan: Plan, outcomes: dict[str, dict], progress: Progress,
+             overall) -> None:
+    """Wait for every task; each batch of finished ones is read in plan order, so a parent's outcome is known
+    before its children's."""
+    order = {stage.key: index for index, stage in enumerate(plan.stages)}
+    keys = {ref: key for key, ref in refs.items()}
+    waiting = list(refs.values())
+    while waiting:
+        ready, waiting = ray.wait(waiting, num_returns=1)
+        if waiting:
+            more, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=0)
+            ready += more
+        for ref in sorted(ready, key=lambda ref: order[keys[ref]]):
+            stage = plan.stage(keys[ref])
+            outcome = outcomes[stage.key] = _outcome(ref, stage, outcomes)
+            if outcome["status"] == "failed":
+                progress.console.print(f"[red]failed:[/] {outcome['message']}")
+            progress.update(overall, advance=1, info=f"{outcome['status']}: {stage.describe()}")
+
+
+def _outcome(ref: ray.ObjectRef, stage: Stage, outcomes: dict[str, dict]) -> dict:
+    """The task's record; a task that raised is blocked when a parent failed (Ray hands the parent's error to its
+    children) and failed otherwise, e.g. a worker lost more often than the retries allow."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as error:
+        if any(outcomes.get(parent, {}).get("status") in ("failed", "blocked") for parent in stage.parents):
+            return {"key": stage.key, "status": "blocked"}
+        cause = getattr(error, "cause", None) or error
+        return {"key": stage.key, "status": "failed",
+                "message": str(StageFailed(stage, f"{type(cause).__name__}: {cause}"))}
+
+
+def _summary(plan: Plan, outcomes: dict[str, dict]) -> Summary:
+    summary = Summary()
+    for stage in plan.stages:
+        outcome = outcomes[stage.key]
+        if outcome["status"] == "failed":
+            summary.failed[stage.key] = outcome["message"]
+        else:
+            {"ran": summary.ran, "done": summary.done, "blocked": summary.blocked}[outcome["status"]].append(stage.key)
+    return summary
