@@ -231,7 +231,10 @@ def _apply(data: dict, values: tuple[tuple[str, Any], ...]) -> dict:
         node = point
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = value
+            if not isinstance(node, dict):
+                break  # the table itself has the wrong type; validation reports that
+        else:
+            node[leaf] = value
     return point
 
 
