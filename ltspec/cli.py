@@ -190,12 +190,8 @@ def report(spec: SpecArg,
     if unknown:
         errors.print(f"[bold red]error:[/] unknown format {', '.join(unknown)}; use md, tex or csv")
         raise typer.Exit(2)
-    try:
-        code = write_report(spec, formats=format, out_dir=out, console=console)
-    except SpecError:
-        _load(spec)
-        raise
-    raise typer.Exit(code)
+    _load(spec)
+    raise typer.Exit(write_report(spec, formats=format, out_dir=out, console=console))
 
 
 @app.command()

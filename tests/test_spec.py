@@ -207,3 +207,8 @@ def test_validate_and_plan_import_neither_torch_nor_mlflow():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_shortcut_only_for_resnets():
+    problem = only_problem(MINIMAL.replace('arch = "lenet300100"', 'arch = "lenet300100"\nshortcut = "B"'))
+    assert problem.path == ("model", "shortcut") and "no shortcut" in problem.message

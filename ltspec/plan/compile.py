@@ -19,7 +19,6 @@ from ltspec.spec.load import LoadedSpec
 from ltspec.spec.models import Imp, Spec
 
 AUGMENTABLE = ("cifar10", "cifar100", "tiny-imagenet", "synthetic")
-RESNETS_WITH_SHORTCUT_CHOICE = ("resnet20", "resnet32", "resnet44", "resnet56")
 
 
 @dataclass(frozen=True)
@@ -142,9 +141,11 @@ def data_config(spec: Spec) -> dict:
 
 
 def model_config(spec: Spec) -> dict:
+    """The model in canonical form: the shortcut, where the architecture has one, made explicit."""
     model = {"arch": spec.model.arch, "width": spec.model.width}
-    if spec.model.arch in RESNETS_WITH_SHORTCUT_CHOICE:
-        model["shortcut"] = spec.model.shortcut
+    reference = architectures.entry(spec.model.arch)["shortcut"]
+    if reference is not None:
+        model["shortcut"] = spec.model.shortcut or reference
     return model
 
 

@@ -46,6 +46,9 @@ def _check_model(spec: Spec) -> list[Problem]:
     if arch not in architectures.ARCHITECTURES:
         hint = _did_you_mean(arch, architectures.ARCHITECTURES) or "one of " + ", ".join(architectures.ARCHITECTURES)
         return [Problem(("model", "arch"), f"unknown architecture `{arch}`", hint)]
+    if spec.model.shortcut is not None and architectures.entry(arch)["shortcut"] is None:
+        return [Problem(("model", "shortcut"), f"`{arch}` has no shortcut to choose",
+                        "shortcut applies to resnet18/20/32/44/56; remove it")]
     kind, dataset = architectures.input_kind(arch), spec.data.dataset
     if kind == "image" and dataset == "mnist1d":
         return [Problem(("model", "arch"), f"`{arch}` takes images but `{dataset}` holds 1-D signals",

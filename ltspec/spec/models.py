@@ -47,8 +47,9 @@ class Model(Strict):
 
     arch: str = Field(description="Registered architecture, e.g. `vgg16`, `resnet20`, `mobilenetv2`, `lenet300100`.")
     width: float = Field(1.0, gt=0.0, le=8.0, description="Channel width multiplier.")
-    shortcut: Literal["A", "B"] = Field(
-        "A", description="ResNet shortcut: `A` zero-padding identity (the paper), `B` 1x1 projection.")
+    shortcut: Literal["A", "B"] | None = Field(
+        None, description="CIFAR ResNet shortcut: `A` zero-padding identity, `B` 1x1 projection; null: the "
+        "architecture's reference (A for ResNet-20..56, as in the paper; B for ResNet-18).")
 
 
 class Sgd(Strict):
