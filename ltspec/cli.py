@@ -8,7 +8,6 @@ them when called.
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -135,7 +134,7 @@ def schema(out: Annotated[Path, typer.Option(help="Where to write the JSON schem
 
 def quickstart_path() -> Path:
     """The offline quickstart spec shipped inside the package."""
-    return Path(str(resources.files("ltspec").joinpath("quickstart.toml")))
+    return Path(__file__).parent / "quickstart.toml"
 
 
 @app.command()
