@@ -14,11 +14,14 @@ relative store path and a tracking URI that is a local file (sqlite, file:).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
 import ray
+from ray.exceptions import RayError
 import torch
 from mlflow import MlflowClient
 from rich.console import Console
@@ -27,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ltspec import tracking
 from ltspec.execution import Context, StageFailed, run_stage
 from ltspec.plan import Plan, Stage
-from ltspec.spec import LoadedSpec
+from ltspec.spec import LoadedSpec, Spec
 from ltspec.store import Store
 from runners.local import Summary, connect, log_spec
 
@@ -113,11 +116,13 @@ def _trunk(stage: Stage) -> str:
 
 
 @ray.remote(max_retries=LOST_WORKER_RETRIES, retry_exceptions=False)
-def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_run: str, run, *parents: dict) -> dict:
+def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_run: str, known_run,
+                *parents: dict) -> dict:
     """Run one stage in a worker, or report it blocked when a parent failed.
 
-    A StageFailed is the stage's real outcome (a diverged loss, say), so it comes back as a record, not an
-    exception: Ray never retries it, and retries only a worker that died.
+    `known_run` is the stage's MLflow run that the driver found, if any: a run left by an interrupted attempt is
+    continued rather than duplicated. A StageFailed is the stage's real outcome (a diverged loss, say), so it comes
+    back as a record, not an exception: Ray never retries it, and retries only a worker that died.
     """
     if any(parent["status"] in ("failed", "blocked") for parent in parents):
         return {"key": key, "status": "blocked"}
@@ -125,7 +130,7 @@ def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_
     trunk = _trunk(stages[key])
     ctx = Context(store=Store(Path(workspace.store_root)),
                   device=torch.device("cuda" if ray.get_gpu_ids() else "cpu"), stages=stages,
-                  tracker=workspace.tracker(), runs={key: run} if run is not None else {},
+                  tracker=workspace.tracker(), runs={key: known_run} if known_run is not None else {},
                   trunk_runs={trunk: trunk_run})
     try:
         record, ran = run_stage(stages[key], ctx)
@@ -145,10 +150,10 @@ def run_ray(loaded: LoadedSpec, plan: Plan, *, address: str | None = None, gpu_s
     """
     console = console or Console()
     spec = loaded.spec
-    stages = {stage.key: _located(stage) for stage in plan.stages}
     tracker = connect(loaded, plan)
-    driver = Context(store=Store(Path(spec.storage.root).resolve()), device=torch.device("cpu"), stages=stages,
-                     tracker=tracker, runs=tracking.stage_runs(tracker))
+    driver = Context(store=Store(Path(spec.storage.root).resolve()), device=torch.device("cpu"),
+                     stages={stage.key: _located(stage) for stage in plan.stages}, tracker=tracker,
+                     runs=tracking.stage_runs(tracker))
     outcomes: dict[str, dict] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn())
@@ -158,46 +163,56 @@ def run_ray(loaded: LoadedSpec, plan: Plan, *, address: str | None = None, gpu_s
             pending = []
             for stage in plan.stages:
                 if driver.store.is_complete(stage.key):
-                    run_stage(stages[stage.key], driver)
+                    run_stage(driver.stages[stage.key], driver)
                     outcomes[stage.key] = {"key": stage.key, "status": "done"}
                     progress.advance(overall)
                 else:
-                    pending.append(stages[stage.key])
+                    pending.append(driver.stages[stage.key])
             if pending:
-                _run_on_cluster(pending, plan, spec, driver, address, gpu_share, outcomes, progress, overall)
+                with _connected(address):
+                    check_cluster(ray.nodes(), spec.tracking.uri, spec.storage.root)
+                    refs = _submit(pending, driver, spec, gpu_share)
+                    _collect(refs, plan, outcomes, progress, overall)
     finally:
         if plan_json is not None:
             log_spec(tracker, loaded, plan_json, driver.trunk_runs)
     return _summary(plan, outcomes)
 
 
-def _run_on_cluster(pending: list[Stage], plan: Plan, spec, driver: Context, address: str | None,
-                    gpu_share: float | None, outcomes: dict[str, dict], progress: Progress, overall) -> None:
-    """Connect, submit every pending stage with its parents' refs as arguments, and collect as they finish."""
-    joined = not ray.is_initialized()
-    if joined:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+@contextmanager
+def _connected(address: str | None) -> Iterator[None]:
+    """Join the cluster unless this process already has (a notebook, a test), and leave only what it joined."""
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
-        check_cluster(ray.nodes(), spec.tracking.uri, spec.storage.root)
-        cluster_gpus = ray.cluster_resources().get("GPU", 0)
-        share = gpu_share if gpu_share is not None else spec.resources.gpu_share
-        workspace = Workspace(str(driver.store.root), absolute_uri(spec.tracking.uri), driver.tracker.experiment_id,
-                              driver.tracker.tags, threads=max(1, int(spec.resources.cpus)))
-        stages_ref = ray.put(driver.stages)
-        refs: dict[str, ray.ObjectRef] = {}
-        for stage in pending:
-            trunk = _trunk(stage)
-            if trunk not in driver.trunk_runs:
-                driver.trunk_runs[trunk] = tracking.trunk_run(driver.tracker, driver.stages[trunk])
-            arch = driver.stages[trunk].config["model"]["arch"]
-            task = _stage_task.options(num_cpus=spec.resources.cpus, name=stage.describe(),
-                                       num_gpus=gpus_per_stage(arch, share, cluster_gpus))
-            refs[stage.key] = task.remote(stage.key, stages_ref, workspace, driver.trunk_runs[trunk],
-                                          driver.runs.get(stage.key), *(refs[p] for p in stage.parents if p in refs))
-        _collect(refs, plan, outcomes, progress, overall)
+        yield
     finally:
-        if joined:
-            ray.shutdown()
+        ray.shutdown()
+
+
+def _submit(pending: list[Stage], driver: Context, spec: Spec, gpu_share: float | None) -> dict[str, ray.ObjectRef]:
+    """One task per pending stage, in plan order, with the refs of its submitted parents as arguments.
+
+    Trunk runs are created here, before any task starts, so that two stages of one trunk never race to create it.
+    """
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    share = gpu_share if gpu_share is not None else spec.resources.gpu_share
+    workspace = Workspace(str(driver.store.root), absolute_uri(spec.tracking.uri), driver.tracker.experiment_id,
+                          driver.tracker.tags, threads=max(1, int(spec.resources.cpus)))
+    stages = ray.put(driver.stages)
+    refs: dict[str, ray.ObjectRef] = {}
+    for stage in pending:
+        trunk = _trunk(stage)
+        if trunk not in driver.trunk_runs:
+            driver.trunk_runs[trunk] = tracking.trunk_run(driver.tracker, driver.stages[trunk])
+        arch = driver.stages[trunk].config["model"]["arch"]
+        task = _stage_task.options(num_cpus=spec.resources.cpus, num_gpus=gpus_per_stage(arch, share, cluster_gpus),
+                                   name=stage.describe())
+        refs[stage.key] = task.remote(stage.key, stages, workspace, driver.trunk_runs[trunk],
+                                      driver.runs.get(stage.key), *(refs[p] for p in stage.parents if p in refs))
+    return refs
 
 
 def _collect(refs: dict[str, ray.ObjectRef], plan: Plan, outcomes: dict[str, dict], progress: Progress,
@@ -217,7 +232,9 @@ def _collect(refs: dict[str, ray.ObjectRef], plan: Plan, outcomes: dict[str, dic
             outcome = outcomes[stage.key] = _outcome(ref, stage, outcomes)
             if outcome["status"] == "failed":
                 progress.console.print(f"[red]failed:[/] {outcome['message']}")
-            progress.update(overall, advance=1, info=f"{outcome['status']}: {stage.describe()}")
+            accuracy = outcome.get("metrics", {}).get("final_test_accuracy")
+            score = f" test {accuracy:.3f}" if accuracy is not None else ""
+            progress.update(overall, advance=1, info=f"{outcome['status']}: {stage.describe()}{score}")
 
 
 def _outcome(ref: ray.ObjectRef, stage: Stage, outcomes: dict[str, dict]) -> dict:
@@ -225,7 +242,7 @@ def _outcome(ref: ray.ObjectRef, stage: Stage, outcomes: dict[str, dict]) -> dic
     children) and failed otherwise, e.g. a worker lost more often than the retries allow."""
     try:
         return ray.get(ref)
-    except ray.exceptions.RayError as error:
+    except RayError as error:
         if any(outcomes.get(parent, {}).get("status") in ("failed", "blocked") for parent in stage.parents):
             return {"key": stage.key, "status": "blocked"}
         cause = getattr(error, "cause", None) or error
