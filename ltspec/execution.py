@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,6 +99,8 @@ def run_stage(stage: Stage, ctx: Context) -> tuple[dict, bool]:
             outcome = execute(stage, ctx, log_epochs)
         except BaseException as error:
             if run_id is not None:
+                if not isinstance(error, KeyboardInterrupt):
+                    ctx.tracker.client.log_text(run_id, traceback.format_exc(), "error.txt")
                 tracking.end_stage(ctx.tracker, run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
             if isinstance(error, (StageFailed, KeyboardInterrupt)):
                 raise

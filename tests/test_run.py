@@ -215,3 +215,14 @@ def test_ctrl_c_keeps_finished_epochs_and_marks_the_run_killed(tmp_path):
     assert len(killed) == 1
     assert (Store(tmp_path / "store").stage_dir(killed[0]) / "checkpoint.pt").exists()
 
+
+
+def test_a_failed_stage_keeps_its_traceback_in_mlflow(tmp_path):
+    spec = write_spec(tmp_path, extra_arms='boom = { start = "init", lr = 1e12 }\n')
+    loaded = load_spec(spec)
+    summary = run_local(loaded, compile_plan(loaded), device="cpu")
+    assert len(summary.failed) == 3 and not summary.ok
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    failed = [run for run in stage_runs(tmp_path) if run.info.status == "FAILED"]
+    text = Path(client.download_artifacts(failed[0].info.run_id, "error.txt", str(tmp_path))).read_text()
+    assert "StageFailed" in text and "training loss became nan" in text
