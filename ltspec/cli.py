@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.tree import Tree
 
 from ltspec.plan import Plan, compile_plan
@@ -149,24 +150,29 @@ def run(spec: Annotated[Optional[Path], typer.Argument(help="The spec; none runs
     loaded, compiled = _load(spec)
     console.print(f"[bold]{compiled.name}[/]: {len(compiled.stages)} stages, {compiled.epochs} epochs in the plan; "
                   f"store {loaded.spec.storage.root}, MLflow {loaded.spec.tracking.uri}")
-    if runner == "ray":
-        from runners.ray import run_ray
-
-        summary = run_ray(loaded, compiled, address=address, gpu_share=gpu_share, console=console,
-                          plan_json=plan_json(compiled, set()))
-    elif runner == "local":
-        from runners.local import run_local
-
-        try:
-            summary = run_local(loaded, compiled, device=device, console=console,
-                                plan_json=plan_json(compiled, set()))
-        except KeyboardInterrupt:
-            errors.print("[yellow]interrupted:[/] finished epochs are kept in the store's checkpoints and the "
-                         "current MLflow run is marked KILLED; run the same command again to resume")
-            raise typer.Exit(130) from None
-    else:
+    if runner not in ("local", "ray"):
         errors.print(f"[bold red]error:[/] unknown runner `{runner}`; use local or ray")
         raise typer.Exit(2)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if runner == "ray":
+            from runners.ray import run_ray
+
+            summary = run_ray(loaded, compiled, address=address, gpu_share=gpu_share, console=console,
+                              plan_json=plan_json(compiled, set()))
+        else:
+            from runners.local import run_local
+
+            summary = run_local(loaded, compiled, device=device, console=console,
+                                plan_json=plan_json(compiled, set()))
+    except KeyboardInterrupt:
+        errors.print("[yellow]interrupted:[/] finished epochs are kept in the store's checkpoints and the "
+                     "current MLflow run is marked KILLED; run the same command again to resume")
+        raise typer.Exit(130) from None
+    except (ValueError, MlflowException) as error:
+        errors.print(f"[bold red]error:[/] {escape(str(error))}")
+        raise typer.Exit(2) from None
     console.print(f"{len(summary.ran)} stages ran, {len(summary.done)} were already done, "
                   f"{len(summary.failed)} failed, {len(summary.blocked)} skipped after a failure")
     for message in summary.failed.values():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from ltspec.tracking import Tracker, rp_metric
 from ltspec.training import (EpochResult, OptimizerSettings, ScheduleSettings, compile_model, evaluate,
                              make_optimizer, make_scheduler, train_epoch)
 
+FLUSH_SECONDS = 10.0  # epoch metrics reach MLflow at a checkpoint at most this often (and at the end)
 DATA_SEED = 0  # one train/test split for every run, so that seeds differ in init and batch order only
 EpochCallback = Callable[[Stage, int, dict[str, float]], None]
 
@@ -130,12 +132,12 @@ def _start_run(stage: Stage, ctx: Context) -> str:
 
 
 def _finish_run(stage: Stage, ctx: Context, run_id: str, record: dict, *, reused: bool) -> None:
-    tracking.log_metrics(ctx.tracker, run_id, [(stage.epochs, record["metrics"])])
     for name, value in record["artifacts"].items():
         tracking.log_json(ctx.tracker, run_id, f"{name}.json", value)
     if stage.kind == "mask":
         tracking.log_file(ctx.tracker, run_id, ctx.store.stage_dir(stage.key) / "mask.pt")
-    tracking.set_tags(ctx.tracker, run_id, {"ltspec.reused": str(reused).lower()})
+    tracking.log_metrics(ctx.tracker, run_id, [(stage.epochs, record["metrics"])],
+                         tags={"ltspec.reused": str(reused).lower()})
     tracking.end_stage(ctx.tracker, run_id, "FINISHED")
 
 
@@ -214,18 +216,19 @@ def _train_loop(stage: Stage, ctx: Context, model: nn.Module, recipe: dict, log_
         mask.apply_(masked)
         enforce = [lambda: mask.apply_(masked)]
     runner = compile_model(model) if runtime.get("compile") else model
-    history, start = [], 0
+    history, start, logged = [], 0, 0
     checkpoint = ctx.store.load_checkpoint(stage.key)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         history, start = [(e, v) for e, v in checkpoint["history"]], checkpoint["epoch"]
+        logged = checkpoint["logged"]
         if on_epoch_end is not None and "hook" in checkpoint:
             on_epoch_end(start, checkpoint["hook"])
     total, every, eval_every = epochs or recipe["epochs"], runtime.get("checkpoint_every", 1), runtime.get(
         "eval_every", 1)
-    pending, result = [], None
+    result, flushed_at = None, time.monotonic()
     for epoch in range(start, total):
         fit = train_epoch(runner, train_loader.epoch(epoch), optimizer, scheduler, penalty=penalty,
                           after_step=[*enforce, *after_step], precision=recipe["precision"],
@@ -238,19 +241,20 @@ def _train_loop(stage: Stage, ctx: Context, model: nn.Module, recipe: dict, log_
                               channels_last=runtime.get("channels_last", False))
             values.update(test_loss=result.loss, test_accuracy=result.accuracy)
         history.append((epoch + 1, values))
-        pending.append((epoch + 1, values))
         hook_state = on_epoch_end(epoch + 1, None) if on_epoch_end is not None else None
         if ctx.on_epoch is not None:
             ctx.on_epoch(stage, epoch + 1, values)
         if (epoch + 1) % every == 0 and epoch + 1 < total:
+            if time.monotonic() - flushed_at > FLUSH_SECONDS:
+                log_epochs(history[logged:])
+                logged, flushed_at = len(history), time.monotonic()
             state = {"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "history": [[e, v] for e, v in history]}
+                     "scheduler": scheduler.state_dict(), "history": [[e, v] for e, v in history],
+                     "logged": logged}
             if hook_state is not None:
                 state["hook"] = hook_state
             ctx.store.save_checkpoint(stage.key, state)
-            log_epochs(pending)
-            pending = []
-    log_epochs(pending)
+    log_epochs(history[logged:])
     return history, result
 
 

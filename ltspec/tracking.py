@@ -161,12 +161,14 @@ def start_stage(tracker: Tracker, stage: Stage, parent_run_id: str | None, exist
     return run.info.run_id
 
 
-def log_metrics(tracker: Tracker, run_id: str, rows: Iterable[tuple[int, dict[str, float]]]) -> None:
-    """Log (step, {name: value}) rows in as few batches as MLflow allows."""
+def log_metrics(tracker: Tracker, run_id: str, rows: Iterable[tuple[int, dict[str, float]]],
+                tags: dict[str, str] | None = None) -> None:
+    """Log (step, {name: value}) rows, and any tags, in as few batches as MLflow allows."""
     now = int(time.time() * 1000)
     metrics = [Metric(name, float(value), now, step) for step, values in rows for name, value in values.items()]
-    for start in range(0, len(metrics), BATCH):
-        tracker.client.log_batch(run_id, metrics=metrics[start:start + BATCH])
+    run_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    for start in range(0, max(len(metrics), 1), BATCH):
+        tracker.client.log_batch(run_id, metrics=metrics[start:start + BATCH], tags=run_tags if start == 0 else [])
 
 
 def log_json(tracker: Tracker, run_id: str, name: str, obj: Any) -> None:
@@ -181,6 +183,3 @@ def end_stage(tracker: Tracker, run_id: str, status: str = "FINISHED") -> None:
     """Close a stage run as FINISHED, FAILED or KILLED."""
     tracker.client.set_terminated(run_id, status)
 
-
-def set_tags(tracker: Tracker, run_id: str, tags: dict[str, str]) -> None:
-    tracker.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

@@ -63,8 +63,9 @@ def run_local(loaded: LoadedSpec, plan: Plan, *, device: str = "auto", console: 
               plan_json: dict | None = None, track: bool = True) -> Summary:
     """Execute every stage of the plan that is not done yet; Ctrl-C stops after marking the current run KILLED."""
     console = console or Console()
+    where = resolve_device(device)
     tracker = connect(loaded, plan) if track else None
-    ctx = Context(store=Store(Path(loaded.spec.storage.root)), device=resolve_device(device),
+    ctx = Context(store=Store(Path(loaded.spec.storage.root)), device=where,
                   stages={stage.key: stage for stage in plan.stages}, tracker=tracker,
                   runs=tracking.stage_runs(tracker) if tracker else {})
     summary = Summary()
