@@ -56,7 +56,8 @@ class Tracker:
 
 @contextmanager
 def _creating(uri: str) -> Iterator[None]:
-    """Serialise the first use of a sqlite store: two processes creating its tables at once corrupt the migration."""
+    """Serialise creating things in a sqlite store (its tables, a trunk's parent run) across processes: two
+    processes migrating a new database at once corrupt it, and two looking up a trunk run at once create two."""
     if not uri.startswith("sqlite:///"):
         yield
         return
@@ -134,10 +135,13 @@ def flat_params(config: dict, prefix: str = "") -> dict[str, str]:
 
 
 def trunk_run(tracker: Tracker, trunk: Stage) -> str:
-    """The parent run of a dense trunk, created once and reused by every later run."""
-    runs = _runs(tracker, f"tags.`{ROLE}` = 'trunk' and tags.`ltspec.trunk` = '{trunk.key}'")
-    if runs:
-        return runs[0].info.run_id
+    """The parent run of a dense trunk, created once (under the store's lock) and reused by every later run."""
+    with _creating(tracker.client.tracking_uri):
+        runs = _runs(tracker, f"tags.`{ROLE}` = 'trunk' and tags.`ltspec.trunk` = '{trunk.key}'")
+        return runs[0].info.run_id if runs else _new_trunk_run(tracker, trunk)
+
+
+def _new_trunk_run(tracker: Tracker, trunk: Stage) -> str:
     tags = {**tracker.tags, ROLE: "trunk", "ltspec.trunk": trunk.key, "mlflow.runName": f"trunk {trunk.describe()}",
             **{f"ltspec.{k}": str(v) for k, v in trunk.labels.items() if v is not None}}
     run = tracker.client.create_run(tracker.experiment_id, tags=tags)

@@ -179,6 +179,9 @@ def test_two_concurrent_runs_train_each_stage_once(tmp_path):
     assert sum(ran) == len(plan.stages), outputs
     keys = [run.data.tags[STAGE_KEY] for run in stage_runs(tmp_path)]
     assert sorted(keys) == sorted(stage.key for stage in plan.stages)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("tiny-run").experiment_id
+    assert len(client.search_runs([experiment], "tags.`ltspec.role` = 'trunk'")) == len(plan.trunks)
 
 
 def test_a_diverging_arm_fails_alone(tmp_path):
