@@ -6,7 +6,6 @@ import or run. Checks that need several fields at once live in `ltspec.spec.chec
 at the field the user should change.
 """
 
-from __future__ import annotations
 
 import math
 from typing import Annotated, Literal
