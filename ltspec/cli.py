@@ -203,15 +203,23 @@ def report(spec: SpecArg,
 def ui(spec: Annotated[Optional[Path], typer.Argument(help="The spec whose tracking store to open.",
                                                       show_default=False)] = None,
        port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000):
-    """Start the MLflow UI on 127.0.0.1 over the spec's tracking store."""
+    """Start the MLflow UI on 127.0.0.1 over the spec's tracking store; Ctrl-C (or SIGTERM) stops all of it."""
+    import os
+    import signal
     import subprocess
     import sys
 
+    def stop(*_) -> None:
+        raise KeyboardInterrupt
+
     uri = _load(spec)[0].spec.tracking.uri if spec else "sqlite:///mlflow.db"
     console.print(f"MLflow UI on http://127.0.0.1:{port} over {uri} (Ctrl-C stops it)")
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host",
+                               "127.0.0.1", "--port", str(port)], start_new_session=True)
+    signal.signal(signal.SIGTERM, stop)
     try:
-        subprocess.run([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-                        "--port", str(port)], check=False)
+        server.wait()
     except KeyboardInterrupt:
-        pass
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait()
 

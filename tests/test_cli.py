@@ -1,0 +1,78 @@
+"""The command line as a user meets it: JSON plans, clear errors and exit codes, the MLflow UI."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART = ROOT / "specs" / "quickstart.toml"
+
+
+def ltspec(*args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ltspec", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_plan_json_lists_every_stage_with_its_epochs(tmp_path):
+    result = ltspec("plan", str(QUICKSTART), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["name"] == "quickstart" and len(plan["stages"]) == 128
+    assert sum(stage["epochs"] for stage in plan["stages"]) == plan["epochs"] == 768
+    assert plan["naive_epochs"] > plan["epochs"] and not any(stage["done"] for stage in plan["stages"])
+    assert {stage["kind"] for stage in plan["stages"]} == {"dense", "mask", "train", "evaluate", "measure"}
+
+
+def test_plan_tree_shows_the_savings(tmp_path):
+    result = ltspec("plan", str(QUICKSTART), cwd=tmp_path)
+    assert result.returncode == 0
+    assert "sharing saves 1248 of 2016 epochs" in " ".join(result.stdout.split())
+
+
+def test_report_without_runs_says_so_and_exits_1(tmp_path):
+    result = ltspec("report", str(QUICKSTART), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "ltspec run" in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_runner_is_a_clear_error(tmp_path):
+    result = ltspec("run", str(QUICKSTART), "--runner", "slurm", cwd=tmp_path)
+    assert result.returncode == 2 and "unknown runner `slurm`" in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for CUDA on a machine without it")
+def test_cuda_without_a_gpu_is_a_clear_error_before_anything_is_written(tmp_path):
+    result = ltspec("run", str(QUICKSTART), "--device", "cuda", cwd=tmp_path)
+    assert result.returncode == 2 and "no CUDA device" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_ui_serves_the_tracking_store_on_loopback(tmp_path):
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "ltspec", "ui", "--port", str(port)], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, status = time.monotonic() + 90, None
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    status = response.status
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert status == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
