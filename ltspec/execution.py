@@ -164,14 +164,17 @@ def _model(config: dict, dataset: Dataset, seed: int) -> nn.Module:
                        input_kind="signal" if dataset.train.x.dim() == 3 else "image", seed=seed)
 
 
-def _loaders(config: dict, stage: Stage, ctx: Context, dataset: Dataset) -> tuple[DeviceLoader, DeviceLoader]:
+def _loaders(config: dict, stage: Stage, ctx: Context,
+             dataset: Dataset) -> tuple[DeviceLoader, dict[str, DeviceLoader]]:
+    """The training loader, and the evaluation loaders by metric prefix: `test`, and `val` when a split is held out."""
     data, channels_last = config["data"], stage.runtime.get("channels_last", False) and dataset.train.x.dim() == 4
     common = {"mean": dataset.mean, "std": dataset.std, "device": ctx.device, "channels_last": channels_last}
     train = DeviceLoader(dataset.train, batch_size=data["batch_size"], shuffle=True, seed=config["seed"],
                          augment=data["augmentation"] == "standard" and dataset.augmentable, **common)
-    test = DeviceLoader(dataset.test, batch_size=stage.runtime.get("eval_batch_size", 1000), shuffle=False,
-                        seed=0, augment=False, **common)
-    return train, test
+    splits = {"test": dataset.test, "val": dataset.validation}
+    return train, {name: DeviceLoader(split, batch_size=stage.runtime.get("eval_batch_size", 1000), shuffle=False,
+                                      seed=0, augment=False, **common)
+                   for name, split in splits.items() if split is not None}
 
 
 def weight_names(model_config: dict, kinds: list[str]) -> list[str]:
@@ -195,7 +198,7 @@ def _train_loop(stage: Stage, ctx: Context, model: nn.Module, recipe: dict, log_
     """Train `epochs` epochs (default: the recipe's) with checkpoints, logging and a NaN check each epoch."""
     config, runtime = stage.config, stage.runtime
     dataset = _dataset(config, stage, ctx)
-    train_loader, test_loader = _loaders(config, stage, ctx, dataset)
+    train_loader, evaluation = _loaders(config, stage, ctx, dataset)
     model.to(ctx.device)
     if runtime.get("channels_last") and dataset.train.x.dim() == 4:
         model.to(memory_format=torch.channels_last)
@@ -237,9 +240,11 @@ def _train_loop(stage: Stage, ctx: Context, model: nn.Module, recipe: dict, log_
             raise StageFailed(stage, f"the training loss became {fit.loss} in epoch {epoch + 1}; lower the lr")
         values = {"train_loss": fit.loss, "train_accuracy": fit.accuracy, "lr": fit.lr}
         if (epoch + 1) % eval_every == 0 or epoch + 1 == total:
-            result = evaluate(runner, test_loader.epoch(0), precision=recipe["precision"],
-                              channels_last=runtime.get("channels_last", False))
-            values.update(test_loss=result.loss, test_accuracy=result.accuracy)
+            for name, loader in evaluation.items():
+                scored = evaluate(runner, loader.epoch(0), precision=recipe["precision"],
+                                  channels_last=runtime.get("channels_last", False))
+                values.update({f"{name}_loss": scored.loss, f"{name}_accuracy": scored.accuracy})
+                result = scored if name == "test" else result
         history.append((epoch + 1, values))
         hook_state = on_epoch_end(epoch + 1, None) if on_epoch_end is not None else None
         if ctx.on_epoch is not None:
@@ -424,8 +429,8 @@ def _evaluate(stage: Stage, ctx: Context, log_epochs) -> Outcome:
     mask = load_mask(ctx, mask_key)
     params = dict(model.named_parameters())
     mask.apply_({name: params[name] for name in mask})
-    _, test = _loaders(dense.config, stage, ctx, dataset)
-    result = evaluate(model.to(ctx.device), test.epoch(0), precision=config["precision"])
+    _, evaluation = _loaders(dense.config, stage, ctx, dataset)
+    result = evaluate(model.to(ctx.device), evaluation["test"].epoch(0), precision=config["precision"])
     return Outcome({"test_accuracy": result.accuracy, "test_loss": result.loss, "sparsity": mask.sparsity()})
 
 

@@ -201,6 +201,18 @@ def test_a_diverging_arm_fails_alone(tmp_path):
     assert {statuses[s.key] for s in boom} == {"FAILED"}
 
 
+def test_a_validation_split_is_evaluated_every_epoch(tmp_path):
+    spec = write_spec(tmp_path)
+    spec.write_text(spec.read_text().replace('batch_size = 128', 'batch_size = 128\nvalidation_split = 0.2'))
+    loaded = load_spec(spec)
+    plan = compile_plan(loaded)
+    summary = run_local(loaded, plan, device="cpu", track=False)
+    assert summary.ok
+    history = Store(tmp_path / "store").record(plan.trunks[0].key)["history"]
+    assert [epoch for epoch, _ in history] == [1, 2]
+    assert all(0.0 <= values["val_accuracy"] <= 1.0 and "test_accuracy" in values for _, values in history)
+
+
 def test_ctrl_c_keeps_finished_epochs_and_marks_the_run_killed(tmp_path):
     spec = write_spec(tmp_path, epochs=30)
     plan = compile_plan(load_spec(spec))
