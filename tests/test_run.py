@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from ltspec.plan import compile_plan
@@ -241,3 +242,23 @@ def test_a_failed_stage_keeps_its_traceback_in_mlflow(tmp_path):
     failed = [run for run in stage_runs(tmp_path) if run.info.status == "FAILED"]
     text = Path(client.download_artifacts(failed[0].info.run_id, "error.txt", str(tmp_path))).read_text()
     assert "StageFailed" in text and "training loss became nan" in text
+
+
+def test_a_second_spec_reuses_the_dense_run_and_replays_a_rewind_point_it_lacks(tmp_path):
+    shared, fresh = tmp_path / "shared", tmp_path / "fresh"
+    shared.mkdir(), fresh.mkdir()
+    first = load_spec(write_spec(shared, epochs=3))
+    rewinding = 'rewind = { start = "rewind@1" }\n'
+    second = load_spec(write_spec(shared, epochs=3, extra_arms=rewinding))
+    assert run_local(first, compile_plan(first), device="cpu", track=False).ok
+    plan = compile_plan(second)
+    dense = plan.trunks[0].key
+    assert not Store(shared / "store").has(dense, "rewind@1")
+    summary = run_local(second, plan, device="cpu", track=False)
+    assert summary.ok and dense in summary.done, "the dense run must not train again"
+    reference = load_spec(write_spec(fresh, epochs=3, extra_arms=rewinding))
+    assert run_local(reference, compile_plan(reference), device="cpu", track=False).ok
+    replayed = Store(shared / "store").read_tensors(dense, "rewind@1")
+    direct = Store(fresh / "store").read_tensors(dense, "rewind@1")
+    assert replayed.keys() == direct.keys() and all(torch.equal(replayed[k], direct[k]) for k in direct)
+    assert final_metrics(shared, second.path) == final_metrics(fresh, reference.path)
