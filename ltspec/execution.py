@@ -312,11 +312,6 @@ def load_mask(ctx: Context, key: str) -> Mask:
     return Mask(ctx.store.read_tensors(key, "mask"), frozenset(record_excluded))
 
 
-def _mask_outcome(mask: Mask) -> Outcome:
-    return Outcome({"sparsity": mask.sparsity(), "density": mask.density()},
-                   artifacts={"layer_density": mask.layer_density()})
-
-
 def _mask(stage: Stage, ctx: Context, log_epochs) -> Outcome:
     """Prune by the generator's rule; the mask is saved with the names of the tensors it keeps dense."""
     config = stage.config
@@ -333,6 +328,7 @@ def _mask(stage: Stage, ctx: Context, log_epochs) -> Outcome:
         model.load_state_dict(dense_point(ctx, trunk, "trained"))
     weights = _weights(model, dense["model"], config["prunable"])
     _, excluded = select_prunable(weights, config["exclude"])
+    history: list = []
     if kind == "imp":
         previous = load_mask(ctx, stage.parents[1]) if len(stage.parents) > 1 else _dense_with(weights, excluded)
         mask = imp_round(weights, config["rate"], previous, scope=scope, exclude=excluded)
@@ -342,9 +338,10 @@ def _mask(stage: Stage, ctx: Context, log_epochs) -> Outcome:
         like = magnitude_mask(weights, config["sparsity"], scope=scope, exclude=excluded)
         mask = random_mask(like, config["seed"])
     else:
-        mask = _admm(stage, ctx, model, weights, excluded, log_epochs)
+        mask, history = _admm(stage, ctx, model, weights, excluded, log_epochs)
     _save_mask(ctx, stage.key, mask)
-    return _mask_outcome(mask)
+    return Outcome({"sparsity": mask.sparsity(), "density": mask.density()}, history,
+                   artifacts={"layer_density": mask.layer_density()})
 
 
 def _dense_with(weights, excluded) -> Mask:
@@ -356,9 +353,10 @@ def _save_mask(ctx: Context, key: str, mask: Mask) -> None:
     ctx.store.write_json(key, "mask_excluded", sorted(mask.excluded))
 
 
-def _admm(stage: Stage, ctx: Context, model: nn.Module, weights, excluded, log_epochs) -> Mask:
+def _admm(stage: Stage, ctx: Context, model: nn.Module, weights, excluded, log_epochs) -> tuple[Mask, list]:
     """ADMM training from θT: the loss gains rho/2·||W − Z + U||², Z and U update every `update_every` steps."""
     config = stage.config
+    model.to(ctx.device)  # Z and U are made beside the weights, so the weights must be where training runs
     state = admm_init(weights, config["sparsity"], config["rho"], scope=config["scope"], exclude=excluded)
     steps = {"count": 0}
 
@@ -372,20 +370,22 @@ def _admm(stage: Stage, ctx: Context, model: nn.Module, weights, excluded, log_e
         admm_set_rho(state, min(state.rho * config["rho_factor"], config["rho_max"]))
 
     def per_epoch(epoch: int, restored) -> dict | None:
-        """Checkpoint Z, U, rho and Z's support with the weights; on resume, restore them."""
+        """Checkpoint Z, U, rho, Z's support and the step count with the weights; on resume, restore them."""
         if restored is not None:
             device = next(iter(weights.values())).device
             state.Z, state.U = _on(restored["Z"], device), _on(restored["U"], device)
             state.rho, state.support = restored["rho"], Mask(_on(restored["support"], device), state.support.excluded)
+            steps["count"] = restored["steps"]
             return None
         if not config["update_every"]:
             step_admm()
-        return {"Z": _cpu(state.Z), "U": _cpu(state.U), "rho": state.rho, "support": _cpu(state.support.tensors)}
+        return {"Z": _cpu(state.Z), "U": _cpu(state.U), "rho": state.rho, "support": _cpu(state.support.tensors),
+                "steps": steps["count"]}
 
-    _train_loop(stage, ctx, model, config["train"], log_epochs, penalty=lambda: admm_penalty(state, weights),
-                after_step=[update], on_epoch_end=per_epoch)
+    history, _ = _train_loop(stage, ctx, model, config["train"], log_epochs,
+                             penalty=lambda: admm_penalty(state, weights), after_step=[update], on_epoch_end=per_epoch)
     ctx.store.write_tensors(stage.key, "weights", _state(model))
-    return admm_mask(state)
+    return admm_mask(state), history
 
 
 def _cpu(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -438,7 +438,7 @@ def _measure(stage: Stage, ctx: Context, log_epochs) -> Outcome:
     """R_p of every pair at every p; under the mask when both sides are sparse."""
     config = stage.config
     trunk = stage.parents[0]
-    mask = load_mask(ctx, stage.parents[1]) if len(stage.parents) > 1 else None
+    mask = load_mask(ctx, stage.parents[1]).to(ctx.device) if len(stage.parents) > 1 else None
     counted, _ = select_prunable(weight_names(config["model"], config["tensors"]), config["exclude"])
     cache: dict[str, dict[str, Tensor]] = {}
 
@@ -449,7 +449,7 @@ def _measure(stage: Stage, ctx: Context, log_epochs) -> Outcome:
                 state = dense_point(ctx, trunk, base)
             else:
                 state = ctx.store.read_tensors(config["arms"][term], "final")
-            chosen = {name: state[name].float() for name in counted}
+            chosen = {name: state[name].to(ctx.device, torch.float32) for name in counted}
             if term.endswith("*mask"):
                 chosen = {name: w * mask[name] if name in mask else w for name, w in chosen.items()}
             cache[term] = chosen

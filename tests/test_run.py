@@ -11,6 +11,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from ltspec.execution import Context, StageFailed, run_stage
 from ltspec.plan import compile_plan
 from ltspec.spec import load_spec
 from ltspec.store import Store
@@ -262,3 +263,86 @@ def test_a_second_spec_reuses_the_dense_run_and_replays_a_rewind_point_it_lacks(
     direct = Store(fresh / "store").read_tensors(dense, "rewind@1")
     assert replayed.keys() == direct.keys() and all(torch.equal(replayed[k], direct[k]) for k in direct)
     assert final_metrics(shared, second.path) == final_metrics(fresh, reference.path)
+
+
+ADMM = """\
+name = "tiny-admm"
+
+[data]
+dataset = "digits"
+batch_size = 128
+
+[model]
+arch = "mlp"
+
+[train]
+epochs = 2
+lr = 0.05
+
+[masks.admm]
+kind = "admm"
+sparsities = [0.5]
+rho = 0.01
+rho_factor = 1.5
+epochs = 3
+update_every = 5
+
+[arms]
+finetune = {{ start = "trained" }}
+
+[measure]
+p = [0.2]
+pairs = [["finetune", "init"], ["finetune", "trained"]]
+
+[storage]
+root = "{folder}/store"
+"""
+
+
+def test_admm_prunes_to_its_support_and_fine_tunes_the_admm_weights(tmp_path):
+    spec = tmp_path / "admm.toml"
+    spec.write_text(ADMM.format(folder=tmp_path.as_posix()))
+    loaded = load_spec(spec)
+    plan = compile_plan(loaded)
+    assert run_local(loaded, plan, device="cpu", track=False).ok
+    store = Store(tmp_path / "store")
+    mask_stage = next(s for s in plan.stages if s.kind == "mask")
+    assert mask_stage.epochs == 3 and plan.epochs == 2 + 3 + 2
+    record = store.record(mask_stage.key)
+    assert record["metrics"]["sparsity"] == pytest.approx(0.5, abs=1e-3) and len(record["history"]) == 3
+    measure = next(s for s in plan.stages if s.kind == "measure" and len(s.parents) > 1)
+    rp = store.record(measure.key)["metrics"]
+    assert set(rp) == {rp_metric("finetune", "init", 0.2), rp_metric("finetune", "trained", 0.2)}
+    assert rp[rp_metric("finetune", "trained", 0.2)] > rp[rp_metric("finetune", "init", 0.2)]
+
+
+class Crash(Exception):
+    """Stands for a process dying at the end of an epoch."""
+
+
+def test_admm_resumes_from_its_checkpoint_with_identical_results(tmp_path):
+    spec = tmp_path / "admm.toml"
+    spec.write_text(ADMM.format(folder=tmp_path.as_posix()))
+    plan = compile_plan(load_spec(spec))
+    mask_stage = next(s for s in plan.stages if s.kind == "mask")
+
+    def run(root: Path, crash_at: int | None) -> Store:
+        def on_epoch(stage, epoch, values):
+            if stage.key == mask_stage.key and epoch == crash_at:
+                raise Crash
+
+        ctx = Context(store=Store(root), device=torch.device("cpu"), stages={s.key: s for s in plan.stages},
+                      on_epoch=on_epoch)
+        for stage in plan.stages:
+            run_stage(stage, ctx)
+        return ctx.store
+
+    reference = run(tmp_path / "reference", None)
+    with pytest.raises(StageFailed):
+        run(tmp_path / "crashed", 2)
+    assert Store(tmp_path / "crashed").load_checkpoint(mask_stage.key)["epoch"] == 1
+    resumed = run(tmp_path / "crashed", None)
+    for name in ("mask", "weights"):
+        a, b = reference.read_tensors(mask_stage.key, name), resumed.read_tensors(mask_stage.key, name)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert reference.record(mask_stage.key)["history"] == resumed.record(mask_stage.key)["history"]
