@@ -212,3 +212,7 @@ def test_validate_and_plan_import_neither_torch_nor_mlflow():
 def test_shortcut_only_for_resnets():
     problem = only_problem(MINIMAL.replace('arch = "lenet300100"', 'arch = "lenet300100"\nshortcut = "B"'))
     assert problem.path == ("model", "shortcut") and "no shortcut" in problem.message
+
+
+def test_the_shipped_quickstart_is_the_one_in_specs():
+    assert (ROOT / "specs" / "quickstart.toml").read_text() == (ROOT / "ltspec" / "quickstart.toml").read_text()
