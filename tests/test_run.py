@@ -1,5 +1,6 @@
 """Running a plan end to end: real training on tiny data, a real MLflow sqlite store, resume after SIGKILL."""
 
+import json
 import re
 import signal
 import subprocess
@@ -346,3 +347,12 @@ def test_admm_resumes_from_its_checkpoint_with_identical_results(tmp_path):
         a, b = reference.read_tensors(mask_stage.key, name), resumed.read_tensors(mask_stage.key, name)
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert reference.record(mask_stage.key)["history"] == resumed.record(mask_stage.key)["history"]
+
+
+def test_plan_shows_every_stage_done_after_a_run(finished):
+    folder, loaded, plan, _ = finished
+    result = subprocess.run([sys.executable, "-m", "ltspec", "plan", str(loaded.path), "--json"],
+                            capture_output=True, text=True, cwd=folder)
+    shown = json.loads(result.stdout)
+    assert [stage["key"] for stage in shown["stages"]] == [stage.key for stage in plan.stages]
+    assert all(stage["done"] for stage in shown["stages"])
