@@ -142,6 +142,15 @@ def cli(folder: Path, spec: Path, **kwargs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
+def appears(path: Path, process: subprocess.Popen, polls: int = 4800) -> bool:
+    """Whether `path` shows up while `process` runs, looking every 50 ms (four minutes at most)."""
+    for _ in range(polls):
+        if path.exists() or process.poll() is not None:
+            break
+        time.sleep(0.05)
+    return path.exists()
+
+
 def final_metrics(folder: Path, spec: Path) -> dict:
     plan = compile_plan(load_spec(spec))
     store = Store(folder / "store")
@@ -157,10 +166,7 @@ def test_sigkill_mid_stage_then_resume_gives_identical_results(tmp_path):
     uninterrupted = cli(reference, spec_a)
     victim = cli(killed, spec_b)
     checkpoint = Store(killed / "store").stage_dir(dense) / "checkpoint.pt"
-    deadline = time.monotonic() + 240
-    while not checkpoint.exists() and victim.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert checkpoint.exists(), "the dense stage never checkpointed"
+    assert appears(checkpoint, victim), "the dense stage never checkpointed"
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert not all(Store(killed / "store").is_complete(stage.key) for stage in plan.stages)
@@ -222,9 +228,7 @@ def test_ctrl_c_keeps_finished_epochs_and_marks_the_run_killed(tmp_path):
     dense = plan.trunks[0].key
     process = cli(tmp_path, spec)
     checkpoint = Store(tmp_path / "store").stage_dir(dense) / "checkpoint.pt"
-    deadline = time.monotonic() + 240
-    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert appears(checkpoint, process)
     process.send_signal(signal.SIGINT)
     output = process.communicate()[0]
     assert process.returncode == 130, output
