@@ -216,3 +216,8 @@ def test_shortcut_only_for_resnets():
 
 def test_the_shipped_quickstart_is_the_one_in_specs():
     assert (ROOT / "specs" / "quickstart.toml").read_text() == (ROOT / "ltspec" / "quickstart.toml").read_text()
+
+
+def test_a_bad_sweep_path_does_not_hide_the_other_problems():
+    found = problems(MINIMAL.replace("rate = 0.5", "rate = 1.5") + '\n[sweep]\n"train.learning_rate" = [0.01]\n')
+    assert {problem.path for problem in found} == {("sweep", "train.learning_rate"), ("masks", "imp", "rate")}

@@ -97,8 +97,11 @@ def parse_spec(source: str, path: str | Path = "<spec>") -> LoadedSpec:
     positions = key_positions(source)
     problems = _sweep_problems(data)
     points: list[SweepPoint] = []
-    if not problems:
-        sweep = data.get("sweep", {})
+    sweep = data.get("sweep", {})
+    if problems:  # the sweep cannot be expanded; still report what is wrong with the rest of the spec
+        found = _validate({**data, "sweep": {}})
+        problems += [] if isinstance(found, Spec) else found
+    else:
         for values in _sweep_product(sweep if isinstance(sweep, dict) else {}):
             point_data = _apply(data, values)
             found = _validate(point_data)
