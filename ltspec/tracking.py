@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import subprocess
 import time
 from dataclasses import dataclass
@@ -70,6 +71,8 @@ def _creating(uri: str) -> Iterator[None]:
 
 def connect(uri: str, experiment: str, tags: dict[str, str]) -> Tracker:
     """Open (or create) the spec's experiment; artifacts of a sqlite store live beside the database file."""
+    for chatty in ("mlflow.store.db.utils", "alembic"):  # "Creating initial MLflow database tables..." on every new store
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     with _creating(uri):
         client = MlflowClient(tracking_uri=uri)
         found = client.get_experiment_by_name(experiment)
