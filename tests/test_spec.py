@@ -221,3 +221,9 @@ def test_the_shipped_quickstart_is_the_one_in_specs():
 def test_a_bad_sweep_path_does_not_hide_the_other_problems():
     found = problems(MINIMAL.replace("rate = 0.5", "rate = 1.5") + '\n[sweep]\n"train.learning_rate" = [0.01]\n')
     assert {problem.path for problem in found} == {("sweep", "train.learning_rate"), ("masks", "imp", "rate")}
+
+
+def test_type_errors_do_not_hide_cross_field_problems():
+    found = problems(MINIMAL.replace("weight_decay", "weight_dcay").replace("milestones = [2]", "milestones = [6]"))
+    assert {problem.path for problem in found} == {("train", "optimizer", "weight_dcay"),
+                                                  ("train", "schedule", "milestones", 0)}

@@ -116,11 +116,41 @@ def parse_spec(source: str, path: str | Path = "<spec>") -> LoadedSpec:
 
 
 def _validate(data: dict) -> Spec | list[Problem]:
+    """The spec, or every problem: pydantic's, and the cross-field ones that can still be checked.
+
+    Cross-field checks need a typed spec, so after type errors they run on a copy without the offending keys
+    (defaults take their place); a user then sees a misspelt key and a milestone past the last epoch at once.
+    """
     try:
         spec = Spec.model_validate(data)
     except ValidationError as error:
-        return [_from_pydantic(item, data) for item in error.errors()]
+        problems = [_from_pydantic(item, data) for item in error.errors()]
+        pruned = _without(data, [problem.path for problem in problems])
+        try:
+            repaired = Spec.model_validate(pruned) if pruned is not None else None
+        except ValidationError:
+            return problems
+        return problems + check(repaired) if repaired is not None else problems
     return check(spec) or spec
+
+
+def _without(data: dict, paths: list[tuple]) -> dict | None:
+    """A copy of the data with the values at `paths` removed; None when one is a whole table (a mask generator,
+    an arm), whose absence would only raise problems the user does not have."""
+    pruned = copy.deepcopy(data)
+    for path in paths:
+        node = pruned
+        for part in path[:-1]:
+            node = node[part] if isinstance(node, (dict, list)) and _has(node, part) else None
+        if isinstance(node, dict) and path[-1] in node:
+            if isinstance(node[path[-1]], dict):
+                return None
+            del node[path[-1]]
+    return pruned
+
+
+def _has(node, part) -> bool:
+    return part in node if isinstance(node, dict) else isinstance(part, int) and -len(node) <= part < len(node)
 
 
 def _from_pydantic(error: dict, data: dict) -> Problem:
