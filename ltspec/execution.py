@@ -164,11 +164,17 @@ def _model(config: dict, dataset: Dataset, seed: int) -> nn.Module:
                        input_kind="signal" if dataset.train.x.dim() == 3 else "image", seed=seed)
 
 
+def _channels_last(stage: Stage, dataset: Dataset) -> bool:
+    """channels_last as asked, for image data only (a memory format of 4-D tensors)."""
+    return bool(stage.runtime.get("channels_last")) and dataset.train.x.dim() == 4
+
+
 def _loaders(config: dict, stage: Stage, ctx: Context,
              dataset: Dataset) -> tuple[DeviceLoader, dict[str, DeviceLoader]]:
     """The training loader, and the evaluation loaders by metric prefix: `test`, and `val` when a split is held out."""
-    data, channels_last = config["data"], stage.runtime.get("channels_last", False) and dataset.train.x.dim() == 4
-    common = {"mean": dataset.mean, "std": dataset.std, "device": ctx.device, "channels_last": channels_last}
+    data = config["data"]
+    common = {"mean": dataset.mean, "std": dataset.std, "device": ctx.device,
+              "channels_last": _channels_last(stage, dataset)}
     train = DeviceLoader(dataset.train, batch_size=data["batch_size"], shuffle=True, seed=config["seed"],
                          augment=data["augmentation"] == "standard" and dataset.augmentable, **common)
     splits = {"test": dataset.test, "val": dataset.validation}
@@ -200,8 +206,7 @@ def _train_loop(stage: Stage, ctx: Context, model: nn.Module, recipe: dict, log_
     dataset = _dataset(config, stage, ctx)
     train_loader, evaluation = _loaders(config, stage, ctx, dataset)
     model.to(ctx.device)
-    if runtime.get("channels_last") and dataset.train.x.dim() == 4:
-        model.to(memory_format=torch.channels_last)
+    channels_last = _channels_last(stage, dataset)  # the training loop converts the model and the inputs
     settings = recipe["optimizer"]
     optimizer = make_optimizer(model.parameters(), OptimizerSettings(
         kind=settings["kind"], lr=recipe["lr"], momentum=settings.get("momentum", 0.9),
@@ -235,14 +240,13 @@ def _train_loop(stage: Stage, ctx: Context, model: nn.Module, recipe: dict, log_
     for epoch in range(start, total):
         fit = train_epoch(runner, train_loader.epoch(epoch), optimizer, scheduler, penalty=penalty,
                           after_step=[*enforce, *after_step], precision=recipe["precision"],
-                          channels_last=runtime.get("channels_last", False))
+                          channels_last=channels_last)
         if not math.isfinite(fit.loss):
             raise StageFailed(stage, f"the training loss became {fit.loss} in epoch {epoch + 1}; lower the lr")
         values = {"train_loss": fit.loss, "train_accuracy": fit.accuracy, "lr": fit.lr}
         if (epoch + 1) % eval_every == 0 or epoch + 1 == total:
             for name, loader in evaluation.items():
-                scored = evaluate(runner, loader.epoch(0), precision=recipe["precision"],
-                                  channels_last=runtime.get("channels_last", False))
+                scored = evaluate(runner, loader.epoch(0), precision=recipe["precision"], channels_last=channels_last)
                 values.update({f"{name}_loss": scored.loss, f"{name}_accuracy": scored.accuracy})
                 result = scored if name == "test" else result
         history.append((epoch + 1, values))

@@ -115,12 +115,15 @@ def finished_stage_run(tracker: Tracker, key: str):
     return runs[0] if runs else None
 
 
+def label_tags(labels: dict) -> dict[str, str]:
+    """A stage's labels (seed, sweep values, generator, arm, round, ...) as `ltspec.*` tags."""
+    return {f"ltspec.{name}": str(value) for name, value in labels.items() if value is not None}
+
+
 def stage_tags(stage: Stage) -> dict[str, str]:
     labels = stage.labels
     tags = {STAGE_KEY: stage.key, ROLE: "stage", "ltspec.kind": stage.kind, "mlflow.runName": stage.describe()}
-    for name, value in labels.items():
-        if value is not None:
-            tags[f"ltspec.{name}"] = str(value)
+    tags.update(label_tags(labels))
     if labels.get("sparsity") is not None:
         tags["ltspec.sparsity_target"] = f"{labels['sparsity']:.6g}"
     return tags
@@ -146,7 +149,7 @@ def trunk_run(tracker: Tracker, trunk: Stage) -> str:
 
 def _new_trunk_run(tracker: Tracker, trunk: Stage) -> str:
     tags = {**tracker.tags, ROLE: "trunk", "ltspec.trunk": trunk.key, "mlflow.runName": f"trunk {trunk.describe()}",
-            **{f"ltspec.{k}": str(v) for k, v in trunk.labels.items() if v is not None}}
+            **label_tags(trunk.labels)}
     run = tracker.client.create_run(tracker.experiment_id, tags=tags)
     tracker.client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
