@@ -1,6 +1,7 @@
 """The spec language: every shipped spec validates; every kind of bad input gets a located, hinted error."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -200,13 +201,25 @@ def test_validate_exits_2_with_no_traceback(tmp_path):
 
 
 def test_validate_and_plan_import_neither_torch_nor_mlflow():
+    heavy = "sorted(m for m in ('torch', 'mlflow', 'numpy', 'rich') if m in sys.modules)"
     code = ("import sys; from typer.testing import CliRunner; from ltspec.cli import app; "
-            "r = CliRunner().invoke(app, ['plan', 'specs/vgg16.toml']); assert r.exit_code == 0, r.output; "
             "r = CliRunner().invoke(app, ['validate', 'specs/vgg16.toml']); assert r.exit_code == 0, r.output; "
-            "print(sorted(m for m in ('torch', 'mlflow', 'numpy') if m in sys.modules))")
+            f"print({heavy}); "
+            "r = CliRunner().invoke(app, ['plan', 'specs/vgg16.toml']); assert r.exit_code == 0, r.output; "
+            f"print({heavy})")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert result.stdout.split("\n")[:2] == ["[]", "['rich']"], "validate needs no rich; plan only for its tree"
+
+
+@pytest.mark.parametrize("setting", [None, "logfire"])
+def test_building_the_spec_models_leaves_the_pydantic_plugin_setting_alone(setting):
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    if setting is not None:
+        env["PYDANTIC_DISABLE_PLUGINS"] = setting
+    code = "import os, ltspec.spec; print(os.environ.get('PYDANTIC_DISABLE_PLUGINS'))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert result.stdout.strip() == str(setting)
 
 
 def test_shortcut_only_for_resnets():

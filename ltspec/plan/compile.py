@@ -88,8 +88,8 @@ class _Builder:
 
     def __init__(self):
         self.stages: dict[str, Stage] = {}
-        self.arms: list[ArmRun] = []
-        self.deliverables: list[str] = []
+        self.arms: list[dict] = []
+        self.deliverables: dict[str, None] = {}
 
     def add(self, stage: Stage) -> str:
         known = self.stages.get(stage.key)
@@ -101,8 +101,7 @@ class _Builder:
         return stage.key
 
     def deliver(self, key: str) -> None:
-        if key not in self.deliverables:
-            self.deliverables.append(key)
+        self.deliverables[key] = None
 
 
 def _merge_labels(known: dict, new: dict) -> dict:
@@ -129,7 +128,7 @@ def compile_plan(loaded: LoadedSpec) -> Plan:
         for seed in point.spec.seeds:
             _compile_trunk(builder, point.spec, seed, sweep)
     plan = Plan(loaded.spec.name, loaded.spec_hash, tuple(builder.stages.values()), (), tuple(builder.deliverables))
-    arms = tuple(replace(arm, prefix_epochs=plan.prefix_epochs(arm.stage)) for arm in builder.arms)
+    arms = tuple(ArmRun(**arm, prefix_epochs=plan.prefix_epochs(arm["stage"])) for arm in builder.arms)
     return replace(plan, arms=arms)
 
 
@@ -243,9 +242,9 @@ def _compile_on_mask(builder, spec, base, trunk, mask, mask_labels) -> None:
                       epochs=epochs, runtime=runtime(spec), labels={**mask_labels, "arm": arm_name})
         key = arm_keys[arm_name] = builder.add(stage)
         builder.deliver(key)
-        builder.arms.append(ArmRun(
+        builder.arms.append(dict(
             trunk=trunk, mask=mask, stage=key, generator=mask_labels["generator"], arm=arm_name,
-            sparsity=mask_labels["sparsity"], round=mask_labels["round"], prefix_epochs=0, own_epochs=epochs,
+            sparsity=mask_labels["sparsity"], round=mask_labels["round"], own_epochs=epochs,
             equal_budget=epochs == spec.train.epochs))
     evaluate = Stage("evaluate", {"data": base["data"], "model": base["model"], "precision": spec.train.precision},
                      (trunk, mask), runtime=runtime(spec), labels=dict(mask_labels))

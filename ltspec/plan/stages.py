@@ -16,12 +16,13 @@ from typing import Any
 from ltspec.spec.models import SCHEMA_VERSION
 
 KINDS = ("dense", "mask", "train", "evaluate", "measure")
+CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
 
 
 def stage_key(kind: str, config: dict, parents: tuple[str, ...]) -> str:
     """Content hash of a stage; the schema version is in it so that a format change never reuses old results."""
     payload = {"schema_version": SCHEMA_VERSION, "kind": kind, "config": config, "parents": list(parents)}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:20]
+    return hashlib.sha256(CANONICAL_JSON.encode(payload).encode()).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
