@@ -84,14 +84,16 @@ def run_stage(stage: Stage, ctx: Context) -> tuple[dict, bool]:
     interrupt KILLED; the checkpoint stays for the next attempt.
     """
     with ctx.store.claim(stage.key):
+        earlier = _earlier_runs(stage, ctx)
+        unlogged = ctx.tracker is not None and all(run.info.status != "FINISHED" for run in earlier)
         if ctx.store.is_complete(stage.key):
             record = ctx.store.record(stage.key)
-            if ctx.tracker is not None and _finished_run(ctx, stage) is None:
-                run_id = _start_run(stage, ctx)
+            if unlogged:
+                run_id = _start_run(stage, ctx, earlier)
                 tracking.log_metrics(ctx.tracker, run_id, [(e, v) for e, v in record["history"]])
                 _finish_run(stage, ctx, run_id, record, reused=True)
             return record, False
-        run_id = _start_run(stage, ctx) if ctx.tracker is not None and _finished_run(ctx, stage) is None else None
+        run_id = _start_run(stage, ctx, earlier) if unlogged else None
 
         def log_epochs(rows: list) -> None:
             if run_id is not None and rows:
@@ -117,18 +119,22 @@ def run_stage(stage: Stage, ctx: Context) -> tuple[dict, bool]:
         return record, True
 
 
-def _finished_run(ctx: Context, stage: Stage):
+def _earlier_runs(stage: Stage, ctx: Context) -> list:
+    """The stage's MLflow runs: the FINISHED one of the runner's snapshot (a rerun asks nothing more), else all
+    of them asked fresh."""
+    if ctx.tracker is None:
+        return []
     run = ctx.runs.get(stage.key)
     if run is not None and run.info.status == "FINISHED":
-        return run
-    return tracking.finished_stage_run(ctx.tracker, stage.key)
+        return [run]
+    return tracking.runs_of_stage(ctx.tracker, stage.key)
 
 
-def _start_run(stage: Stage, ctx: Context) -> str:
+def _start_run(stage: Stage, ctx: Context, earlier: list) -> str:
     trunk = stage.key if stage.kind == "dense" else stage.labels["trunk"]
     if trunk not in ctx.trunk_runs:
         ctx.trunk_runs[trunk] = tracking.trunk_run(ctx.tracker, ctx.stages[trunk])
-    return tracking.start_stage(ctx.tracker, stage, ctx.trunk_runs[trunk], ctx.runs.get(stage.key))
+    return tracking.start_stage(ctx.tracker, stage, ctx.trunk_runs[trunk], earlier)
 
 
 def _finish_run(stage: Stage, ctx: Context, run_id: str, record: dict, *, reused: bool) -> None:

@@ -109,10 +109,9 @@ def stage_runs(tracker: Tracker) -> dict[str, Any]:
     return found
 
 
-def finished_stage_run(tracker: Tracker, key: str):
-    """The FINISHED run of a stage, asked fresh (another process may have just logged it), or None."""
-    runs = _runs(tracker, f"tags.`{STAGE_KEY}` = '{key}' and attributes.status = 'FINISHED'")
-    return runs[0] if runs else None
+def runs_of_stage(tracker: Tracker, key: str) -> list:
+    """Every run of one stage, asked fresh: another process, or a retried Ray task, may have made one since."""
+    return _runs(tracker, f"tags.`{STAGE_KEY}` = '{key}'")
 
 
 def label_tags(labels: dict) -> dict[str, str]:
@@ -155,11 +154,21 @@ def _new_trunk_run(tracker: Tracker, trunk: Stage) -> str:
     return run.info.run_id
 
 
-def start_stage(tracker: Tracker, stage: Stage, parent_run_id: str | None, existing=None) -> str:
-    """A run for a stage about to execute: its unfinished run from an interrupted attempt, or a new one."""
-    if existing is not None and existing.info.status != "FINISHED":
-        tracker.client.update_run(existing.info.run_id, status="RUNNING")
-        return existing.info.run_id
+def start_stage(tracker: Tracker, stage: Stage, parent_run_id: str | None, earlier: list) -> str:
+    """A run for a stage about to execute, given the stage's `earlier` runs asked fresh under its claim.
+
+    Holding the claim, no other attempt can be running, so every unfinished run is a dead attempt's: the newest
+    is continued (the checkpoint says which epochs it has), older ones (a Ray task retried after its worker was
+    lost, say) are marked KILLED rather than left RUNNING forever. With none, a new run.
+    """
+    unfinished = sorted((run for run in earlier if run.info.status != "FINISHED"),
+                        key=lambda run: run.info.start_time, reverse=True)
+    for dead in unfinished[1:]:
+        if dead.info.status != "KILLED":
+            tracker.client.set_terminated(dead.info.run_id, "KILLED")
+    if unfinished:
+        tracker.client.update_run(unfinished[0].info.run_id, status="RUNNING")
+        return unfinished[0].info.run_id
     tags = {**tracker.tags, **stage_tags(stage)}
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id

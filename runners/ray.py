@@ -116,13 +116,12 @@ def _trunk(stage: Stage) -> str:
 
 
 @ray.remote(max_retries=LOST_WORKER_RETRIES, retry_exceptions=False)
-def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_run: str, known_run,
-                *parents: dict) -> dict:
+def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_run: str, *parents: dict) -> dict:
     """Run one stage in a worker, or report it blocked when a parent failed.
 
-    `known_run` is the stage's MLflow run that the driver found, if any: a run left by an interrupted attempt is
-    continued rather than duplicated. A StageFailed is the stage's real outcome (a diverged loss, say), so it comes
-    back as a record, not an exception: Ray never retries it, and retries only a worker that died.
+    A StageFailed is the stage's real outcome (a diverged loss, say), so it comes back as a record, not an
+    exception: Ray never retries it, and retries only a worker that died. The retry continues the dead attempt's
+    MLflow run and checkpoint (`run_stage` looks both up under the stage's claim).
     """
     if any(parent["status"] in ("failed", "blocked") for parent in parents):
         return {"key": key, "status": "blocked"}
@@ -130,8 +129,7 @@ def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_
     trunk = _trunk(stages[key])
     ctx = Context(store=Store(Path(workspace.store_root)),
                   device=torch.device("cuda" if ray.get_gpu_ids() else "cpu"), stages=stages,
-                  tracker=workspace.tracker(), runs={key: known_run} if known_run is not None else {},
-                  trunk_runs={trunk: trunk_run})
+                  tracker=workspace.tracker(), trunk_runs={trunk: trunk_run})
     try:
         record, ran = run_stage(stages[key], ctx)
     except StageFailed as failure:
@@ -211,7 +209,7 @@ def _submit(pending: list[Stage], driver: Context, spec: Spec, gpu_share: float 
         task = _stage_task.options(num_cpus=spec.resources.cpus, num_gpus=gpus_per_stage(arch, share, cluster_gpus),
                                    name=stage.describe())
         refs[stage.key] = task.remote(stage.key, stages, workspace, driver.trunk_runs[trunk],
-                                      driver.runs.get(stage.key), *(refs[p] for p in stage.parents if p in refs))
+                                      *(refs[p] for p in stage.parents if p in refs))
     return refs
 
 

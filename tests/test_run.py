@@ -16,8 +16,9 @@ from ltspec.execution import Context, StageFailed, run_stage
 from ltspec.plan import compile_plan
 from ltspec.spec import load_spec
 from ltspec.store import Store
+from ltspec import tracking
 from ltspec.tracking import STAGE_KEY, rp_metric
-from runners.local import run_local
+from runners.local import connect, run_local
 
 SPEC = """\
 name = "tiny-run"
@@ -237,6 +238,22 @@ def test_ctrl_c_keeps_finished_epochs_and_marks_the_run_killed(tmp_path):
     assert len(killed) == 1
     assert (Store(tmp_path / "store").stage_dir(killed[0]) / "checkpoint.pt").exists()
 
+
+
+def test_runs_of_dead_attempts_are_continued_or_killed_never_left_running(tmp_path):
+    loaded = load_spec(write_spec(tmp_path))
+    plan = compile_plan(loaded)
+    dense = plan.trunks[0]
+    tracker = connect(loaded, plan)
+    lost = tracking.start_stage(tracker, dense, None, [])
+    time.sleep(0.01)
+    retried = tracking.start_stage(tracker, dense, None, [])  # a Ray retry that never saw the first attempt
+    ctx = Context(store=Store(tmp_path / "store"), device=torch.device("cpu"),
+                  stages={stage.key: stage for stage in plan.stages}, tracker=tracker)
+    assert run_stage(dense, ctx)[1]
+    runs = {run.info.run_id: run for run in stage_runs(tmp_path)}
+    assert {run_id: run.info.status for run_id, run in runs.items()} == {lost: "KILLED", retried: "FINISHED"}
+    assert len(runs[retried].data.metrics) > 0
 
 
 def test_a_failed_stage_keeps_its_traceback_in_mlflow(tmp_path):
