@@ -185,13 +185,13 @@ def run(spec: Annotated[Optional[Path], typer.Argument(help="The spec; none runs
     """Execute the plan: train what is not done yet, resume what was interrupted, log every stage to MLflow."""
     from rich.console import Console
 
+    if runner not in ("local", "ray"):
+        raise _fail(f"unknown runner `{runner}`; use local or ray")
     spec = spec or quickstart_path()
     loaded, compiled = _load(spec)
     console = Console()
     console.print(f"[bold]{compiled.name}[/]: {len(compiled.stages)} stages, {compiled.epochs} epochs in the plan; "
                   f"store {loaded.spec.storage.root}, MLflow {loaded.spec.tracking.uri}")
-    if runner not in ("local", "ray"):
-        raise _fail(f"unknown runner `{runner}`; use local or ray")
     from mlflow.exceptions import MlflowException
 
     try:
