@@ -34,9 +34,10 @@ def _say(tag: str, color: str, message: str, err: bool = False) -> None:
     typer.echo(f" {message}", err=err)
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
+def _fail(message: str) -> typer.Exit:
+    """Print a usage error; the caller raises the returned exit (code 2, as for a bad spec)."""
     _say("error:", "red", message, err=True)
-    return typer.Exit(code)
+    return typer.Exit(2)
 
 
 def _read_only(command):
