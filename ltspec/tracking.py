@@ -158,13 +158,14 @@ def start_stage(tracker: Tracker, stage: Stage, parent_run_id: str | None, earli
     """A run for a stage about to execute, given the stage's `earlier` runs asked fresh under its claim.
 
     Holding the claim, no other attempt can be running, so every unfinished run is a dead attempt's: the newest
-    is continued (the checkpoint says which epochs it has), older ones (a Ray task retried after its worker was
-    lost, say) are marked KILLED rather than left RUNNING forever. With none, a new run.
+    is continued (the checkpoint says which epochs it has); older ones still RUNNING (a Ray task retried after its
+    worker was lost, say) are marked KILLED rather than left so forever, and FAILED ones keep their status. With
+    none, a new run.
     """
     unfinished = sorted((run for run in earlier if run.info.status != "FINISHED"),
                         key=lambda run: run.info.start_time, reverse=True)
     for dead in unfinished[1:]:
-        if dead.info.status != "KILLED":
+        if dead.info.status == "RUNNING":
             tracker.client.set_terminated(dead.info.run_id, "KILLED")
     if unfinished:
         tracker.client.update_run(unfinished[0].info.run_id, status="RUNNING")
