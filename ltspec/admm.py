@@ -1,11 +1,12 @@
-"""ADMM pruning (Zhang et al., ECCV 2018) as a hook for an ordinary training loop (DESIGN.md §1).
+"""ADMM pruning (Zhang et al., ECCV 2018) as a hook for an ordinary training loop.
 
 Pruning to sparsity s is the constrained problem  min f(W)  s.t.  W in S = {at most k non-zeros}.
 ADMM splits it with a copy Z in S and a scaled dual U: training minimises f(W) + rho/2 * ||W - Z + U||^2 by SGD
 (admm_penalty is that second term), and every few steps admm_update sets Z to the projection of W + U onto S and
 adds the residual W - Z to U. The weights are pulled onto Z's support, so that cutting to that support at the
-end (admm_mask, then Mask.apply_) costs little accuracy. The training loop owns the schedule: when to call
-admm_update and how rho grows; nothing here imports training.
+end (admm_mask, then Mask.apply_) costs little accuracy. The functions below are the math; `AdmmHook` runs them
+on the training harness's schedule: Z and U updated every `update_every` steps (or once per epoch), rho grown by
+`rho_factor` up to `rho_max` at each update, and all of it checkpointed so a resumed run continues exactly.
 
 Projection onto S keeps the k largest magnitudes, which is exactly magnitude_mask, so Z has the exact kept
 counts (layerwise or global) of a one-shot mask at the same sparsity.
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ltspec.pruning import Mask, Scope, magnitude_mask
+from ltspec.hooks import Hook
 
 
 @dataclass
@@ -89,3 +91,51 @@ def admm_mask(state: AdmmState) -> Mask:
 def _check_rho(rho: float) -> None:
     if not rho > 0:
         raise ValueError(f"rho must be positive, got {rho}")
+
+
+class AdmmHook(Hook):
+    """ADMM training as a hook: the penalty at every step, the Z/U updates on their schedule, state checkpointed."""
+
+    name = "admm"
+
+    def __init__(self, weights: Mapping[str, Tensor], sparsity: float, rho: float, *, scope: Scope = "layerwise",
+                 exclude: Collection[str] = (), rho_factor: float = 1.0, rho_max: float = 1.0,
+                 update_every: int | None = None):
+        self.weights, self.rho_factor, self.rho_max, self.update_every = weights, rho_factor, rho_max, update_every
+        self.state = admm_init(weights, sparsity, rho, scope=scope, exclude=exclude)
+        self.steps = 0
+
+    def penalty(self) -> Tensor:
+        return admm_penalty(self.state, self.weights)
+
+    def after_step(self) -> None:
+        self.steps += 1
+        if self.update_every and self.steps % self.update_every == 0:
+            self._update()
+
+    def end_epoch(self, epoch: int, values: dict[str, float]) -> None:
+        if not self.update_every:
+            self._update()
+
+    def state_dict(self) -> dict:
+        state = self.state
+        return {"Z": _on(state.Z, "cpu"), "U": _on(state.U, "cpu"), "rho": state.rho,
+                "support": _on(state.support.tensors, "cpu"), "steps": self.steps}
+
+    def load_state_dict(self, saved: dict) -> None:
+        device = next(iter(self.weights.values())).device
+        self.state.Z, self.state.U = _on(saved["Z"], device), _on(saved["U"], device)
+        self.state.rho = saved["rho"]
+        self.state.support = Mask(_on(saved["support"], device), self.state.support.excluded)
+        self.steps = saved["steps"]
+
+    def mask(self) -> Mask:
+        return admm_mask(self.state)
+
+    def _update(self) -> None:
+        admm_update(self.state, self.weights)
+        admm_set_rho(self.state, min(self.state.rho * self.rho_factor, self.rho_max))
+
+
+def _on(tensors: Mapping[str, Tensor], device) -> dict[str, Tensor]:
+    return {name: tensor.detach().to(device) for name, tensor in tensors.items()}

@@ -1,17 +1,17 @@
-"""What the spec checker needs to know about each architecture, without importing torch.
+"""Facts about each architecture, by name, without importing torch: its layers, inputs and size class.
 
 `ltspec validate` must start in a fraction of a second, so it reads `layers.json` rather than building models.
 That file is generated from the real models by `python -m ltspec.nets`, and a test fails when it falls behind.
-Layer names are module names ("layer1.0.conv1"); the prunable tensor of a layer is its ".weight".
+Layer names are module names ("layer1.0.conv1"); the prunable tensor of a layer is its ".weight". An architecture
+a plugin registers (`ltspec.plugins`) is not in the file: its row is made by building it, which imports torch only
+when a spec names it.
 """
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-TABLE = json.loads((Path(__file__).parent / "layers.json").read_text())
-
-ARCHITECTURES: tuple[str, ...] = tuple(sorted(TABLE))
+TABLE: dict[str, dict] = json.loads((Path(__file__).parent / "layers.json").read_text())
 
 
 @dataclass(frozen=True)
@@ -20,10 +20,29 @@ class Layer:
     kind: str  # "conv" or "linear"
 
 
-def entry(arch: str) -> dict:
+def known(arch: str) -> bool:
+    """Whether `arch` is built in or registered by a plugin (plugins are looked up for a name not built in)."""
     if arch not in TABLE:
-        raise ValueError(f"unknown architecture {arch!r}; expected one of: {', '.join(ARCHITECTURES)}")
+        from ltspec import plugins
+
+        plugins.load()
+    return arch in TABLE
+
+
+def names() -> list[str]:
+    return sorted(TABLE)
+
+
+def entry(arch: str) -> dict:
+    if not known(arch):
+        raise ValueError(f"unknown architecture {arch!r}; expected one of: {', '.join(names())}")
     return TABLE[arch]
+
+
+def is_small(arch: str) -> bool:
+    """A net too small to keep a GPU busy on its own (ResNet-20 barely loads an H100): Ray packs such stages
+    several to one GPU."""
+    return entry(arch)["small"]
 
 
 def prunable_layers(arch: str, shortcut: str | None = None) -> tuple[Layer, ...]:

@@ -197,12 +197,12 @@ def run(spec: Annotated[Optional[Path], typer.Argument(help="The spec; none runs
 
     try:
         if runner == "ray":
-            from runners.ray import run_ray
+            from ltspec.runners.ray import run_ray
 
             summary = run_ray(loaded, compiled, address=address, gpu_share=gpu_share, console=console,
                               plan_json=plan_json(compiled, set()))
         else:
-            from runners.local import run_local
+            from ltspec.runners.local import run_local
 
             summary = run_local(loaded, compiled, device=device, console=console,
                                 plan_json=plan_json(compiled, set()))

@@ -13,6 +13,7 @@ costs no more than importing torch.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import math
 import random
 from collections.abc import Iterator, Sequence
@@ -23,7 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DATASETS = ("cifar10", "cifar100", "tiny-imagenet", "digits", "mnist1d", "synthetic")
+from ltspec import datasets
+from ltspec.datasets import DatasetInfo
 
 CROP_PADDING = 4  # pixels of zeros around each image before the random crop, as in the paper's CIFAR recipe
 
@@ -85,32 +87,25 @@ def load_dataset(
     download: bool = False,
     validation_split: float = 0.0,
     seed: int = 0,
-    synthetic_shape: tuple[int, ...] = (3, 32, 32),
-    synthetic_size: tuple[int, int] = (256, 128),
     num_classes: int | None = None,
+    **options,
 ) -> Dataset:
-    """Load a dataset by name into memory.
+    """Load a dataset by name (`ltspec.datasets`, built in or a plugin's) into memory.
 
     seed is the data seed: it picks the validation subset, the digits train/test split and the synthetic draw.
     Pass the same data seed to every run that should be compared on the same test set. mnist1d ignores it: it is
-    always generated with the package's own fixed seed, so that it is the standard MNIST-1D. num_classes sets the
-    number of synthetic classes (default 10); for the other datasets it may only confirm their number.
+    always generated with the package's own fixed seed, so that it is the standard MNIST-1D. num_classes, when
+    given, must be the dataset's number of classes. `options` go to the dataset's loader (synthetic:
+    `synthetic_shape`, `synthetic_size`, `synthetic_classes`).
     """
-    if name not in DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    try:
+        entry = datasets.info(name)
+    except datasets.UnknownDataset as error:
+        raise DatasetError(str(error)) from None
     if not 0.0 <= validation_split < 1.0:
         raise DatasetError(f"validation_split must be in [0, 1), got {validation_split}")
-    root = Path(root)
-    if name in ("cifar10", "cifar100"):
-        dataset = _cifar(name, root, download)
-    elif name == "tiny-imagenet":
-        dataset = _tiny_imagenet(root)
-    elif name == "digits":
-        dataset = _digits(seed)
-    elif name == "mnist1d":
-        dataset = _mnist1d()
-    else:
-        dataset = _synthetic(synthetic_shape, synthetic_size, 10 if num_classes is None else num_classes, seed)
+    module, _, function = entry.loader.partition(":")
+    dataset = getattr(importlib.import_module(module), function)(entry, Path(root), download, seed, **options)
     if num_classes is not None and num_classes != dataset.num_classes:
         raise DatasetError(f"{name} has {dataset.num_classes} classes, but num_classes = {num_classes} was asked")
     if validation_split == 0.0:
@@ -119,9 +114,10 @@ def load_dataset(
     return replace(dataset, train=train, validation=validation)
 
 
-def _cifar(name: str, root: Path, download: bool) -> Dataset:
+def load_cifar(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Dataset:
     from torchvision.datasets import CIFAR10, CIFAR100
 
+    name = entry.name
     source = CIFAR10 if name == "cifar10" else CIFAR100
     try:
         train, test = [source(root, train=is_train, download=download) for is_train in (True, False)]
@@ -150,7 +146,7 @@ def _cifar_split(images: np.ndarray, labels: list[int]) -> Split:
     return Split(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels, dtype=torch.int64))
 
 
-def _tiny_imagenet(root: Path) -> Dataset:
+def load_tiny_imagenet(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Dataset:
     """Tiny ImageNet from root/tiny-imagenet-200/{train,val}/<class>/.../*.JPEG, with val in class folders.
 
     The archive unpacks train/ in that layout already (train/<wnid>/images/*.JPEG) but val/ as one images/ folder
@@ -193,12 +189,12 @@ def _image_folder_split(folder) -> Split:
     return Split(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(folder.targets))
 
 
-def _digits(seed: int) -> Dataset:
+def load_digits(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Dataset:
     """scikit-learn's 8x8 handwritten digits: tiny and shipped with the package, for quick offline runs."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits as scikit_learn_digits
     from sklearn.model_selection import train_test_split
 
-    digits = load_digits()
+    digits = scikit_learn_digits()
     images = np.round(digits.images * (255 / 16)).astype(np.uint8)[:, None]  # pixel values 0..16 -> 0..255
     train_x, test_x, train_y, test_y = train_test_split(
         images, digits.target, test_size=0.2, stratify=digits.target, random_state=_derive_seed(seed, "digits") % 2**32
@@ -219,7 +215,7 @@ def _digits(seed: int) -> Dataset:
     )
 
 
-def _mnist1d() -> Dataset:
+def load_mnist1d(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Dataset:
     """MNIST-1D (Greydanus 2020), generated locally with the package's default arguments (4000 train, 1000 test).
 
     make_dataset reseeds numpy's and Python's global generators; their states are restored afterwards so that
@@ -253,13 +249,16 @@ def _signal_split(signals: np.ndarray, labels: np.ndarray) -> Split:
     return Split(torch.from_numpy(signals).float()[:, None], torch.from_numpy(labels).long())
 
 
-def _synthetic(shape: tuple[int, ...], sizes: tuple[int, int], num_classes: int, seed: int) -> Dataset:
+def load_synthetic(entry: DatasetInfo, root: Path, download: bool, seed: int, *,
+                   synthetic_shape: tuple[int, ...] = (3, 32, 32), synthetic_size: tuple[int, int] = (256, 128),
+                   synthetic_classes: int = 10) -> Dataset:
     """Random uint8 inputs of shape (C, H, W) or (C, L) whose class shows through the noise.
 
     Each class has a random coarse pattern (at most 4 cells per side); an input is the mean of its class pattern,
     blown up to full size, and uniform noise. A small network learns this from a few hundred samples, so tests can
     see training raise test accuracy. Crops and flips move the pattern, so the dataset is not augmentable.
     """
+    shape, sizes, num_classes = synthetic_shape, synthetic_size, synthetic_classes
     if len(shape) not in (2, 3):
         raise DatasetError(f"synthetic_shape must be (C, H, W) or (C, L), got {shape}")
     generator = torch.Generator().manual_seed(_derive_seed(seed, "synthetic"))

@@ -16,7 +16,7 @@ rewrites `layers.json`, the torch-free copy of their names that `ltspec.architec
 import json
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -255,6 +255,7 @@ class Architecture:
     downsamplings: int
     shortcut: str | None = None
     from_torchvision: bool = False
+    small: bool = False  # too small to keep a GPU busy alone: several of its stages share one on Ray
 
     @property
     def min_input_size(self) -> int:
@@ -283,7 +284,7 @@ def resnet_architecture(stage_channels: tuple[int, ...], blocks_per_stage: int, 
 
 def he_resnet_architecture(depth: int) -> Architecture:
     """ResNet-(6n+2) of He et al. for CIFAR: three stages of n blocks at 16, 32, 64 channels, option-A shortcuts."""
-    return resnet_architecture((16, 32, 64), (depth - 2) // 6, shortcut="A")
+    return replace(resnet_architecture((16, 32, 64), (depth - 2) // 6, shortcut="A"), small=True)
 
 
 def mlp_architecture(hidden: tuple[int, ...]) -> Architecture:
@@ -291,6 +292,7 @@ def mlp_architecture(hidden: tuple[int, ...]) -> Architecture:
         lambda request: mlp(request.in_features, hidden, request.num_classes, request.width),
         input_kind="any",
         downsamplings=0,
+        small=True,
     )
 
 
@@ -311,14 +313,16 @@ REGISTRY: dict[str, Architecture] = {
         lambda request: mobilenetv2(request.in_channels, request.num_classes, request.width),
         input_kind="image",
         downsamplings=3,
+        small=True,
     ),
     "lenet300100": mlp_architecture((300, 100)),
     "mlp": mlp_architecture((128, 64)),
-    "convnet": vgg_architecture("convnet"),
+    "convnet": replace(vgg_architecture("convnet"), small=True),
     "conv1d": Architecture(
         lambda request: conv1d(request.in_channels, request.input_size, request.num_classes, request.width),
         input_kind="signal",
         downsamplings=3,
+        small=True,
     ),
     **{f"tv-{name}": torchvision_architecture(name) for name in ("resnet18", "resnet50", "vgg16_bn", "mobilenet_v2")},
 }
@@ -382,6 +386,11 @@ def construct(architecture: Architecture, request: Request) -> nn.Module:
     return model
 
 
+def state_on_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's state on the CPU, to store: a weight point, a trained result."""
+    return {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+
+
 def prunable_tensors(model: nn.Module) -> dict[str, nn.Parameter]:
     """The weights of the model's Conv1d, Conv2d and Linear modules, by parameter name, in named_parameters order."""
     return {
@@ -408,22 +417,26 @@ def layer_rows(arch: str, shortcut: str | None = None) -> list[dict[str, str]]:
 def layer_table() -> dict[str, dict]:
     """What `layers.json` must hold: each architecture's input kind, smallest input, reference shortcut and
     prunable layers. Residual nets list their projection layers too, marked as present only with shortcut "B"."""
-    table = {}
-    for arch, architecture in sorted(REGISTRY.items()):
-        if architecture.shortcut is None:
-            layers = layer_rows(arch)
-        else:
-            layers, without_projections = layer_rows(arch, shortcut="B"), layer_rows(arch, shortcut="A")
-            for row in layers:
-                if row not in without_projections:
-                    row["only_with_shortcut"] = "B"
-        table[arch] = {
-            "input_kind": architecture.input_kind,
-            "min_input_size": architecture.min_input_size,
-            "shortcut": architecture.shortcut,
-            "layers": layers,
-        }
-    return table
+    return {arch: table_entry(arch) for arch in sorted(REGISTRY)}
+
+
+def table_entry(arch: str) -> dict:
+    """One architecture's row of the layer table (a plugin's is made this way when a spec names it)."""
+    architecture = REGISTRY[arch]
+    if architecture.shortcut is None:
+        layers = layer_rows(arch)
+    else:
+        layers, without_projections = layer_rows(arch, shortcut="B"), layer_rows(arch, shortcut="A")
+        for row in layers:
+            if row not in without_projections:
+                row["only_with_shortcut"] = "B"
+    return {
+        "input_kind": architecture.input_kind,
+        "min_input_size": architecture.min_input_size,
+        "shortcut": architecture.shortcut,
+        "small": architecture.small,
+        "layers": layers,
+    }
 
 
 def write_layer_table() -> None:

@@ -1,4 +1,4 @@
-"""Keep-masks and the magnitude pruning that makes them (DESIGN.md §1).
+"""Keep-masks, the magnitude pruning that makes them, and the hook that trains on one.
 
 A mask holds one boolean tensor per weight tensor, True where the weight is kept. Tensors named as excluded
 (the paper never prunes the first conv) stay all-True and are left out of every sparsity figure, so that
@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from ltspec.hooks import Hook
 
 Scope = Literal["layerwise", "global"]
 
@@ -119,6 +121,22 @@ class Mask(Mapping[str, Tensor]):
             self._multipliers[layout] = multipliers
         with torch.no_grad():
             torch._foreach_mul_(targets, multipliers)
+
+
+class EnforceMask(Hook):
+    """Training on a mask: pruned weights are zeroed now, and again after every optimizer step, so that they are
+    exactly zero at every forward pass whatever the optimizer, momentum or weight decay."""
+
+    name = "mask"
+
+    def __init__(self, mask: Mask, model: nn.Module):
+        params = dict(model.named_parameters())
+        self.mask = mask.to(params[next(iter(mask))].device)
+        self.params = {name: params[name] for name in mask}
+        self.mask.apply_(self.params)
+
+    def after_step(self) -> None:
+        self.mask.apply_(self.params)
 
 
 def dense_mask(weights: Mapping[str, Tensor]) -> Mask:

@@ -1,10 +1,11 @@
-"""The training loop: optimizers, per-step LR schedules, one epoch of training, and evaluation.
+"""Training: optimizers, per-step LR schedules, one epoch of training, evaluation, and the loop over epochs.
 
-Every stage of an experiment (dense pretraining, IMP rounds, arms, ADMM) trains through `train_epoch`. What
-differs between them enters as plain hooks: a `penalty` added to the loss (ADMM's ρ/2·‖W − Z + U‖²) and
-`after_step` actions run after each optimizer step (mask enforcement, so that pruned weights are exactly zero
-after every step whatever the optimizer, momentum or weight decay). The loop knows nothing of specs, masks or
-datasets: batches are any iterable of (x, y) tensor pairs.
+Every stage of an experiment (dense pretraining, IMP rounds, arms, ADMM, gradual pruning) trains through `fit`.
+What differs between them enters through one hook protocol, `Hook`: a `penalty` added to the loss (ADMM's
+ρ/2·‖W − Z + U‖²), `after_step` run after each optimizer step (mask enforcement, so that pruned weights are exactly
+zero after every step whatever the optimizer, momentum or weight decay), `end_epoch` (saving rewind points, logging),
+and `state_dict`/`load_state_dict`, through which a checkpoint keeps and restores each hook's state, so a resumed
+run continues exactly. The loop knows nothing of specs, masks or datasets: batches are any iterable of (x, y).
 
 Metrics stay on the device and are read back once per epoch: a `.item()` per step would stall the GPU queue on
 every step. For the same reason a NaN or infinite loss is not checked per step; it propagates into the epoch's
@@ -13,14 +14,16 @@ mean loss, and the caller decides what to do with it.
 
 import contextlib
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+
+from ltspec.hooks import Hook
 
 @dataclass(frozen=True)
 class OptimizerSettings:
@@ -189,6 +192,90 @@ def compile_model(model: nn.Module) -> nn.Module:
     `model`, not the compiled wrapper.
     """
     return torch.compile(model, dynamic=False)
+
+
+def _overrides(hook: Hook, method: str) -> bool:
+    return getattr(type(hook), method) is not getattr(Hook, method)
+
+
+class Checkpoints(Protocol):
+    """Where `fit` keeps its resume state: `load` gives the last one or None; `save` decides by its own policy
+    whether to write this one (`final` at the last epoch, so that a policy can skip it: the result is stored)."""
+
+    def load(self) -> dict | None: ...
+
+    def save(self, epoch: int, state: Callable[[], dict], *, final: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: optimizer, schedule, epochs and precision, as plain settings."""
+
+    optimizer: OptimizerSettings
+    schedule: ScheduleSettings
+    epochs: int
+    precision: str = "fp32"
+
+
+class Diverged(ArithmeticError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, loss: float):
+        self.epoch, self.loss = epoch, loss
+        super().__init__(f"the training loss became {loss} in epoch {epoch}; lower the lr")
+
+
+def fit(model: nn.Module, train: Callable[[int], Iterator[tuple[Tensor, Tensor]]],
+        evaluation: dict[str, Callable[[int], Iterator[tuple[Tensor, Tensor]]]], recipe: Recipe, *,
+        steps_per_epoch: int, hooks: Sequence[Hook] = (), checkpoints: Checkpoints | None = None,
+        epochs: int | None = None, eval_every: int = 1, channels_last: bool = False,
+        compiled: nn.Module | None = None) -> tuple[list[tuple[int, dict[str, float]]], EpochResult | None]:
+    """Train `model` for `epochs` epochs (default: the recipe's, which also sets the schedule's length), resuming
+    from the last checkpoint; returns the per-epoch history and the last test evaluation.
+
+    `train(e)` and each `evaluation[name](e)` give epoch e's batches (the same ones whenever asked: a resumed run
+    replays them); metrics of an evaluation are logged as `<name>_loss` and `<name>_accuracy`. `compiled` is a
+    `torch.compile` of `model` to run instead of it (checkpoints keep `model`'s own state_dict).
+    """
+    runner = compiled or model
+    optimizer = make_optimizer(model.parameters(), recipe.optimizer)
+    scheduler = make_scheduler(optimizer, recipe.schedule, epochs=recipe.epochs, steps_per_epoch=steps_per_epoch)
+    penalties = [hook.penalty for hook in hooks if _overrides(hook, "penalty")]
+    after_step = [hook.after_step for hook in hooks if _overrides(hook, "after_step")]
+    penalty = (lambda: sum(term() for term in penalties)) if penalties else None
+    total = epochs or recipe.epochs
+
+    history, start = [], 0
+    resumed = checkpoints.load() if checkpoints is not None else None
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        for hook in hooks:
+            hook.load_state_dict(resumed["hooks"][hook.name])
+        history, start = [(e, v) for e, v in resumed["history"]], resumed["epoch"]
+
+    result = None
+    for epoch in range(start, total):
+        fitted = train_epoch(runner, train(epoch), optimizer, scheduler, penalty=penalty, after_step=after_step,
+                             precision=recipe.precision, channels_last=channels_last)
+        if not math.isfinite(fitted.loss):
+            raise Diverged(epoch + 1, fitted.loss)
+        values = {"train_loss": fitted.loss, "train_accuracy": fitted.accuracy, "lr": fitted.lr}
+        if (epoch + 1) % eval_every == 0 or epoch + 1 == total:
+            for name, batches in evaluation.items():
+                scored = evaluate(runner, batches(0), precision=recipe.precision, channels_last=channels_last)
+                values.update({f"{name}_loss": scored.loss, f"{name}_accuracy": scored.accuracy})
+                result = scored if name == "test" else result
+        history.append((epoch + 1, values))
+        for hook in hooks:
+            hook.end_epoch(epoch + 1, values)
+        if checkpoints is not None:
+            checkpoints.save(epoch + 1, lambda: {
+                "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "history": [[e, v] for e, v in history],
+                "hooks": {hook.name: hook.state_dict() for hook in hooks}}, final=epoch + 1 == total)
+    return history, result
 
 
 def _prepare(model: nn.Module, channels_last: bool) -> torch.device:

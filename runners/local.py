@@ -1,62 +1,23 @@
 """The local runner: every stage of a plan in this process, on one device, in dependency order.
 
-It decides only where and when: stage execution (what a stage does) is `ltspec.execution.run_stage`. A failed
-stage does not stop the run: its descendants are skipped, everything independent of it still runs, and the
-summary lists the failures.
+It decides only where and when: what a stage does, and its life from claim to record, is
+`ltspec.stages.run_stage`. A failed stage does not stop the run: its descendants are skipped, everything
+independent of it still runs, and the summary lists the failures.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
-from ltspec.execution import Context, StageFailed, run_stage
-from ltspec.plan import Plan, Stage
-from ltspec.spec import LoadedSpec
-from ltspec.store import Store
 from ltspec import tracking
-
-
-@dataclass
-class Summary:
-    """What a run did: stages trained now, found done, failed, and skipped because a parent failed."""
-
-    ran: list[str] = field(default_factory=list)
-    done: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    blocked: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and not self.blocked
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
-    return torch.device(name)
-
-
-def connect(loaded: LoadedSpec, plan: Plan) -> tracking.Tracker:
-    spec = loaded.spec
-    return tracking.connect(spec.tracking.uri, spec.tracking.experiment or spec.name,
-                            {"ltspec.spec_hash": plan.spec_hash, "ltspec.spec_name": spec.name})
-
-
-def log_spec(tracker: tracking.Tracker, loaded: LoadedSpec, plan_json: dict, trunk_runs: dict[str, str]) -> None:
-    """The resolved spec and the plan, as artifacts of every trunk run this run touched."""
-    for run_id in trunk_runs.values():
-        tracking.log_file(tracker, run_id, loaded.path)
-        tracking.log_json(tracker, run_id, "plan.json", plan_json)
-        tracking.log_json(tracker, run_id, "spec.resolved.json",
-                          [{"sweep": dict(point.values), "spec": point.spec.model_dump(mode="json")}
-                           for point in loaded.points])
+from ltspec.plan import Plan, Stage
+from ltspec.runners.common import Summary, connect, log_spec, progress_columns, resolve_device
+from ltspec.spec import LoadedSpec
+from ltspec.stages import Context, StageFailed, run_stage
+from ltspec.store import Store
 
 
 def run_local(loaded: LoadedSpec, plan: Plan, *, device: str = "auto", console: Console | None = None,
@@ -69,9 +30,7 @@ def run_local(loaded: LoadedSpec, plan: Plan, *, device: str = "auto", console: 
                   stages={stage.key: stage for stage in plan.stages}, tracker=tracker,
                   runs=tracking.stage_runs(tracker) if tracker else {})
     summary = Summary()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*progress_columns(), console=console, transient=False) as progress:
         overall = progress.add_task("stages", total=len(plan.stages), info="")
         current = progress.add_task("", total=1, info="", visible=False)
 

@@ -1,7 +1,7 @@
-"""The Ray runner: the plan of `runners.local` on a Ray cluster, each stage a task that waits on its parents' tasks.
+"""The Ray runner: the plan of `ltspec.runners.local` on a Ray cluster, each stage a task that waits on its parents'.
 
 Like the local runner it decides only where and when: each task builds its own `Context` and calls
-`ltspec.execution.run_stage`. A task takes its parents' results (their ObjectRefs) as arguments, so Ray itself
+`ltspec.stages.run_stage`. A task takes its parents' results (their ObjectRefs) as arguments, so Ray itself
 schedules the DAG: a stage starts once its parents are done, on any node with the GPU share and CPUs it asks for.
 Tasks return small records (status, final metrics or the failure message), never tensors: weights travel through
 the store, which every worker reaches by the same absolute path.
@@ -25,17 +25,16 @@ from ray.exceptions import RayError
 import torch
 from mlflow import MlflowClient
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
-from ltspec import tracking
-from ltspec.execution import Context, StageFailed, run_stage
+from ltspec import architectures, tracking
 from ltspec.plan import Plan, Stage
+from ltspec.runners.common import Summary, connect, log_spec, progress_columns
 from ltspec.spec import LoadedSpec, Spec
+from ltspec.stages import Context, StageFailed, run_stage
+from ltspec.stages.context import trunk_of
 from ltspec.store import Store
-from runners.local import Summary, connect, log_spec
 
-SMALL_ARCHS = frozenset({"resnet20", "resnet32", "resnet44", "resnet56", "mobilenetv2", "lenet300100", "mlp",
-                         "convnet", "conv1d"})
 SMALL_NET_GPU_SHARE = 0.25  # four small-net stages keep one GPU busy; one alone leaves it mostly idle
 LOST_WORKER_RETRIES = 2  # a worker lost to a dead node or the OOM killer; the stage resumes from its checkpoint
 LOCAL_URI_SCHEMES = ("", "file", "sqlite")  # a path on the machine that opens it, not a server
@@ -91,7 +90,7 @@ def gpus_per_stage(arch: str, gpu_share: float | None, cluster_gpus: float) -> f
         return 0.0
     if gpu_share is not None:
         return gpu_share
-    return SMALL_NET_GPU_SHARE if arch in SMALL_ARCHS else 1.0
+    return SMALL_NET_GPU_SHARE if architectures.is_small(arch) else 1.0
 
 
 def absolute_uri(uri: str) -> str:
@@ -111,10 +110,6 @@ def _located(stage: Stage) -> Stage:
     return replace(stage, runtime={**stage.runtime, "root": str(Path(root).resolve())})
 
 
-def _trunk(stage: Stage) -> str:
-    return stage.key if stage.kind == "dense" else stage.labels["trunk"]
-
-
 @ray.remote(max_retries=LOST_WORKER_RETRIES, retry_exceptions=False)
 def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_run: str, *parents: dict) -> dict:
     """Run one stage in a worker, or report it blocked when a parent failed.
@@ -126,7 +121,7 @@ def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_
     if any(parent["status"] in ("failed", "blocked") for parent in parents):
         return {"key": key, "status": "blocked"}
     torch.set_num_threads(workspace.threads)
-    trunk = _trunk(stages[key])
+    trunk = trunk_of(stages[key])
     ctx = Context(store=Store(Path(workspace.store_root)),
                   device=torch.device("cuda" if ray.get_gpu_ids() else "cpu"), stages=stages,
                   tracker=workspace.tracker(), trunk_runs={trunk: trunk_run})
@@ -153,10 +148,8 @@ def run_ray(loaded: LoadedSpec, plan: Plan, *, address: str | None = None, gpu_s
                      stages={stage.key: _located(stage) for stage in plan.stages}, tracker=tracker,
                      runs=tracking.stage_runs(tracker))
     outcomes: dict[str, dict] = {}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn())
     try:
-        with Progress(*columns, console=console, transient=False) as progress:
+        with Progress(*progress_columns(), console=console, transient=False) as progress:
             overall = progress.add_task("stages", total=len(plan.stages), info="")
             pending = []
             for stage in plan.stages:
@@ -202,7 +195,7 @@ def _submit(pending: list[Stage], driver: Context, spec: Spec, gpu_share: float 
     stages = ray.put(driver.stages)
     refs: dict[str, ray.ObjectRef] = {}
     for stage in pending:
-        trunk = _trunk(stage)
+        trunk = trunk_of(stage)
         if trunk not in driver.trunk_runs:
             driver.trunk_runs[trunk] = tracking.trunk_run(driver.tracker, driver.stages[trunk])
         arch = driver.stages[trunk].config["model"]["arch"]

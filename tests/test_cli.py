@@ -6,17 +6,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-QUICKSTART = ROOT / "specs" / "quickstart.toml"
-
-
-def ltspec(*args, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ltspec", *args], capture_output=True, text=True, cwd=cwd)
+from conftest import QUICKSTART, ltspec
 
 
 def test_plan_json_lists_every_stage_with_its_epochs(tmp_path):

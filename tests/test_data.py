@@ -195,7 +195,7 @@ def test_mnist1d_is_generated_locally_and_leaves_global_randomness_alone():
 
 
 def test_synthetic_is_seeded_and_shaped_as_asked():
-    asked = {"root": "unused", "synthetic_shape": (3, 16, 16), "synthetic_size": (40, 24), "num_classes": 5}
+    asked = {"root": "unused", "synthetic_shape": (3, 16, 16), "synthetic_size": (40, 24), "synthetic_classes": 5}
     dataset = load_dataset("synthetic", **asked)
     assert dataset.train.x.shape == (40, 3, 16, 16) and dataset.test.x.shape == (24, 3, 16, 16)
     assert dataset.train.x.dtype == torch.uint8 and dataset.train.y.dtype == torch.int64

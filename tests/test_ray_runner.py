@@ -20,8 +20,9 @@ from ltspec import tracking
 from ltspec.plan import compile_plan
 from ltspec.spec import load_spec
 from ltspec.store import Store
-from runners.local import connect, run_local
-from runners.ray import ClusterError, absolute_uri, check_cluster, gpus_per_stage, run_ray
+from ltspec.runners.common import connect
+from ltspec.runners.local import run_local
+from ltspec.runners.ray import ClusterError, absolute_uri, check_cluster, gpus_per_stage, run_ray
 
 SPEC = """
 name = "ray-runner-test"

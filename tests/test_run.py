@@ -12,13 +12,16 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from ltspec.execution import Context, StageFailed, run_stage
+from conftest import ltspec
+from conftest import write_spec as write_template
 from ltspec.plan import compile_plan
 from ltspec.spec import load_spec
 from ltspec.store import Store
 from ltspec import tracking
 from ltspec.tracking import STAGE_KEY, rp_metric
-from runners.local import connect, run_local
+from ltspec.stages import Context, StageFailed, run_stage
+from ltspec.runners.common import connect
+from ltspec.runners.local import run_local
 
 SPEC = """\
 name = "tiny-run"
@@ -63,9 +66,7 @@ root = "{folder}/store"
 
 
 def write_spec(folder: Path, epochs: int = 2, extra_arms: str = "") -> Path:
-    path = folder / "spec.toml"
-    path.write_text(SPEC.format(epochs=epochs, folder=folder.as_posix(), extra_arms=extra_arms))
-    return path
+    return write_template(folder, SPEC, epochs=epochs, extra_arms=extra_arms)
 
 
 def stage_runs(folder: Path) -> list:
@@ -372,8 +373,7 @@ def test_admm_resumes_from_its_checkpoint_with_identical_results(tmp_path):
 
 def test_plan_shows_every_stage_done_after_a_run(finished):
     folder, loaded, plan, _ = finished
-    result = subprocess.run([sys.executable, "-m", "ltspec", "plan", str(loaded.path), "--json"],
-                            capture_output=True, text=True, cwd=folder)
+    result = ltspec("plan", str(loaded.path), "--json", cwd=folder)
     shown = json.loads(result.stdout)
     assert [stage["key"] for stage in shown["stages"]] == [stage.key for stage in plan.stages]
     assert all(stage["done"] for stage in shown["stages"])

@@ -9,16 +9,14 @@ stored once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from ltspec import architectures
+from ltspec import architectures, datasets, masks, points
+from ltspec.masks.base import MaskSettings
 from ltspec.plan.stages import Stage
-from ltspec.spec.checks import is_masked, rewind_epoch
 from ltspec.spec.load import LoadedSpec
-from ltspec.spec.models import Imp, Spec
-
-AUGMENTABLE = ("cifar10", "cifar100", "tiny-imagenet", "synthetic")
+from ltspec.spec.models import Spec
 
 
 @dataclass(frozen=True)
@@ -134,7 +132,7 @@ def compile_plan(loaded: LoadedSpec) -> Plan:
 
 def data_config(spec: Spec) -> dict:
     data = spec.data
-    augment = data.augmentation if data.dataset in AUGMENTABLE else "none"
+    augment = data.augmentation if datasets.info(data.dataset).augmentable else "none"
     return {"dataset": data.dataset, "batch_size": data.batch_size, "augmentation": augment,
             "validation_split": data.validation_split}
 
@@ -163,10 +161,10 @@ def runtime(spec: Spec) -> dict:
 
 def rewind_points(spec: Spec) -> list[int]:
     """Every k for which some child needs the dense weights after k epochs."""
-    points = [arm.start for arm in spec.arms.values()]
-    points += [generator.reset for generator in spec.masks.values() if isinstance(generator, Imp)]
-    points += [term.removesuffix("*mask") for pair in spec.measure.pairs for term in pair]
-    return sorted({k for k in map(rewind_epoch, points) if k is not None})
+    starts = [arm.start for arm in spec.arms.values()]
+    starts += [point for table in spec.masks.values() for point in masks.generator(table.kind).start_points(table).values()]
+    starts += [points.parse(term).base for pair in spec.measure.pairs for term in pair]
+    return sorted({k for k in map(points.rewind_epoch, starts) if k is not None})
 
 
 def excluded_layers(spec: Spec, patterns: list[str] | None) -> list[str]:
@@ -186,52 +184,51 @@ def _compile_trunk(builder: _Builder, spec: Spec, seed: int, sweep: dict) -> Non
     builder.deliver(trunk)
     labels["trunk"] = trunk
     _compile_measure(builder, spec, trunk, None, {}, labels)
-    for name, generator in spec.masks.items():
-        for mask, mask_labels in _compile_masks(builder, spec, base, trunk, name, generator, labels):
-            _compile_on_mask(builder, spec, base, trunk, mask, mask_labels)
+    for name, table in spec.masks.items():
+        expansion = _Expansion(builder, spec, base, trunk, {**labels, "generator": name})
+        for mask in masks.generator(table.kind).expand(table, expansion):
+            _compile_on_mask(builder, spec, base, trunk, mask, expansion.labels_of[mask])
 
 
-def _mask_settings(spec: Spec, generator) -> dict:
-    return {"kind": generator.kind, "scope": generator.scope, "prunable": sorted(generator.prunable),
-            "exclude": excluded_layers(spec, generator.exclude)}
+@dataclass
+class _Expansion:
+    """What a mask generator expands its table with (`ltspec.masks.base.Expansion`): stages added to the plan,
+    labelled with the generator's name, sparsity and round."""
 
+    builder: _Builder
+    spec: Spec
+    base: dict
+    trunk: str
+    labels: dict
+    labels_of: dict = field(default_factory=dict)
 
-def _compile_masks(builder, spec, base, trunk, name, generator, labels):
-    """Yield (mask key, labels) for every mask of one generator."""
-    settings = _mask_settings(spec, generator)
-    if isinstance(generator, Imp):
-        yield from _compile_imp(builder, spec, base, trunk, name, generator, settings, labels)
-        return
-    for sparsity in generator.target_sparsities():
-        mask_labels = {**labels, "generator": name, "sparsity": sparsity, "round": None}
-        config = {**settings, "sparsity": sparsity}
-        epochs = 0
-        if generator.kind == "admm":
-            config.update(base, rho=generator.rho, rho_factor=generator.rho_factor, rho_max=generator.rho_max,
-                          update_every=generator.update_every,
-                          train=recipe(spec, generator.epochs, generator.lr or spec.train.lr / 10))
-            epochs = generator.epochs
-        if generator.kind == "random":
-            config["seed"] = base["seed"]
-        stage = Stage("mask", config, (trunk,), epochs=epochs, runtime=runtime(spec), labels=mask_labels)
-        key = builder.add(stage)
-        builder.deliver(key)
-        yield key, mask_labels
+    def common(self, settings: MaskSettings) -> dict:
+        return {"kind": settings.kind, "scope": settings.scope, "prunable": sorted(settings.prunable),
+                "exclude": excluded_layers(self.spec, settings.exclude)}
 
+    def recipe(self, epochs: int | None = None, lr: float | None = None) -> dict:
+        return recipe(self.spec, epochs, lr)
 
-def _compile_imp(builder, spec, base, trunk, name, generator: Imp, settings, labels):
-    """IMP rounds: round r prunes `rate` of what round r-1's ticket kept, then retrains from the reset point."""
-    ticket, previous = trunk, None
-    for round_number, sparsity in enumerate(generator.target_sparsities(), start=1):
-        mask_labels = {**labels, "generator": name, "sparsity": sparsity, "round": round_number}
-        config = {**settings, "rate": generator.rate, "round": round_number}
-        parents = (ticket,) if previous is None else (ticket, previous)
-        mask = builder.add(Stage("mask", config, parents, runtime=runtime(spec), labels=mask_labels))
-        retrain = Stage("train", {**base, "start": generator.reset, "train": recipe(spec)}, (trunk, mask),
-                        epochs=spec.train.epochs, runtime=runtime(spec), labels={**mask_labels, "arm": None})
-        ticket, previous = builder.add(retrain), mask
-        builder.deliver(ticket)
-        yield mask, mask_labels
+    def dense_lr(self) -> float:
+        return self.spec.train.lr
+
+    def mask(self, config: dict, *, sparsity: float, parents: tuple[str, ...] = (), epochs: int = 0,
+             round: int | None = None, result: bool = True) -> str:
+        labels = {**self.labels, "sparsity": sparsity, "round": round}
+        key = self.builder.add(Stage("mask", config, parents or (self.trunk,), epochs=epochs,
+                                     runtime=runtime(self.spec), labels=labels))
+        if result:
+            self.builder.deliver(key)
+        self.labels_of[key] = labels
+        return key
+
+    def retrain(self, mask: str, start: str) -> str:
+        stage = Stage("train", {**self.base, "start": start, "train": recipe(self.spec)}, (self.trunk, mask),
+                      epochs=self.spec.train.epochs, runtime=runtime(self.spec),
+                      labels={**self.labels_of[mask], "arm": None})
+        key = self.builder.add(stage)
+        self.builder.deliver(key)
+        return key
 
 
 def _compile_on_mask(builder, spec, base, trunk, mask, mask_labels) -> None:
@@ -254,10 +251,11 @@ def _compile_on_mask(builder, spec, base, trunk, mask, mask_labels) -> None:
 
 def _compile_measure(builder, spec, trunk, mask, arm_keys, labels) -> None:
     """One R_p stage per trunk for the dense pairs, and one per mask for the pairs that involve the mask."""
-    pairs = [list(pair) for pair in spec.measure.pairs if any(map(is_masked, pair)) == (mask is not None)]
+    pairs = [list(pair) for pair in spec.measure.pairs
+             if any(points.parse(term).sparse for term in pair) == (mask is not None)]
     if not pairs:
         return
-    used = sorted({term for pair in pairs for term in pair if is_masked(term) and not term.endswith("*mask")})
+    used = sorted({term for pair in pairs for term in pair if not points.parse(term).dense})
     config = {"pairs": pairs, "arms": {arm: arm_keys[arm] for arm in used}, "p": sorted(spec.measure.p),
               "tensors": sorted(spec.measure.tensors), "exclude": sorted(spec.measure.exclude),
               "model": model_config(spec)}

@@ -11,24 +11,15 @@ import difflib
 import fnmatch
 import re
 
-from ltspec import architectures
+from ltspec import architectures, datasets, masks, points
 from ltspec.spec.errors import Problem
 from ltspec.spec.models import Spec
-
-DENSE_POINTS = ("init", "trained", "reinit")
-REWIND = re.compile(r"^rewind@([0-9]+)$")
-IMAGE_SIZES = {"cifar10": 32, "cifar100": 32, "tiny-imagenet": 64, "digits": 8, "synthetic": 32}
-
-
-def rewind_epoch(point: str) -> int | None:
-    """k of `rewind@k`, or None for any other starting point."""
-    match = REWIND.match(point)
-    return int(match.group(1)) if match else None
 
 
 def check(spec: Spec) -> list[Problem]:
     """Every cross-field problem of an already type-checked spec."""
-    problems = _check_model(spec)
+    problems = _check_dataset(spec)
+    problems += _check_model(spec)
     problems += _check_schedule(spec)
     problems += _check_masks(spec)
     problems += _check_arms(spec)
@@ -41,25 +32,34 @@ def _did_you_mean(word: str, choices) -> str:
     return f"did you mean `{close[0]}`?" if close else ""
 
 
+def _check_dataset(spec: Spec) -> list[Problem]:
+    try:
+        datasets.info(spec.data.dataset)
+    except datasets.UnknownDataset as error:
+        message, _, hint = str(error).partition("; ")
+        return [Problem(("data", "dataset"), message, hint)]
+    return []
+
+
 def _check_model(spec: Spec) -> list[Problem]:
     arch = spec.model.arch
-    if arch not in architectures.ARCHITECTURES:
-        hint = _did_you_mean(arch, architectures.ARCHITECTURES) or "one of " + ", ".join(architectures.ARCHITECTURES)
+    if not architectures.known(arch):
+        names = architectures.names()
+        hint = _did_you_mean(arch, names) or "one of " + ", ".join(names)
         return [Problem(("model", "arch"), f"unknown architecture `{arch}`", hint)]
     if spec.model.shortcut is not None and architectures.entry(arch)["shortcut"] is None:
         return [Problem(("model", "shortcut"), f"`{arch}` has no shortcut to choose",
                         "shortcut applies to resnet18/20/32/44/56; remove it")]
-    kind, dataset = architectures.input_kind(arch), spec.data.dataset
-    if kind == "image" and dataset == "mnist1d":
-        return [Problem(("model", "arch"), f"`{arch}` takes images but `{dataset}` holds 1-D signals",
-                        "use `conv1d`, `mlp` or `lenet300100` for mnist1d")]
-    if kind == "signal" and dataset != "mnist1d":
-        return [Problem(("model", "arch"), f"`{arch}` takes 1-D signals but `{dataset}` holds images",
-                        "use an image model, or dataset `mnist1d`")]
-    size = IMAGE_SIZES.get(dataset)
-    if size is not None and kind == "image" and size < architectures.min_input_size(arch):
-        return [Problem(("model", "arch"), f"`{arch}` needs images of at least "
-                        f"{architectures.min_input_size(arch)} pixels but `{dataset}` has {size}",
+    if spec.data.dataset not in datasets.DATASETS:
+        return []
+    kind, data = architectures.input_kind(arch), datasets.info(spec.data.dataset)
+    if kind not in ("any", data.input_kind):
+        return [Problem(("model", "arch"), f"`{arch}` takes {kind}s but `{data.name}` holds {data.input_kind}s",
+                        f"use a model for {data.input_kind}s, e.g. `mlp`"
+                        + (", `conv1d`" if data.input_kind == "signal" else ", `convnet`, `resnet20`"))]
+    if data.input_size < architectures.min_input_size(arch):
+        return [Problem(("model", "arch"), f"`{arch}` needs inputs of at least "
+                        f"{architectures.min_input_size(arch)} pixels but `{data.name}` has {data.input_size}",
                         "use `convnet`, `resnet20` or an MLP for small images")]
     return []
 
@@ -82,7 +82,7 @@ def _check_schedule(spec: Spec) -> list[Problem]:
 
 
 def _check_rewind(point: str, spec: Spec, path: tuple) -> list[Problem]:
-    k = rewind_epoch(point)
+    k = points.rewind_epoch(point)
     if k is not None and not 0 < k < spec.train.epochs:
         return [Problem(path, f"`{point}` rewinds to epoch {k}, outside the dense run's epochs 1..{spec.train.epochs - 1}",
                         "use `init` for epoch 0 and `trained` for the last epoch")]
@@ -90,7 +90,7 @@ def _check_rewind(point: str, spec: Spec, path: tuple) -> list[Problem]:
 
 
 def _check_exclusions(patterns: list[str], spec: Spec, path: tuple) -> list[Problem]:
-    if spec.model.arch not in architectures.ARCHITECTURES:
+    if not architectures.known(spec.model.arch):
         return []
     names = [layer.name for layer in architectures.prunable_layers(spec.model.arch)]
     problems = []
@@ -107,14 +107,10 @@ def _check_masks(spec: Spec) -> list[Problem]:
     for name, generator in spec.masks.items():
         path = ("masks", name)
         problems += _check_exclusions(generator.exclude or [], spec, path + ("exclude",))
-        if generator.kind == "imp":
-            if (generator.rounds is None) == (generator.target_sparsity is None):
-                problems.append(Problem(path, "give exactly one of `rounds` and `target_sparsity`",
-                                        "e.g. rounds = 8 prunes 1 - 0.8^8 = 83% at rate 0.2"))
-            problems += _check_rewind(generator.reset, spec, path + ("reset",))
-        if generator.kind == "random" and generator.scope == "global":
-            problems.append(Problem(path + ("scope",), "random masks are drawn per layer",
-                                    "use scope = \"layerwise\"; per-layer counts come from the sparsity"))
+        declared = masks.generator(generator.kind)
+        problems += [Problem(path + where, message, hint) for where, message, hint in declared.check(generator)]
+        for field, point in declared.start_points(generator).items():
+            problems += _check_rewind(point, spec, path + (field,))
     return problems
 
 
@@ -134,17 +130,15 @@ def _check_arms(spec: Spec) -> list[Problem]:
 def _term_problem(term: str, spec: Spec) -> str | None:
     """A term names a dense weight point (which wins over an arm of the same name, e.g. an arm called `reinit`),
     that point under the mask, or an arm's trained result."""
-    base = term.removesuffix("*mask")
-    if base in DENSE_POINTS or REWIND.match(base):
-        return None
-    if term == base and term in spec.arms:
+    point = points.parse(term)
+    if point.dense or not point.masked and term in spec.arms:
         return None
     return f"`{term}` is not a weight set"
 
 
 def _check_pairs(spec: Spec) -> list[Problem]:
     problems = []
-    names = list(DENSE_POINTS) + [f"{point}*mask" for point in DENSE_POINTS] + list(spec.arms)
+    names = list(points.DENSE) + [f"{point}{points.MASKED}" for point in points.DENSE] + list(spec.arms)
     sparsities = [(name, s) for name, generator in spec.masks.items() for s in generator.target_sparsities()]
     for index, pair in enumerate(spec.measure.pairs):
         for side, term in enumerate(pair):
@@ -155,7 +149,7 @@ def _check_pairs(spec: Spec) -> list[Problem]:
                                         "use init, trained, reinit, rewind@k, X*mask, or an arm's name"))
                 continue
             problems += _check_rewind(term.removesuffix("*mask"), spec, path)
-        masked = [is_masked(term) for term in pair]
+        masked = [points.parse(term).sparse for term in pair]
         if any(masked) and not spec.masks:
             problems.append(Problem(("measure", "pairs", index), f"{list(pair)} needs a mask, and the spec has none"))
         if masked[0] != masked[1]:
@@ -168,8 +162,3 @@ def _check_pairs(spec: Spec) -> list[Problem]:
                         f"a sparse network has only {1 - sparsity:.3f} of its weights; use p < 1 - sparsity"))
                     break
     return problems
-
-
-def is_masked(term: str) -> bool:
-    """Whether a pair term is sparse: a point under the mask, or an arm trained on it."""
-    return term.endswith("*mask") or not (term in DENSE_POINTS or REWIND.match(term))

@@ -22,6 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ltspec import architectures, masks, plugins
+from ltspec.datasets import DATASETS
 from ltspec.spec.checks import check
 from ltspec.spec.errors import Problem, SpecError, key_positions, locate
 from ltspec.spec.models import Spec
@@ -95,6 +97,7 @@ def parse_spec(source: str, path: str | Path = "<spec>") -> LoadedSpec:
         line, column = (int(where.group(1)), int(where.group(2))) if where else (None, None)
         raise SpecError(path, [Problem((), f"TOML syntax error: {message}", "", line, column)]) from None
     positions = key_positions(source)
+    _load_plugins_if_named(data, path)
     problems = _sweep_problems(data)
     points: list[SweepPoint] = []
     sweep = data.get("sweep", {})
@@ -113,6 +116,19 @@ def parse_spec(source: str, path: str | Path = "<spec>") -> LoadedSpec:
         unique = list(dict.fromkeys(locate(problem, positions) for problem in problems))
         raise SpecError(path, unique)
     return LoadedSpec(Path(path), data, tuple(points))
+
+
+def _load_plugins_if_named(data: dict, path: str | Path) -> None:
+    """Register the installed plugins when the spec names a model, dataset or mask kind that is not built in."""
+    tables = [data.get(name) if isinstance(data.get(name), dict) else {} for name in ("model", "data", "masks")]
+    kinds = {table.get("kind") for table in tables[2].values() if isinstance(table, dict)}
+    if (tables[0].get("arch") in (None, *architectures.TABLE) and tables[1].get("dataset") in (None, *DATASETS)
+            and kinds <= {None, *masks.REGISTRY}):
+        return
+    try:
+        plugins.load()
+    except plugins.PluginError as error:
+        raise SpecError(path, [Problem((), str(error), "fix the plugin, or uninstall its package")]) from None
 
 
 def _validate(data: dict) -> Spec | list[Problem]:

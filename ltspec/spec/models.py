@@ -7,36 +7,30 @@ at the field the user should change.
 """
 
 
-import math
-import os
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from ltspec import masks
+from ltspec.datasets import DATASETS
+from ltspec.settings import Fraction, PositiveInt, Strict, TensorKind, pydantic_plugins_off
 
 SCHEMA_VERSION = 1
 
-# Building a validator makes pydantic look for plugins in the metadata of every installed distribution: about
-# 15 ms beside torch, MLflow and Ray, a tenth of `ltspec validate`. No plugin has business with a spec, so these
-# models are built with plugins off, and the user's setting is put back at the end of the module.
-_PLUGINS_SETTING = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
-os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
+# The models are built without pydantic's plugin discovery (see `pydantic_plugins_off`); the user's setting is
+# put back at the end of the module.
+_PLUGINS_OFF = pydantic_plugins_off()
+_PLUGINS_OFF.__enter__()
 
-Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
-PositiveInt = Annotated[int, Field(ge=1)]
-Scope = Literal["layerwise", "global"]
-TensorKind = Literal["conv", "linear"]
 START_PATTERN = r"^(init|reinit|trained|rewind@[0-9]+)$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class Data(Strict):
     """Which dataset, where it lives, and how batches are drawn from it."""
 
-    dataset: Literal["cifar10", "cifar100", "tiny-imagenet", "digits", "mnist1d", "synthetic"] = Field(
-        description="Dataset name. `digits`, `mnist1d` and `synthetic` need no download.")
+    dataset: str = Field(description="Registered dataset name: " + ", ".join(f"`{name}`" for name in DATASETS) +
+                         " (or a plugin's). `digits`, `mnist1d` and `synthetic` need no download.",
+                         json_schema_extra={"examples": list(DATASETS)})
     root: str = Field("data", description="Folder holding the dataset files, relative to the working directory.")
     download: bool = Field(False, description="Download the dataset into `root` when its files are missing.")
     batch_size: PositiveInt = Field(128, description="Training batch size (the paper: 128).")
@@ -108,71 +102,10 @@ class Train(Strict):
     eval_every: PositiveInt = Field(1, description="Evaluate on the test split every this many epochs.")
 
 
-class MaskCommon(Strict):
-    scope: Scope = Field("layerwise", description="`layerwise`: the same sparsity in every prunable tensor (the "
-                         "paper); `global`: one magnitude threshold over all of them.")
-    exclude: list[str] | None = Field(
-        None, description="Layers kept dense, by module name or fnmatch pattern (`features.0`, `layer*.conv1`). "
-        "Default (null): the model's first convolution, as in the paper.")
-    prunable: list[TensorKind] = Field(["conv", "linear"], min_length=1,
-                                       description="Which weight kinds can be pruned.")
-
-
-class AtSparsities(MaskCommon):
-    sparsities: list[Fraction] = Field(min_length=1, description="Target sparsities, each a mask of its own.")
-
-    def target_sparsities(self) -> list[float]:
-        return list(self.sparsities)
-
-
-class OneShot(AtSparsities):
-    """Prune the trained dense weights once, by magnitude, to each target sparsity."""
-
-    kind: Literal["oneshot"]
-
-
-class Imp(MaskCommon):
-    """Iterative magnitude pruning: each round prunes `rate` of the remaining weights of the last ticket."""
-
-    kind: Literal["imp"]
-    rate: Fraction = Field(0.2, description="Fraction of the remaining weights pruned each round.")
-    rounds: PositiveInt | None = Field(None, description="Number of rounds; or give `target_sparsity`.")
-    target_sparsity: Fraction | None = Field(
-        None, description="Run the fewest rounds whose sparsity 1-(1-rate)^r reaches this.")
-    reset: str = Field("init", pattern=r"^(init|rewind@[0-9]+)$",
-                       description="Where each round restarts: `init` (the lottery ticket) or `rewind@k`.")
-
-    def round_count(self) -> int:
-        """Rounds to run: as given, or the fewest whose sparsity reaches `target_sparsity`."""
-        if self.rounds is not None:
-            return self.rounds
-        target = self.target_sparsity if self.target_sparsity is not None else 0.0
-        return max(1, math.ceil(math.log(1.0 - target) / math.log(1.0 - self.rate) - 1e-9))
-
-    def target_sparsities(self) -> list[float]:
-        return [1.0 - (1.0 - self.rate) ** r for r in range(1, self.round_count() + 1)]
-
-
-class Admm(AtSparsities):
-    """ADMM pruning (Zhang et al. 2018) from the trained dense weights."""
-
-    kind: Literal["admm"]
-    rho: float = Field(1e-3, gt=0.0, description="Initial penalty weight.")
-    rho_factor: float = Field(1.0, ge=1.0, description="rho is multiplied by this at every Z/U update.")
-    rho_max: float = Field(1.0, gt=0.0, description="Upper bound of rho under its schedule.")
-    epochs: PositiveInt = Field(30, description="Epochs of ADMM training.")
-    update_every: PositiveInt | None = Field(
-        None, description="Optimizer steps between Z/U updates; null: once per epoch.")
-    lr: float | None = Field(None, gt=0.0, description="ADMM training lr; null: train.lr / 10.")
-
-
-class RandomMask(AtSparsities):
-    """A baseline: random positions with the per-layer counts of a magnitude mask of the same setting."""
-
-    kind: Literal["random"]
-
-
-MaskGenerator = Annotated[OneShot | Imp | Admm | RandomMask, Field(discriminator="kind")]
+def mask_tables() -> object:
+    """The `[masks.NAME]` table: a union of the registered generators' settings, told apart by `kind`."""
+    members = tuple(generator.settings for generator in masks.REGISTRY.values())
+    return Annotated[Union[members], Field(discriminator="kind")]  # noqa: UP007 (a runtime-built union)
 
 
 class Arm(Strict):
@@ -231,7 +164,7 @@ class Spec(Strict):
     data: Data
     model: Model
     train: Train
-    masks: dict[str, MaskGenerator] = Field(default={})
+    masks: dict[str, mask_tables()] = Field(default={})  # type: ignore[valid-type]
     arms: dict[str, Arm] = Field(default={})
     measure: Measure = Field(Measure())
     sweep: dict[str, list[bool | int | float | str]] = Field(
@@ -242,7 +175,11 @@ class Spec(Strict):
     resources: Resources = Field(Resources())
 
 
-if _PLUGINS_SETTING is None:
-    del os.environ["PYDANTIC_DISABLE_PLUGINS"]
-else:
-    os.environ["PYDANTIC_DISABLE_PLUGINS"] = _PLUGINS_SETTING
+def rebuild() -> None:
+    """Rebuild `Spec` after plugins registered more mask generators, so that their tables validate."""
+    Spec.model_fields["masks"].annotation = dict[str, mask_tables()]  # type: ignore[valid-type]
+    with pydantic_plugins_off():
+        Spec.model_rebuild(force=True)
+
+
+_PLUGINS_OFF.__exit__(None, None, None)

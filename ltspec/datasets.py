@@ -1,0 +1,78 @@
+"""The datasets ltspec knows: one table of facts, the home of every question about a dataset by name.
+
+The spec checker (is this model right for these inputs?), the compiler (does augmentation apply, and so enter the
+stage key?), the Ray runner and the loaders all read this table, so they cannot disagree. It imports nothing heavy:
+`ltspec validate` reads it without torch. Each entry names its loader as `module:function`, imported only when the
+data is loaded; a plugin registers more entries through the `ltspec.datasets` entry point group (see
+`ltspec.plugins`), each a `DatasetInfo`.
+
+A loader is called as `loader(entry, root: Path, download: bool, seed: int, **options)`, `entry` its own
+`DatasetInfo`, and returns a `ltspec.data.Dataset`; `seed` is the data seed (one train/test split for every run),
+`options` are loader-specific keyword arguments a notebook may pass through `ltspec.data.load_dataset`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the rest of ltspec may know about a dataset without loading it."""
+
+    name: str
+    input_kind: str  # "image" (N, C, H, W) or "signal" (N, C, L)
+    in_channels: int
+    input_size: int  # image side, or signal length
+    num_classes: int
+    augmentable: bool  # random crops and flips keep the label (natural images): the paper's augmentation applies
+    downloadable: bool  # `data.download = true` can fetch it
+    loader: str  # "module:function"
+    description: str = ""
+
+
+DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (
+    DatasetInfo("cifar10", "image", 3, 32, 10, augmentable=True, downloadable=True, loader="ltspec.data:load_cifar",
+                description="CIFAR-10 through torchvision (download = true fetches it, about 170 MB)"),
+    DatasetInfo("cifar100", "image", 3, 32, 100, augmentable=True, downloadable=True, loader="ltspec.data:load_cifar",
+                description="CIFAR-100 through torchvision (download = true fetches it, about 170 MB)"),
+    DatasetInfo("tiny-imagenet", "image", 3, 64, 200, augmentable=True, downloadable=False,
+                loader="ltspec.data:load_tiny_imagenet",
+                description="Tiny ImageNet from root/tiny-imagenet-200, fetched and arranged by hand"),
+    DatasetInfo("digits", "image", 1, 8, 10, augmentable=False, downloadable=False,
+                loader="ltspec.data:load_digits", description="8x8 handwritten digits shipped with scikit-learn"),
+    DatasetInfo("mnist1d", "signal", 1, 40, 10, augmentable=False, downloadable=False,
+                loader="ltspec.data:load_mnist1d", description="MNIST-1D, generated locally"),
+    DatasetInfo("synthetic", "image", 3, 32, 10, augmentable=False, downloadable=False,
+                loader="ltspec.data:load_synthetic",
+                description="256 train and 128 test 3x32x32 images of 10 classes: a coarse class pattern under uniform "
+                            "noise, learnable by a small net in a few epochs"),
+)}
+
+
+class UnknownDataset(ValueError):
+    """A dataset name that no entry of the table (built-in or plugin) carries."""
+
+
+def info(name: str) -> DatasetInfo:
+    """The table entry of a dataset; plugins are looked up when the name is not built in."""
+    if name not in DATASETS:
+        from ltspec import plugins
+
+        plugins.load()
+    if name not in DATASETS:
+        close = difflib.get_close_matches(name, list(DATASETS), n=1)
+        hint = f"did you mean `{close[0]}`?" if close else "expected one of " + ", ".join(DATASETS)
+        raise UnknownDataset(f"unknown dataset `{name}`; {hint}")
+    return DATASETS[name]
+
+
+def register(entry: DatasetInfo) -> None:
+    """Add a dataset (a plugin's); a name already taken is refused, so that a plugin never shadows a built-in."""
+    if not isinstance(entry, DatasetInfo):
+        raise TypeError(f"a dataset plugin must be a ltspec.datasets.DatasetInfo, got {type(entry).__name__}")
+    known = DATASETS.get(entry.name)
+    if known is not None and known != entry:
+        raise ValueError(f"dataset `{entry.name}` is registered twice")
+    DATASETS[entry.name] = entry

@@ -1,0 +1,68 @@
+"""Plugins: models, datasets and mask generators from a researcher's own package, without editing ltspec.
+
+A package registers them through Python entry points, each entry's name the name a spec uses:
+
+    [project.entry-points."ltspec.models"]
+    tinynet = "mypkg.nets:TINYNET"          # a ltspec.nets.Architecture
+    [project.entry-points."ltspec.datasets"]
+    blobs = "mypkg.data:BLOBS"              # a ltspec.datasets.DatasetInfo
+    [project.entry-points."ltspec.masks"]
+    grasp = "mypkg.grasp:GENERATOR"         # a ltspec.masks.Generator
+
+A spec stays data: it names a registered name, never code. Entry points are read once, and only when a spec names
+something that is not built in, so `ltspec validate` of a spec without plugins never scans the installed packages
+(nor imports torch, which a plugin model needs for its layer table).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+GROUPS = ("ltspec.models", "ltspec.datasets", "ltspec.masks")
+_loaded = False
+
+
+class PluginError(Exception):
+    """A plugin that cannot be loaded or registered; the message names the entry point and its package."""
+
+
+def load() -> None:
+    """Register every installed plugin, once per process."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for group in GROUPS:
+        for point in entry_points(group=group):
+            try:
+                _register(group, point.name, point.load())
+            except Exception as error:
+                package = point.dist.name if point.dist else "an unknown distribution"
+                raise PluginError(f"the {group} plugin `{point.name}` = {point.value} (from {package}) cannot be "
+                                  f"used: {type(error).__name__}: {error}") from error
+
+
+def _register(group: str, name: str, entry: object) -> None:
+    if group == "ltspec.models":
+        from ltspec import architectures, nets
+
+        if not isinstance(entry, nets.Architecture):
+            raise TypeError(f"expected a ltspec.nets.Architecture, got {type(entry).__name__}")
+        if name in nets.REGISTRY:
+            raise ValueError(f"architecture `{name}` is already registered")
+        nets.REGISTRY[name] = entry
+        architectures.TABLE[name] = nets.table_entry(name)
+    elif group == "ltspec.datasets":
+        from ltspec import datasets
+
+        if getattr(entry, "name", name) != name:
+            raise ValueError(f"the entry point is named `{name}` but the dataset `{entry.name}`")
+        datasets.register(entry)
+    else:
+        from ltspec import masks
+        from ltspec.spec import models
+
+        if getattr(entry, "kind", name) != name:
+            raise ValueError(f"the entry point is named `{name}` but the generator's kind is `{entry.kind}`")
+        masks.register(entry)
+        models.rebuild()

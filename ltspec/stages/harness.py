@@ -1,0 +1,113 @@
+"""The training harness of a stage: `ltspec.training.fit` with the stage's data, recipe, checkpoints and logging.
+
+What a stage adds to plain training comes as hooks (`ltspec.training.Hook`); this module adds the ones every
+training stage has: its epochs logged to MLflow in batches (`EpochLog`) and shown in the progress bar
+(`Progress`). Checkpoints go to the store under the stage's key (`StoreCheckpoints`), so a killed run resumes
+from its last one with the same batches and the same result: data order and augmentation are seeded per epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from torch import nn
+
+from ltspec.plan import Stage
+from ltspec.stages.context import Context, StageFailed, channels_last, dataset, loaders
+from ltspec.training import (Diverged, EpochResult, Hook, OptimizerSettings, Recipe, ScheduleSettings,
+                             compile_model, fit)
+
+FLUSH_SECONDS = 10.0  # epoch metrics reach MLflow at a checkpoint at most this often (and at the end)
+LogEpochs = Callable[[list], None]
+
+
+def recipe(train: dict) -> Recipe:
+    """A stage's canonical `train` config as the settings `fit` takes."""
+    schedule = {**train["schedule"], "milestones": tuple(train["schedule"].get("milestones", ()))}
+    return Recipe(OptimizerSettings(**train["optimizer"], lr=train["lr"]), ScheduleSettings(**schedule),
+                  epochs=train["epochs"], precision=train["precision"])
+
+
+class StoreCheckpoints:
+    """A stage's checkpoint in the store: written every `checkpoint_every` epochs, never at the last one (the
+    stage's result is stored right after it)."""
+
+    def __init__(self, stage: Stage, ctx: Context):
+        self.stage, self.ctx = stage, ctx
+
+    def load(self) -> dict | None:
+        state = self.ctx.store.load_checkpoint(self.stage.key)
+        return state if state is not None and "hooks" in state else None
+
+    def save(self, epoch: int, state: Callable[[], dict], *, final: bool) -> None:
+        if not final and epoch % self.stage.runtime["checkpoint_every"] == 0:
+            self.ctx.store.save_checkpoint(self.stage.key, state())
+
+
+class EpochLog(Hook):
+    """Epoch metrics to MLflow, in batches: pending rows go out when a checkpoint is taken (at most every
+    FLUSH_SECONDS) and at the last epoch. The count logged is checkpointed with them, so a resumed stage logs
+    each epoch exactly once."""
+
+    name = "epoch_log"
+
+    def __init__(self, log: LogEpochs, epochs: int):
+        self.log, self.epochs = log, epochs
+        self.rows: list = []
+        self.logged, self.flushed_at = 0, time.monotonic()
+
+    def end_epoch(self, epoch: int, values: dict[str, float]) -> None:
+        self.rows.append((epoch, values))
+        if epoch == self.epochs:
+            self._flush()
+
+    def state_dict(self) -> dict:
+        if time.monotonic() - self.flushed_at > FLUSH_SECONDS:
+            self._flush()
+        return {"rows": [[e, v] for e, v in self.rows], "logged": self.logged}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows, self.logged = [(e, v) for e, v in state["rows"]], state["logged"]
+
+    def _flush(self) -> None:
+        self.log(self.rows[self.logged:])
+        self.logged, self.flushed_at = len(self.rows), time.monotonic()
+
+
+class Progress(Hook):
+    """Each finished epoch to the runner's progress display."""
+
+    name = "progress"
+
+    def __init__(self, stage: Stage, ctx: Context):
+        self.stage, self.ctx = stage, ctx
+
+    def end_epoch(self, epoch: int, values: dict[str, float]) -> None:
+        if self.ctx.on_epoch is not None:
+            self.ctx.on_epoch(self.stage, epoch, values)
+
+
+def train(stage: Stage, ctx: Context, model: nn.Module, train_config: dict, log: LogEpochs,
+          hooks: Sequence[Hook] = (), epochs: int | None = None) -> tuple[list, EpochResult | None]:
+    """Train `model` (on the context's device) with the stage's data and `train_config`, resuming from the
+    stage's checkpoint; a diverged loss fails the stage, naming the epoch."""
+    data = dataset(stage, ctx)
+    train_loader, evaluation = loaders(stage.config, stage.runtime, ctx, data)
+    model.to(ctx.device)
+    planned = recipe(train_config)
+    every_hook = [*hooks, EpochLog(log, epochs or planned.epochs), Progress(stage, ctx)]
+    try:
+        return fit(model, train_loader.epoch, {name: loader.epoch for name, loader in evaluation.items()}, planned,
+                   steps_per_epoch=len(train_loader), hooks=every_hook, checkpoints=StoreCheckpoints(stage, ctx),
+                   epochs=epochs, eval_every=stage.runtime["eval_every"], channels_last=channels_last(stage.config, stage.runtime),
+                   compiled=compile_model(model) if stage.runtime["compile"] else None)
+    except Diverged as error:
+        raise StageFailed(stage, str(error)) from None
+
+
+def final_metrics(history: list, result: EpochResult | None) -> dict[str, float]:
+    metrics = {"final_train_loss": history[-1][1]["train_loss"]} if history else {}
+    if result is not None:
+        metrics.update(final_test_accuracy=result.accuracy, final_test_loss=result.loss)
+    return metrics

@@ -1,0 +1,54 @@
+"""The weights and masks stages hand each other through the store.
+
+A trunk's dense points (θ0, θ0', θk, θT) are artifacts of its dense stage; a mask stage stores its mask, and, for a
+generator that trains (ADMM, gradual), the network it trained; a train stage stores its final weights.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from ltspec import points
+from ltspec.nets import state_on_cpu
+from ltspec.plan import Stage
+from ltspec.pruning import Mask
+from ltspec.stages import harness
+from ltspec.stages.context import Context, model
+
+MASK, MASK_EXCLUDED, GENERATOR_TRAINED, FINAL = "mask", "mask_excluded", "weights", "final"
+
+
+def dense_point(ctx: Context, trunk: str, name: str) -> dict[str, Tensor]:
+    """A dense weight point of a trunk; a rewind point the trunk did not keep (it was trained for another spec) is
+    replayed from θ0 for k epochs, which gives the same weights on the CPU since every epoch is seeded."""
+    if ctx.store.has(trunk, name):
+        return ctx.store.read_tensors(trunk, name)
+    epochs = points.rewind_epoch(name)
+    if epochs is None:
+        raise FileNotFoundError(f"stage {trunk} has no artifact {name}")
+    stage = ctx.stages[trunk]
+    replay = Stage("dense", {**stage.config, "replay_until": epochs}, stage.parents, epochs,
+                   {**stage.runtime, "compile": False}, stage.labels)
+    network = model(stage.config, stage.config["seed"])
+    network.load_state_dict(ctx.store.read_tensors(trunk, "init"))
+    harness.train(replay, ctx, network, stage.config["train"], lambda rows: None, epochs=epochs)
+    ctx.store.write_tensors(trunk, name, state_on_cpu(network))
+    ctx.store.clear_checkpoint(replay.key)
+    return ctx.store.read_tensors(trunk, name)
+
+
+def start_weights(ctx: Context, trunk: str, mask_key: str, start: str) -> dict[str, Tensor]:
+    """θ0, θ0', θk or θT; for a generator that trains (ADMM, gradual), `trained` is the network it trained and
+    pruned, so that fine-tuning continues from it (prune, then fine-tune)."""
+    if start == "trained" and ctx.store.has(mask_key, GENERATOR_TRAINED):
+        return ctx.store.read_tensors(mask_key, GENERATOR_TRAINED)
+    return dense_point(ctx, trunk, start)
+
+
+def load_mask(ctx: Context, key: str) -> Mask:
+    return Mask(ctx.store.read_tensors(key, MASK), frozenset(ctx.store.read_json(key, MASK_EXCLUDED)))
+
+
+def save_mask(ctx: Context, key: str, mask: Mask) -> None:
+    ctx.store.write_tensors(key, MASK, {name: tensor.detach().cpu() for name, tensor in mask.tensors.items()})
+    ctx.store.write_json(key, MASK_EXCLUDED, sorted(mask.excluded))

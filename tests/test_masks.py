@@ -1,0 +1,51 @@
+"""Mask generators: the registry, and each method on nets whose scores can be written down by hand."""
+
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from ltspec import masks
+from ltspec.plan.stages import KINDS
+from ltspec.spec.models import Spec
+from ltspec.stages.kinds import REGISTRY as STAGE_KINDS
+
+
+def two_layer(w1: torch.Tensor, w2: torch.Tensor) -> nn.Sequential:
+    """x -> W2 W1 x: no bias, no activation, so every score has a closed form."""
+    net = nn.Sequential(nn.Linear(w1.shape[1], w1.shape[0], bias=False), nn.Linear(w2.shape[1], w2.shape[0], bias=False))
+    with torch.no_grad():
+        net[0].weight.copy_(w1)
+        net[1].weight.copy_(w2)
+    return net
+
+
+def weights_of(net: nn.Module) -> dict[str, nn.Parameter]:
+    return {"0.weight": net[0].weight, "1.weight": net[1].weight}
+
+
+W1 = torch.tensor([[1.0, -2.0, 0.5], [3.0, 0.25, -1.0]])  # hidden 2 <- input 3
+W2 = torch.tensor([[0.5, -1.5], [2.0, 1.0]])  # output 2 <- hidden 2
+
+
+def test_every_generator_is_registered_with_its_table_and_no_other_kind_validates():
+    assert set(masks.REGISTRY) == {"oneshot", "imp", "admm", "random"}
+    for kind, generator in masks.REGISTRY.items():
+        assert generator.settings.model_fields["kind"].annotation.__args__ == (kind,)
+    base = {"name": "x", "data": {"dataset": "digits"}, "model": {"arch": "mlp"}, "train": {"epochs": 2, "lr": 0.1}}
+    Spec.model_validate({**base, "masks": {"m": {"kind": "oneshot", "sparsities": [0.5]}}})
+    with pytest.raises(ValueError, match="kind"):
+        Spec.model_validate({**base, "masks": {"m": {"kind": "grasp", "sparsities": [0.5]}}})
+
+
+def test_the_stage_kind_registry_is_the_plans_vocabulary():
+    assert set(STAGE_KINDS) == set(KINDS)
+
+
+def test_mask_modules_import_no_torch():
+    """The spec checker imports every generator module; torch must stay out of `ltspec validate`."""
+    import subprocess
+
+    code = "import sys, ltspec.masks, ltspec.spec; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
