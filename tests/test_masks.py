@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ltspec import masks
+from ltspec.masks.snip import snip_scores
 from ltspec.plan.stages import KINDS
 from ltspec.spec.models import Spec
 from ltspec.stages.kinds import REGISTRY as STAGE_KINDS
@@ -30,7 +31,7 @@ W2 = torch.tensor([[0.5, -1.5], [2.0, 1.0]])  # output 2 <- hidden 2
 
 
 def test_every_generator_is_registered_with_its_table_and_no_other_kind_validates():
-    assert set(masks.REGISTRY) >= {"oneshot", "imp", "admm", "random", "magnitude_init"}
+    assert set(masks.REGISTRY) >= {"oneshot", "imp", "admm", "random", "magnitude_init", "snip"}
     for kind, generator in masks.REGISTRY.items():
         assert generator.settings.model_fields["kind"].annotation.__args__ == (kind,)
     base = {"name": "x", "data": {"dataset": "digits"}, "model": {"arch": "mlp"}, "train": {"epochs": 2, "lr": 0.1}}
@@ -49,3 +50,30 @@ def test_mask_modules_import_no_torch():
 
     code = "import sys, ltspec.masks, ltspec.spec; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_snip_scores_are_gradient_times_weight_written_by_hand():
+    net = two_layer(W1, W2)
+    x, y = torch.tensor([[1.0, 2.0, -1.0], [0.5, -1.0, 2.0]]), torch.tensor([0, 1])
+    scores = snip_scores(net, weights_of(net), [(x, y)])
+    hidden = x @ W1.T
+    logits = hidden @ W2.T
+    dlogits = (torch.softmax(logits, dim=1) - nn.functional.one_hot(y, 2).float()) / len(y)
+    grad_w2 = dlogits.T @ hidden
+    grad_w1 = (dlogits @ W2).T @ x
+    assert torch.allclose(scores["1.weight"], (grad_w2 * W2).abs(), atol=1e-6)
+    assert torch.allclose(scores["0.weight"], (grad_w1 * W1).abs(), atol=1e-6)
+
+
+def test_snip_sums_gradients_over_its_batches():
+    net = two_layer(W1, W2)
+    batches = [(torch.eye(3)[:2], torch.tensor([0, 1])), (torch.ones(1, 3), torch.tensor([1]))]
+    both = snip_scores(net, weights_of(net), batches)
+    grads = {}
+    for batch in batches:
+        net.zero_grad()
+        nn.functional.cross_entropy(net(batch[0]), batch[1]).backward()
+        for name, weight in weights_of(net).items():
+            grads[name] = grads.get(name, 0) + weight.grad
+    for name, weight in weights_of(net).items():
+        assert torch.allclose(both[name], (grads[name] * weight).abs())

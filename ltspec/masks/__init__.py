@@ -9,7 +9,7 @@ built from `REGISTRY`, so a kind that is not registered cannot be written, compi
 from ltspec.settings import pydantic_plugins_off
 
 with pydantic_plugins_off():
-    from ltspec.masks import admm, imp, magnitude_init, oneshot, random
+    from ltspec.masks import admm, imp, magnitude_init, oneshot, random, snip
     from ltspec.masks.base import AtSparsities, Generator, Made, MaskSettings
 
 BUILT_IN = (
@@ -18,6 +18,7 @@ BUILT_IN = (
     admm.GENERATOR,
     random.GENERATOR,
     magnitude_init.GENERATOR,
+    snip.GENERATOR,
 )
 
 REGISTRY: dict[str, Generator] = {generator.kind: generator for generator in BUILT_IN}
