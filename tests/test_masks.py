@@ -4,11 +4,15 @@ import sys
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from ltspec import masks
 from ltspec.masks.snip import snip_scores
+from ltspec.masks.synflow import synflow_mask
 from ltspec.plan.stages import KINDS
+from ltspec.pruning import magnitude_mask
 from ltspec.spec.models import Spec
 from ltspec.stages.kinds import REGISTRY as STAGE_KINDS
 
@@ -31,7 +35,7 @@ W2 = torch.tensor([[0.5, -1.5], [2.0, 1.0]])  # output 2 <- hidden 2
 
 
 def test_every_generator_is_registered_with_its_table_and_no_other_kind_validates():
-    assert set(masks.REGISTRY) >= {"oneshot", "imp", "admm", "random", "magnitude_init", "snip"}
+    assert set(masks.REGISTRY) >= {"oneshot", "imp", "admm", "random", "magnitude_init", "snip", "synflow"}
     for kind, generator in masks.REGISTRY.items():
         assert generator.settings.model_fields["kind"].annotation.__args__ == (kind,)
     base = {"name": "x", "data": {"dataset": "digits"}, "model": {"arch": "mlp"}, "train": {"epochs": 2, "lr": 0.1}}
@@ -77,3 +81,35 @@ def test_snip_sums_gradients_over_its_batches():
             grads[name] = grads.get(name, 0) + weight.grad
     for name, weight in weights_of(net).items():
         assert torch.allclose(both[name], (grads[name] * weight).abs())
+
+
+def test_synflow_one_round_keeps_the_top_synaptic_flow_written_by_hand():
+    net = two_layer(W1, W2)
+    # R = 1ᵀ|W2||W1|1: ∂R/∂|W1|[i, j] = Σ_k |W2|[k, i]; ∂R/∂|W2|[k, i] = Σ_j |W1|[i, j].
+    score1 = W1.abs() * W2.abs().sum(dim=0)[:, None]
+    score2 = W2.abs() * W1.abs().sum(dim=1)[None, :]
+    expected = magnitude_mask({"0.weight": score1, "1.weight": score2}, 0.5, scope="global")
+    mask = synflow_mask(net, ["0.weight", "1.weight"], (3,), 0.5, iterations=1)
+    assert mask == expected
+    assert torch.equal(net[0].weight, W1) and torch.equal(net[1].weight, W2)  # the network itself is untouched
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**16), sparsity=st.floats(0.05, 0.95), iterations=st.integers(1, 6),
+       scope=st.sampled_from(["layerwise", "global"]))
+def test_synflow_keeps_exact_counts_leaves_excluded_layers_dense_and_is_deterministic(seed, sparsity, iterations,
+                                                                                        scope):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 4), nn.Linear(4, 3))
+    names = ["0.weight", "3.weight", "4.weight"]
+    mask = synflow_mask(net, names, (6,), sparsity, iterations, scope=scope, exclude=["0.weight"])
+    assert mask == synflow_mask(net, names, (6,), sparsity, iterations, scope=scope, exclude=["0.weight"])
+    assert mask["0.weight"].all()
+    counted = [name for name in names if name != "0.weight"]
+    if scope == "layerwise":
+        for name in counted:
+            n = mask[name].numel()
+            assert mask.kept()[name] == n - round(sparsity * n)
+    else:
+        total = sum(mask[name].numel() for name in counted)
+        assert sum(mask.kept()[name] for name in counted) == total - round(sparsity * total)

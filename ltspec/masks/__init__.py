@@ -9,7 +9,7 @@ built from `REGISTRY`, so a kind that is not registered cannot be written, compi
 from ltspec.settings import pydantic_plugins_off
 
 with pydantic_plugins_off():
-    from ltspec.masks import admm, imp, magnitude_init, oneshot, random, snip
+    from ltspec.masks import admm, imp, magnitude_init, oneshot, random, snip, synflow
     from ltspec.masks.base import AtSparsities, Generator, Made, MaskSettings
 
 BUILT_IN = (
@@ -19,6 +19,7 @@ BUILT_IN = (
     random.GENERATOR,
     magnitude_init.GENERATOR,
     snip.GENERATOR,
+    synflow.GENERATOR,
 )
 
 REGISTRY: dict[str, Generator] = {generator.kind: generator for generator in BUILT_IN}
