@@ -1,4 +1,5 @@
-"""Mask generators: the registry, and each method on nets whose scores can be written down by hand."""
+"""Mask generators: the registry, and the four pruning-at-init / during-training methods on nets whose scores can
+be written down by hand."""
 
 import sys
 
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from ltspec import masks
+from ltspec.masks.gradual import GradualPruning
 from ltspec.masks.snip import snip_scores
 from ltspec.masks.synflow import synflow_mask
 from ltspec.plan.stages import KINDS
@@ -35,11 +37,11 @@ W2 = torch.tensor([[0.5, -1.5], [2.0, 1.0]])  # output 2 <- hidden 2
 
 
 def test_every_generator_is_registered_with_its_table_and_no_other_kind_validates():
-    assert set(masks.REGISTRY) >= {"oneshot", "imp", "admm", "random", "magnitude_init", "snip", "synflow"}
+    assert set(masks.REGISTRY) == {"oneshot", "imp", "admm", "random", "magnitude_init", "snip", "synflow", "gradual"}
     for kind, generator in masks.REGISTRY.items():
         assert generator.settings.model_fields["kind"].annotation.__args__ == (kind,)
     base = {"name": "x", "data": {"dataset": "digits"}, "model": {"arch": "mlp"}, "train": {"epochs": 2, "lr": 0.1}}
-    Spec.model_validate({**base, "masks": {"m": {"kind": "oneshot", "sparsities": [0.5]}}})
+    Spec.model_validate({**base, "masks": {"m": {"kind": "snip", "sparsities": [0.5]}}})
     with pytest.raises(ValueError, match="kind"):
         Spec.model_validate({**base, "masks": {"m": {"kind": "grasp", "sparsities": [0.5]}}})
 
@@ -113,3 +115,136 @@ def test_synflow_keeps_exact_counts_leaves_excluded_layers_dense_and_is_determin
     else:
         total = sum(mask[name].numel() for name in counted)
         assert sum(mask.kept()[name] for name in counted) == total - round(sparsity * total)
+
+
+def test_gradual_pruning_follows_the_cubic_schedule_and_ends_exactly_at_the_target():
+    torch.manual_seed(0)
+    layer = nn.Linear(20, 10, bias=False)
+    weights = {"weight": layer.weight}
+    hook = GradualPruning(weights, 0.8, initial=0.0, start_step=2, end_step=10, frequency=3)
+    assert hook.sparsity_at(2) == 0.0 and hook.sparsity_at(10) == pytest.approx(0.8)
+    assert hook.sparsity_at(6) == pytest.approx(0.8 - 0.8 * 0.5 ** 3)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    seen = []
+    for step in range(1, 13):
+        optimizer.zero_grad()
+        layer(torch.randn(4, 20)).square().sum().backward()
+        optimizer.step()
+        previous = hook.mask
+        hook.after_step()
+        if hook.mask is not previous:
+            seen.append(step)
+            if previous is not None:
+                assert not (hook.mask["weight"] & ~previous["weight"]).any()  # nested
+        if hook.mask is not None:
+            assert (layer.weight[~hook.mask["weight"]] == 0).all()
+    assert seen == [2, 5, 8, 10]  # t_0, t_0 + Δt, t_0 + 2Δt, and t_end
+    assert hook.mask.kept()["weight"] == 200 - round(0.8 * 200)
+
+
+def test_gradual_pruning_resumes_from_its_state():
+    torch.manual_seed(0)
+    weights = {"weight": nn.Parameter(torch.randn(8, 8))}
+    hook = GradualPruning(weights, 0.5, initial=0.0, start_step=0, end_step=4, frequency=2)
+    for _ in range(3):
+        hook.after_step()
+    resumed = GradualPruning(weights, 0.5, initial=0.0, start_step=0, end_step=4, frequency=2)
+    resumed.load_state_dict(hook.state_dict())
+    for each in (hook, resumed):
+        each.after_step()
+    assert resumed.mask == hook.mask and resumed.steps == hook.steps == 4
+
+
+NEW_GENERATORS_SPEC = """\
+name = "new-generators"
+seeds = [0]
+
+[data]
+dataset = "digits"
+batch_size = 256
+
+[model]
+arch = "mlp"
+
+[train]
+epochs = 2
+lr = 0.05
+
+[masks.snip]
+kind = "snip"
+sparsities = [0.5]
+batches = 2
+exclude = ["hidden1"]
+
+[masks.synflow]
+kind = "synflow"
+sparsities = [0.5]
+iterations = 5
+exclude = ["hidden1"]
+
+[masks.magnitude_init]
+kind = "magnitude_init"
+sparsities = [0.5]
+
+[masks.gradual]
+kind = "gradual"
+sparsities = [0.5]
+epochs = 2
+end_epoch = 1
+frequency = 2
+
+[arms]
+lottery = {{ start = "init" }}
+reinit = {{ start = "reinit" }}
+finetune = {{ start = "trained" }}
+
+[measure]
+p = [0.2]
+pairs = [["init*mask", "finetune"]]
+
+[tracking]
+uri = "sqlite:///{folder}/mlflow.db"
+
+[storage]
+root = "{folder}/store"
+"""
+
+
+@pytest.mark.slow
+def test_the_new_generators_run_end_to_end_and_appear_in_the_report(tmp_path):
+    from rich.console import Console
+
+    from ltspec.plan import compile_plan
+    from ltspec.report import write_report
+    from ltspec.runners.local import run_local
+    from ltspec.spec import load_spec
+    from ltspec.stages.weights import load_mask
+    from ltspec.stages import Context
+    from ltspec.store import Store
+
+    from conftest import write_spec
+
+    path = write_spec(tmp_path, NEW_GENERATORS_SPEC)
+    loaded = load_spec(path)
+    plan = compile_plan(loaded)
+    summary = run_local(loaded, plan, device="cpu", console=Console(quiet=True))
+    assert summary.ok and len(summary.ran) == len(plan.stages)
+    store = Store(tmp_path / "store")
+    ctx = Context(store=store, device=torch.device("cpu"), stages={s.key: s for s in plan.stages})
+    masks_made = {stage.labels["generator"]: load_mask(ctx, stage.key) for stage in plan.stages if stage.kind == "mask"}
+    assert set(masks_made) == {"snip", "synflow", "magnitude_init", "gradual"}
+    for name, mask in masks_made.items():
+        excluded = {"hidden1.weight"} if name in ("snip", "synflow") else set()
+        assert mask.excluded == excluded and all(mask[layer].all() for layer in excluded)
+        assert mask.sparsity() == pytest.approx(0.5, abs=1e-3), name
+    trunk = plan.trunks[0].key
+    initial = {name: w for name, w in store.read_tensors(trunk, "init").items() if name.endswith(".weight")}
+    assert masks_made["magnitude_init"] == magnitude_mask(initial, 0.5)  # the largest |θ0| of each layer
+    gradual = next(stage for stage in plan.stages if stage.kind == "mask" and stage.labels["generator"] == "gradual")
+    assert store.has(gradual.key, "weights")  # it trains: its network is the `trained` start point of its arms
+
+    code = write_report(path, out_dir=tmp_path / "report", console=Console(quiet=True))
+    assert code == 0
+    for name in masks_made:
+        table = (tmp_path / "report" / f"arms-{name}.md").read_text()
+        assert "lottery" in table and "50.0%" in table and "—" not in table.split("\n", 3)[3]

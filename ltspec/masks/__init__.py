@@ -9,7 +9,7 @@ built from `REGISTRY`, so a kind that is not registered cannot be written, compi
 from ltspec.settings import pydantic_plugins_off
 
 with pydantic_plugins_off():
-    from ltspec.masks import admm, imp, magnitude_init, oneshot, random, snip, synflow
+    from ltspec.masks import admm, gradual, imp, magnitude_init, oneshot, random, snip, synflow
     from ltspec.masks.base import AtSparsities, Generator, Made, MaskSettings
 
 BUILT_IN = (
@@ -20,6 +20,7 @@ BUILT_IN = (
     magnitude_init.GENERATOR,
     snip.GENERATOR,
     synflow.GENERATOR,
+    gradual.GENERATOR,
 )
 
 REGISTRY: dict[str, Generator] = {generator.kind: generator for generator in BUILT_IN}
