@@ -276,6 +276,21 @@ def test_write_report_writes_md_tex_csv_and_a_summary_page(reported, tables):
     assert markdown(tables["arms-imp"]) in summary and "(arms-imp.png)" in summary
 
 
+def test_the_claims_page_gives_verdicts_that_follow_from_the_known_numbers(reported):
+    _, out_dir, _, printed = reported
+    page = (out_dir / "claims.md").read_text(encoding="utf-8")
+    verdicts = {line.split(" | ")[0].removeprefix("| ")[:2]: line.split(" | ")[1]
+                for line in page.splitlines() if line.startswith("| ") and line[2].isdigit()}
+    # lottery beats reinit by 10 points at both lrs (so not "only at the low lr"), and sits 10 points below dense;
+    # R_p(init, trained) is lower at the low lr (0.30 vs 0.40); finetune loses to lottery by 5 points;
+    # R_p(finetune, init) - p is 0.05 and 0.06 over the two seeds: its interval straddles the ±0.05 margin
+    assert verdicts == {"1.": "**does not hold**", "2.": "**does not hold**", "3.": "**does not hold**",
+                        "4.": "**does not hold**", "5.": "**inconclusive**"}
+    assert "| lenet300100/digits | R_p(init, trained) at lr=0.01 − at lr=0.1 | s0 -0.100, s1 -0.100 |" in page
+    assert "Missing runs (1): lr=0.1: train reinit on imp r2 (75.0%)" in page
+    assert "The paper's claims on these runs" in printed
+
+
 def test_figures_are_valid_png_and_pdf(reported):
     from matplotlib.image import imread
 

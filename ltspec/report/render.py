@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from itertools import groupby
 
 from rich.table import Table as RichTable
 
+from ltspec.report.claims import Check, Claim
 from ltspec.report.collect import Stat
 from ltspec.report.tables import Table
 
@@ -129,3 +131,63 @@ def _number(value: float | None) -> str:
 
 
 RENDERERS = {"md": markdown, "tex": latex, "csv": csv_text}
+
+
+# The paper's claims (ltspec.report.claims)
+
+
+CLAIM_RULES = ("Each check is a difference paired by seed, with its mean and 95% Student-t interval over the seeds; "
+               "`> 0` holds when the interval is above 0, `≈ 0 (± m)` when it lies inside ±m, `≥ -m` when it is "
+               "above -m; it does not hold when the interval lies wholly on the wrong side, and is inconclusive "
+               "otherwise (more seeds narrow it). Accuracy differences are in points, averaged per seed over the "
+               "sparsities both arms have; R_p differences average over the measured sparsities and p. A claim "
+               "does not hold when one check does not, and holds when all hold.")
+
+
+def outcome_counts(claim: Claim) -> str:
+    if not claim.checks:
+        return "; ".join(claim.unmeasured)
+    counts = Counter(check.outcome for check in claim.checks)
+    return ", ".join(f"{outcome}: {count}" for outcome, count in counts.items())
+
+
+def signed(value: float, percent: bool) -> str:
+    return f"{value * 100:+.2f}" if percent else f"{value:+.3f}"
+
+
+def check_cells(check: Check) -> list[str]:
+    seeds = ", ".join(f"s{seed} {'—' if value is None else signed(value, check.percent)}"
+                      for seed, value in check.diff.values.items())
+    found = check.interval
+    statistic = "—" if found is None else "{} [{}, {}]".format(*(signed(value, check.percent) for value in found))
+    return [check.where, check.what, seeds, statistic, check.requirement(), check.sides, check.paper, check.outcome]
+
+
+def claims_markdown(name: str, claims: list[Claim]) -> str:
+    """claims.md: a verdict per claim, then each claim's checks with their per-seed numbers and statistic."""
+    def line(cells) -> str:
+        return "| " + " | ".join(cell.replace("|", r"\|") for cell in cells) + " |"
+
+    lines = [f"# The paper's claims on {name}", "", "Liu et al., ICML 2021 (arXiv 2102.11068). " + CLAIM_RULES, "",
+             line(["claim", "verdict", "checks"]), "|---|---|---|"]
+    lines += [line([f"{claim.number}. {claim.statement}", f"**{claim.verdict}**", outcome_counts(claim)])
+              for claim in claims]
+    for claim in claims:
+        lines += ["", f"## {claim.number}. {claim.statement}: {claim.verdict}", ""]
+        if claim.checks:
+            lines += [line(["where", "comparison", "per seed", "mean [95% CI]", "needs", "ours", "paper", "outcome"]),
+                      "|---|---|---|---:|---|---|---|---|"]
+            lines += [line(check_cells(check)) for check in claim.checks]
+        lines += [f"Not measured: {reason}  " for reason in claim.unmeasured]
+        if claim.missing:
+            lines.append(f"Missing runs ({len(claim.missing)}): " + "; ".join(claim.missing))
+    return "\n".join(lines) + "\n"
+
+
+def claims_table(claims: list[Claim]) -> RichTable:
+    rich = RichTable(title="The paper's claims on these runs (details: claims.md)")
+    for name in ("claim", "verdict", "checks"):
+        rich.add_column(name)
+    for claim in claims:
+        rich.add_row(f"{claim.number}. {claim.statement}", claim.verdict, outcome_counts(claim))
+    return rich

@@ -18,14 +18,16 @@ from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from ltspec.plan import Plan, compile_plan
+from ltspec.report.claims import check_claims
 from ltspec.report.collect import Results, TrackingUnavailable, fetch_stage_metrics, sweep_points
 from ltspec.report.figures import write_figures
-from ltspec.report.render import RENDERERS, markdown, rich_table
+from ltspec.report.render import RENDERERS, claims_markdown, claims_table, markdown, rich_table
 from ltspec.report.tables import Table, build_tables
 from ltspec.spec import load_spec
 from ltspec.tracking import ROLE, connect, log_file
 
 SUMMARY = "report.md"
+CLAIMS = "claims.md"
 
 
 def write_report(spec_path: Path, *, formats: Sequence[str] = ("md", "tex", "csv"), out_dir: Path | None = None,
@@ -49,7 +51,8 @@ def write_report(spec_path: Path, *, formats: Sequence[str] = ("md", "tex", "csv
         console.print(f"No runs found for spec {spec.name} in experiment {experiment} at URI {uri}: run "
                       f"`ltspec run {spec_path}` first (or check `[tracking]` in the spec).", markup=False)
         return 1
-    tables = build_tables(Results(sweep_points(loaded), metrics), spec.report.layouts)
+    results = Results(sweep_points(loaded), metrics)
+    tables = build_tables(results, spec.report.layouts)
     out_dir = Path("reports") / spec.name if out_dir is None else out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -62,7 +65,10 @@ def write_report(spec_path: Path, *, formats: Sequence[str] = ("md", "tex", "csv
     figures = write_figures(tables, out_dir)
     summary = out_dir / SUMMARY
     summary.write_text(summary_markdown(spec.name, tables, figures), encoding="utf-8")
-    written += [*figures, summary]
+    claims = check_claims(results)
+    console.print(claims_table(claims))
+    (out_dir / CLAIMS).write_text(claims_markdown(spec.name, claims), encoding="utf-8")
+    written += [*figures, summary, out_dir / CLAIMS]
     done = sum(stage.key in metrics for stage in plan.stages)
     console.print(f"{done} of {len(plan.stages)} stages have finished runs; wrote "
                   f"{len(written)} files to {out_dir}")
