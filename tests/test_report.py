@@ -17,7 +17,7 @@ from rich.console import Console
 from ltspec.plan import compile_plan
 from ltspec.report import write_report
 from ltspec.report.collect import Results, Stat, fetch_stage_metrics, sweep_points
-from ltspec.report.render import cell_text, csv_text, latex, markdown
+from ltspec.report.render import cell_text, csv_text, latex, markdown, rich_tables
 from ltspec.report.tables import build_tables, sparsity_label
 from ltspec.report.write import log_report
 from ltspec.spec import load_spec
@@ -185,7 +185,7 @@ def test_a_row_without_mask_runs_shows_its_target_sparsity_marked():
 def test_layouts_follow_the_spec_and_the_plan(filled, tables):
     # no rewind arm in the spec, so no rewind table; every generator gets its own arm and rp-masked tables
     assert list(tables) == ["dense", "lottery-vs-reinit-imp", "lottery-vs-reinit-oneshot", "rp-init-trained",
-                            "rp-masked-imp", "rp-masked-oneshot", "arms-imp", "arms-oneshot", "table1"]
+                            "rp-masked-imp", "rp-masked-oneshot", "arms-imp", "arms-oneshot", "arms-generators", "table1"]
     results = Results(sweep_points(load_spec(filled)), {})
     assert [table.name for table in build_tables(results, ["table1", "rewind", "dense"])] == ["table1", "dense"]
 
@@ -204,6 +204,17 @@ def test_arm_table_is_exact_with_measured_sparsity(tables):
         "| 81.00 ± 0.71 | 98.50 ± 0.71 |",
     ]
     assert "Missing from MLflow: 1 of 28 runs" in text
+
+
+def test_fine_tuning_and_lottery_under_every_generator_share_one_table(tables):
+    """The paper's Fig. 7: a generator's column is blank at a sparsity it has no masks for."""
+    table = tables["arms-generators"]
+    assert [column.name for column in table.columns] == [
+        "imp lottery", "imp finetune", "oneshot lottery", "oneshot finetune", "dense"] * 2
+    assert [(row.index, [cell_text(cell, percent=True) for cell in row.cells[:5]]) for row in table.rows] == [
+        (("49.7%",), ["85.50 ± 0.71", "80.50 ± 0.71", "85.50 ± 0.71", "—", "95.50 ± 0.71"]),
+        (("74.7%",), ["83.00 ± 0.71", "78.00 ± 0.71", "", "", "95.50 ± 0.71"]),
+    ]
 
 
 def test_missing_stages_show_as_missing_and_unfinished_runs_do_not_count(tables):
@@ -244,6 +255,29 @@ def test_table1_has_a_row_per_point_generator_and_sparsity(tables):
         ("lenet300100", "digits", "0.1", "imp", "74.7%", "0.2", "0.255 ± 0.007"),
         ("lenet300100", "digits", "0.1", "oneshot", "49.7%", "0.2", "0.255 ± 0.007"),
     ]
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_terminal_tables_cut_no_header_and_wrap_no_cell(tables, width):
+    """At 80 columns no header or cell is cut short (`lr=0.…`); at 120 every `mean ± std` cell is on one line."""
+    for table in tables.values():
+        console = Console(record=True, width=width)
+        for rich in rich_tables(table):
+            console.print(rich)
+        printed = console.export_text()
+        assert "…" not in printed, printed
+        if width == 120:
+            cells = {cell_text(cell, table.percent) for row in table.rows for cell in row.cells} - {""}
+            assert all(text in printed for text in cells), printed
+
+
+def test_the_terminal_shows_one_table_per_sweep_point_and_dense_by_row(tables):
+    arms = rich_tables(tables["arms-imp"])
+    assert [rich.title for rich in arms] == ["Every arm: test accuracy (%) on imp masks: lr=0.01",
+                                             "Every arm: test accuracy (%) on imp masks: lr=0.1"]
+    assert [column.header for column in arms[0].columns] == ["sparsity", "lottery", "reinit", "finetune", "dense"]
+    (dense,) = rich_tables(tables["dense"])
+    assert [column.header for column in dense.columns] == ["point", "test accuracy"] and dense.row_count == 2
 
 
 def test_latex_is_booktabs_with_a_spanning_header_per_sweep_point(tables):
@@ -295,7 +329,7 @@ def test_figures_are_valid_png_and_pdf(reported):
     from matplotlib.image import imread
 
     _, out_dir, _, _ = reported
-    expected = ["arms-imp", "arms-oneshot", "lottery-vs-reinit-imp", "lottery-vs-reinit-oneshot",
+    expected = ["arms-generators", "arms-imp", "arms-oneshot", "lottery-vs-reinit-imp", "lottery-vs-reinit-oneshot",
                 "rp-init-trained", "rp-masked-imp", "rp-masked-oneshot"]
     assert sorted(path.stem for path in out_dir.glob("*.png")) == expected
     assert sorted(path.stem for path in out_dir.glob("*.pdf")) == expected

@@ -17,7 +17,7 @@ from rich.table import Table as RichTable
 
 from ltspec.report.claims import Check, Claim
 from ltspec.report.collect import Stat
-from ltspec.report.tables import Table
+from ltspec.report.tables import Table, in_order
 
 STATS_NOTE = "Mean ± std over seeds (sample std, ddof = 1)."
 
@@ -51,15 +51,36 @@ def header(column) -> str:
     return f"{column.point} · {column.name}" if column.point else column.name
 
 
-def rich_table(table: Table) -> RichTable:
-    rich = RichTable(title=table.title, caption="\n".join(notes(table)), caption_justify="left")
-    for name in table.index:
-        rich.add_column(name)
-    for column in table.columns:
-        rich.add_column(f"{column.point}\n{column.name}" if column.point else column.name, justify="right")
-    for row in table.rows:
-        rich.add_row(*row.index, *(cell_text(cell, table.percent) for cell in row.cells))
-    return rich
+def rich_tables(table: Table) -> list[RichTable]:
+    """The table for a terminal, narrow enough not to cut headers at 80 columns or wrap a `mean ± std` cell at 120.
+
+    A table with several columns per sweep point becomes one table per point (the point in its title); one with a
+    single column per point (dense accuracy) is turned so that the points are its rows. Files keep the full layout.
+    """
+    points = in_order(column.point for column in table.columns)
+    if len(points) == len(table.columns) and len(points) > 1:
+        rich = RichTable(title=table.title, caption="\n".join(notes(table)), caption_justify="left")
+        rich.add_column("point")
+        for row in table.rows:
+            rich.add_column(" ".join(row.index), justify="right", no_wrap=True)
+        for index, point in enumerate(points):
+            rich.add_row(point, *(cell_text(row.cells[index], table.percent) for row in table.rows))
+        return [rich]
+    tables = []
+    for point in points:
+        chosen = [index for index, column in enumerate(table.columns) if column.point == point]
+        rich = RichTable(title=f"{table.title}: {point}" if point else table.title)
+        for name in table.index:
+            rich.add_column(name, no_wrap=True)
+        for index in chosen:
+            rich.add_column(table.columns[index].name, justify="right")
+        for row in table.rows:
+            cells = [cell_text(row.cells[index], table.percent) for index in chosen]
+            if any(cells):
+                rich.add_row(*row.index, *cells)
+        tables.append(rich)
+    tables[-1].caption, tables[-1].caption_justify = "\n".join(notes(table)), "left"
+    return tables
 
 
 def markdown(table: Table) -> str:

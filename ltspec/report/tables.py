@@ -127,7 +127,34 @@ def lottery_vs_reinit(results: Results) -> list[Table]:
 
 
 def every_arm(results: Results) -> list[Table]:
-    return arm_tables(results, "arms", "Every arm: test accuracy (%)", lambda start: True, with_dense=True)
+    return [*arm_tables(results, "arms", "Every arm: test accuracy (%)", lambda start: True, with_dense=True),
+            *across_generators(results)]
+
+
+def across_generators(results: Results) -> list[Table]:
+    """Fine-tuning and the lottery ticket under every mask generator in one table (the paper's Fig. 7), for a
+    spec with two generators or more; a generator's column is blank at a sparsity it has no masks for."""
+    if len(generators(results)) < 2:
+        return []
+    runs = [(point, run) for point in results.points for run in point.plan.arms
+            if point.spec.arms[run.arm].start in ("trained", "init")]
+    series = in_order((run.generator, run.arm) for _, run in runs)
+    if not series:
+        return []
+    names = [f"{generator} {arm}" for generator, arm in series] + ["dense"]
+    columns = tuple(Column(point.label, name) for point in results.points for name in names)
+    rows = []
+    for target in sorted({run.sparsity for _, run in runs}):
+        at_target = [(point, run) for point, run in runs if run.sparsity == target]
+        label, x = sparsity_label(results, (run.mask for _, run in at_target), target)
+        cells = []
+        for point in results.points:
+            cells += [results.stat([run.stage for where, run in at_target if where is point
+                                    and (run.generator, run.arm) == chosen], ACCURACY) for chosen in series]
+            cells.append(dense_accuracy(results, point))
+        rows.append(Row((label,), tuple(cells), x))
+    return [Table("arms", "arms-generators", "Fine-tuning and lottery under every mask generator: test accuracy (%)",
+                  ("sparsity",), columns, tuple(rows), percent=True, notes=(SPARSITY_NOTE,))]
 
 
 def rewind(results: Results) -> list[Table]:
@@ -135,7 +162,7 @@ def rewind(results: Results) -> list[Table]:
     if not has_rewind:
         return []
     return arm_tables(results, "rewind", "Rewinding vs lottery vs fine-tuning: test accuracy (%)",
-                      lambda start: start.startswith("rewind@") or start in ("init", "trained"), with_dense=False)
+                      lambda start: start.startswith("rewind@") or start in ("init", "trained"), with_dense=True)
 
 
 # Correlation layouts

@@ -21,7 +21,7 @@ from ltspec.plan import Plan, compile_plan
 from ltspec.report.claims import check_claims
 from ltspec.report.collect import Results, TrackingUnavailable, fetch_stage_metrics, sweep_points
 from ltspec.report.figures import write_figures
-from ltspec.report.render import RENDERERS, claims_markdown, claims_table, markdown, rich_table
+from ltspec.report.render import RENDERERS, claims_markdown, claims_table, markdown, rich_tables
 from ltspec.report.tables import Table, build_tables
 from ltspec.spec import load_spec
 from ltspec.tracking import ROLE, connect, log_file
@@ -57,7 +57,8 @@ def write_report(spec_path: Path, *, formats: Sequence[str] = ("md", "tex", "csv
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for table in tables:
-        console.print(rich_table(table))
+        for rich in rich_tables(table):
+            console.print(rich)
         for suffix in formats:
             path = out_dir / f"{table.name}.{suffix}"
             path.write_text(RENDERERS[suffix](table), encoding="utf-8")
