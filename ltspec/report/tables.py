@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ltspec.plan import Stage
+from ltspec.plan import ArmRun, Stage
 from ltspec.report.collect import Point, Results, Stat, short_names
 from ltspec.tracking import rp_metric
 
@@ -104,21 +104,32 @@ def arm_tables(results: Results, layout: str, title: str, chosen: Callable[[str]
             continue
         names = arms + ["dense"] * with_dense
         columns = tuple(Column(point.label, name) for point in results.points for name in names)
-        rows = []
-        for target in sorted({run.sparsity for _, run in runs}):
-            at_target = [(point, run) for point, run in runs if run.sparsity == target]
-            label, x = sparsity_label(results, (run.mask for _, run in at_target), target)
-            cells = []
-            for point in results.points:
-                for arm in arms:
-                    keys = [run.stage for where, run in at_target if where is point and run.arm == arm]
-                    cells.append(results.stat(keys, ACCURACY))
-                if with_dense:
-                    cells.append(dense_accuracy(results, point))
-            rows.append(Row((label,), tuple(cells), x))
+        rows = rows_by_sparsity(results, runs, accuracy_cells(results, [(generator, arm) for arm in arms], with_dense))
         tables.append(Table(layout, f"{layout}-{generator}", f"{title} on {generator} masks",
-                            ("sparsity",), columns, tuple(rows), percent=True, notes=(SPARSITY_NOTE,)))
+                            ("sparsity",), columns, rows, percent=True, notes=(SPARSITY_NOTE,)))
     return tables
+
+
+def rows_by_sparsity(results: Results, runs: list[tuple[Point, ArmRun]], cells) -> tuple[Row, ...]:
+    """One row per target sparsity of `runs`, labelled by the measured sparsity, its cells `cells(runs there)`."""
+    rows = []
+    for target in sorted({run.sparsity for _, run in runs}):
+        at_target = [(point, run) for point, run in runs if run.sparsity == target]
+        label, x = sparsity_label(results, (run.mask for _, run in at_target), target)
+        rows.append(Row((label,), tuple(cells(at_target)), x))
+    return tuple(rows)
+
+
+def accuracy_cells(results: Results, series: list[tuple[str, str]], with_dense: bool):
+    """The cells of a row: per sweep point, the accuracy of each (generator, arm) of `series`, then dense."""
+    def cells(at_target):
+        for point in results.points:
+            for chosen in series:
+                yield results.stat([run.stage for where, run in at_target if where is point
+                                    and (run.generator, run.arm) == chosen], ACCURACY)
+            if with_dense:
+                yield dense_accuracy(results, point)
+    return cells
 
 
 def lottery_vs_reinit(results: Results) -> list[Table]:
@@ -143,18 +154,9 @@ def across_generators(results: Results) -> list[Table]:
         return []
     names = [f"{generator} {arm}" for generator, arm in series] + ["dense"]
     columns = tuple(Column(point.label, name) for point in results.points for name in names)
-    rows = []
-    for target in sorted({run.sparsity for _, run in runs}):
-        at_target = [(point, run) for point, run in runs if run.sparsity == target]
-        label, x = sparsity_label(results, (run.mask for _, run in at_target), target)
-        cells = []
-        for point in results.points:
-            cells += [results.stat([run.stage for where, run in at_target if where is point
-                                    and (run.generator, run.arm) == chosen], ACCURACY) for chosen in series]
-            cells.append(dense_accuracy(results, point))
-        rows.append(Row((label,), tuple(cells), x))
+    rows = rows_by_sparsity(results, runs, accuracy_cells(results, series, with_dense=True))
     return [Table("arms", "arms-generators", "Fine-tuning and lottery under every mask generator: test accuracy (%)",
-                  ("sparsity",), columns, tuple(rows), percent=True, notes=(SPARSITY_NOTE,))]
+                  ("sparsity",), columns, rows, percent=True, notes=(SPARSITY_NOTE,))]
 
 
 def rewind(results: Results) -> list[Table]:
