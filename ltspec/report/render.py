@@ -54,11 +54,11 @@ def header(column) -> str:
 def rich_tables(table: Table) -> list[RichTable]:
     """The table for a terminal, narrow enough not to cut headers at 80 columns or wrap a `mean ± std` cell at 120.
 
-    A table with several columns per sweep point becomes one table per point (the point in its title); one with a
-    single column per point (dense accuracy) is turned so that the points are its rows. Files keep the full layout.
+    A table becomes one table per sweep point (the point in its title), except a single row with one column per
+    point (dense accuracy), which is turned so that the points are its rows. Files keep the full layout.
     """
     points = in_order(column.point for column in table.columns)
-    if len(points) == len(table.columns) and len(points) > 1:
+    if len(points) == len(table.columns) > 1 and len(table.rows) == 1:
         rich = RichTable(title=table.title, caption="\n".join(notes(table)), caption_justify="left")
         rich.add_column("point")
         for row in table.rows:
