@@ -20,7 +20,7 @@ from ltspec.report.collect import Results, Stat, fetch_stage_metrics, sweep_poin
 from ltspec.report.render import cell_text, csv_text, latex, markdown, rich_tables
 from ltspec.report.tables import build_tables, sparsity_label
 from ltspec.report.write import log_report
-from ltspec.spec import load_spec
+from ltspec.spec import load_spec, parse_spec
 from ltspec.tracking import rp_metric
 
 EXPERIMENT = "report-test"
@@ -338,6 +338,36 @@ def test_figures_are_valid_png_and_pdf(reported):
         assert height > 100 and width > 100
         pdf = (out_dir / f"{stem}.pdf").read_bytes()
         assert pdf.startswith(b"%PDF") and pdf.rstrip().endswith(b"%%EOF")
+
+
+def test_figures_wrap_long_titles_and_panels_and_keep_the_reference_line_in_the_unit_square(tables):
+    from dataclasses import replace
+
+    from ltspec.report.figures import accuracy_vs_sparsity, rp_vs_p
+    from ltspec.report.tables import Column
+
+    table = tables["arms-imp"]
+    wide = replace(table, title="A title long enough that a single line of it would run off the figure " * 3,
+                   columns=tuple(Column(f"point {index // 4}", column.name)
+                                 for index, column in enumerate(table.columns * 3)),
+                   rows=tuple(replace(row, cells=row.cells * 3) for row in table.rows))
+    figure = accuracy_vs_sparsity(wide)
+    assert "\n" in figure.get_suptitle()
+    visible = [axis for axis in figure.axes if axis.get_visible()]
+    assert len(visible) == 6 and len(figure.axes) == 6  # six points: two rows of three
+    assert figure.legends[0].get_title().get_text() == "lines and bands: mean ± one std over n = 1–2 seeds"
+    figure = rp_vs_p(tables["rp-init-trained"])
+    (reference,) = [line for line in figure.axes[0].lines if line.get_label().startswith("$R_p = p$")]
+    assert min(reference.get_xdata()) >= 0 and max(reference.get_ydata()) <= 1
+    assert figure.axes[0].get_ylim() == (0, 1.02)
+
+
+def test_the_rewind_table_and_figure_have_the_dense_line(filled):
+    text = filled.read_text().replace('finetune = { start = "trained" }',
+                                      'finetune = { start = "trained" }\nrewind = { start = "rewind@1" }')
+    loaded = parse_spec(text)
+    (table, *_) = build_tables(Results(sweep_points(loaded), {}), ["rewind"])
+    assert [column.name for column in table.columns] == ["lottery", "finetune", "rewind", "dense"] * 2
 
 
 def test_the_report_files_are_the_artifacts_of_one_report_run(reported):
