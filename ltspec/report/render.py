@@ -157,6 +157,7 @@ RENDERERS = {"md": markdown, "tex": latex, "csv": csv_text}
 # The paper's claims (ltspec.report.claims)
 
 
+MISSING_SHOWN = 20  # a claim on a half-run paper can lack thousands of runs; name the first ones
 CLAIM_RULES = ("Each check is a difference paired by seed, with its mean and 95% Student-t interval over the seeds; "
                "`> 0` holds when the interval is above 0, `≈ 0 (± m)` when it lies inside ±m, `≥ -m` when it is "
                "above -m; it does not hold when the interval lies wholly on the wrong side, and is inconclusive "
@@ -201,7 +202,9 @@ def claims_markdown(name: str, claims: list[Claim]) -> str:
             lines += [line(check_cells(check)) for check in claim.checks]
         lines += [f"Not measured: {reason}  " for reason in claim.unmeasured]
         if claim.missing:
-            lines.append(f"Missing runs ({len(claim.missing)}): " + "; ".join(claim.missing))
+            shown = "; ".join(claim.missing[:MISSING_SHOWN])
+            more = f"; and {len(claim.missing) - MISSING_SHOWN} more" if len(claim.missing) > MISSING_SHOWN else ""
+            lines.append(f"Missing runs ({len(claim.missing)}): {shown}{more}")
     return "\n".join(lines) + "\n"
 
 
