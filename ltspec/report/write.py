@@ -1,7 +1,8 @@
 """`ltspec report`: compile the spec, read its runs, print the tables, write them and their figures, log them.
 
 The files go to `reports/<spec name>/` (or `out_dir`): per table `<name>.md`, `.tex`, `.csv` as asked, its figure
-as `<name>.png` and `.pdf`, and `report.md` gathering every table and figure in one page. The same files are
+as `<name>.png` and `.pdf`, `report.md` gathering every table and figure in one page, and `claims.md` checking
+the paper's claims on these runs (`ltspec.report.claims`). The same files are
 logged as the artifacts of one MLflow run per spec, tagged `ltspec.role` = "report" in the spec's experiment; a new
 report replaces the previous run of the same spec (created first, the old ones deleted after), so the experiment
 holds one current report rather than a pile of stale ones.
