@@ -185,7 +185,8 @@ def test_a_row_without_mask_runs_shows_its_target_sparsity_marked():
 def test_layouts_follow_the_spec_and_the_plan(filled, tables):
     # no rewind arm in the spec, so no rewind table; every generator gets its own arm and rp-masked tables
     assert list(tables) == ["dense", "lottery-vs-reinit-imp", "lottery-vs-reinit-oneshot", "rp-init-trained",
-                            "rp-masked-imp", "rp-masked-oneshot", "arms-imp", "arms-oneshot", "arms-generators", "table1"]
+                            "rp-masked-imp", "rp-masked-oneshot", "arms-imp", "arms-oneshot", "arms-generators",
+                            "table1"]
     results = Results(sweep_points(load_spec(filled)), {})
     assert [table.name for table in build_tables(results, ["table1", "rewind", "dense"])] == ["table1", "dense"]
 
