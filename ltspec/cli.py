@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Compile lottery-ticket experiment specs into plans, run them, and report the paper's tables.")
 
-SpecArg = Annotated[Path, typer.Argument(help="The experiment spec (TOML).", show_default=False)]
+SpecsArg = Annotated[list[Path], typer.Argument(
+    help="Experiment specs (TOML), or folders standing for the specs under them (`specs/paper/`).",
+    show_default=False)]
 
 
 def _say(tag: str, color: str, message: str, err: bool = False) -> None:
@@ -72,6 +74,33 @@ def _load(spec: Path):
     return loaded, compile_plan(loaded)
 
 
+def _spec_files(paths: list[Path]) -> list[Path]:
+    """The specs in the order given, each once; a folder stands for the .toml files under it, sorted."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.rglob("*.toml"))
+            if not found:
+                raise _fail(f"{path}: no .toml spec in this folder")
+            files += found
+        else:
+            files.append(path)
+    return list(dict.fromkeys(files))
+
+
+def _load_all(paths: list[Path]) -> list[tuple]:
+    """Load and compile every spec, printing the problems of each bad one; exit 2 if any was bad."""
+    compiled, failed = [], False
+    for spec in _spec_files(paths):
+        try:
+            compiled.append((spec, *_load(spec)))
+        except typer.Exit:
+            failed = True
+    if failed:
+        raise typer.Exit(2)
+    return compiled
+
+
 def _done(plan: Plan, store_root: Path) -> set[str]:
     from ltspec.store import Store
 
@@ -81,14 +110,22 @@ def _done(plan: Plan, store_root: Path) -> set[str]:
 
 @app.command()
 @_read_only
-def validate(spec: SpecArg):
-    """Check a spec: every problem with file:line:column, or a summary of the compiled plan."""
-    loaded, plan = _load(spec)
-    points, seeds = len(loaded.points), len(loaded.spec.seeds)
-    _say("ok", "green", f"{spec}: {points} sweep point{'s' * (points != 1)} x {seeds} seed{'s' * (seeds != 1)}, "
-         f"{len(plan.trunks)} dense trunks, {len(plan.stages)} stages, {plan.epochs} epochs to train "
-         f"({plan.naive_epochs} without sharing)")
-    _warn_unequal(plan)
+def validate(specs: SpecsArg):
+    """Check specs: every problem with file:line:column, or a summary of each compiled plan."""
+    failed = False
+    for spec in _spec_files(specs):
+        try:
+            loaded, plan = _load(spec)
+        except typer.Exit:
+            failed = True
+            continue
+        points, seeds = len(loaded.points), len(loaded.spec.seeds)
+        _say("ok", "green", f"{spec}: {points} sweep point{'s' * (points != 1)} x {seeds} seed{'s' * (seeds != 1)}, "
+             f"{len(plan.trunks)} dense trunks, {len(plan.stages)} stages, {plan.epochs} epochs to train "
+             f"({plan.naive_epochs} without sharing)")
+        _warn_unequal(plan)
+    if failed:
+        raise typer.Exit(2)
 
 
 def _warn_unequal(plan: Plan) -> None:
@@ -100,11 +137,17 @@ def _warn_unequal(plan: Plan) -> None:
 
 @app.command()
 @_read_only
-def plan(spec: SpecArg,
+def plan(specs: SpecsArg,
          as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON for scripts.")] = False):
-    """Show the stage DAG grouped by dense trunk, the epochs to train, and the epochs sharing saves."""
-    loaded, compiled = _load(spec)
-    done = _done(compiled, Path(loaded.spec.storage.root))
+    """Show the stage DAG grouped by dense trunk, the epochs to train, and the epochs sharing saves.
+
+    Several specs (or a folder) are shown as one plan, each stage they share once, as a shared store runs them."""
+    from ltspec.plan.combine import combine
+
+    loaded = _load_all(specs)
+    combined = combine([compiled for _, _, compiled in loaded], ", ".join(c.name for _, _, c in loaded))
+    compiled = combined.plan
+    done = set().union(*(_done(part, Path(spec.spec.storage.root)) for _, spec, part in loaded))
     if as_json:
         typer.echo(json.dumps(plan_json(compiled, done), indent=2))
         return
@@ -113,8 +156,12 @@ def plan(spec: SpecArg,
     Console().print(plan_tree(compiled, done))
     remaining = sum(stage.epochs for stage in compiled.stages if stage.key not in done)
     typer.echo(f"{len(compiled.stages)} stages, {len(done)} already done; {remaining} of {compiled.epochs} epochs "
-               f"left to train; sharing saves {compiled.naive_epochs - compiled.epochs} of {compiled.naive_epochs} "
+               f"left to train; sharing saves {combined.naive_epochs - compiled.epochs} of {combined.naive_epochs} "
                "epochs")
+    if len(loaded) > 1:
+        typer.echo(f"{len(loaded)} specs, {len(compiled.trunks)} dense trunks: run apart they would train "
+                   f"{combined.separate_epochs} epochs; sharing across the specs saves "
+                   f"{combined.separate_epochs - compiled.epochs}")
     _warn_unequal(compiled)
 
 
@@ -177,20 +224,38 @@ def quickstart_path() -> Path:
 
 
 @app.command()
-def run(spec: Annotated[Optional[Path], typer.Argument(help="The spec; none runs the offline quickstart.",
-                                                       show_default=False)] = None,
+def run(specs: Annotated[Optional[list[Path]], typer.Argument(
+            help="Specs or folders of specs; none runs the offline quickstart.", show_default=False)] = None,
         device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
         runner: Annotated[str, typer.Option(help="local (this process) or ray (a Ray cluster).")] = "local",
         address: Annotated[Optional[str], typer.Option(help="Ray cluster address (ray runner).")] = None,
         gpu_share: Annotated[Optional[float], typer.Option(help="GPUs per stage on Ray; overrides the spec.")] = None):
-    """Execute the plan: train what is not done yet, resume what was interrupted, log every stage to MLflow."""
+    """Execute the plan: train what is not done yet, resume what was interrupted, log every stage to MLflow.
+
+    Several specs run one after another: a stage that an earlier spec trained in the same store is found done and
+    logged to the later spec's experiment as reused, so shared work trains once and each spec keeps its runs."""
     from rich.console import Console
 
     if runner not in ("local", "ray"):
         raise _fail(f"unknown runner `{runner}`; use local or ray")
-    spec = spec or quickstart_path()
-    loaded, compiled = _load(spec)
+    loaded_specs = _load_all(specs or [quickstart_path()])
     console = Console()
+    if len(loaded_specs) > 1:
+        from ltspec.plan.combine import combine
+
+        combined = combine([compiled for _, _, compiled in loaded_specs], "")
+        console.print(f"{len(loaded_specs)} specs: {len(combined.plan.stages)} stages, {combined.plan.epochs} epochs "
+                      f"in the combined plan ({combined.separate_epochs} if run apart)")
+    ok = True
+    for spec, loaded, compiled in loaded_specs:
+        ok &= _run_one(spec, loaded, compiled, console, device=device, runner=runner, address=address,
+                       gpu_share=gpu_share)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, address, gpu_share) -> bool:
+    """Run one spec's plan; returns whether every stage finished."""
     console.print(f"[bold]{compiled.name}[/]: {len(compiled.stages)} stages, {compiled.epochs} epochs in the plan; "
                   f"store {loaded.spec.storage.root}, MLflow {loaded.spec.tracking.uri}")
     from mlflow.exceptions import MlflowException
@@ -216,18 +281,19 @@ def run(spec: Annotated[Optional[Path], typer.Argument(help="The spec; none runs
                   f"{len(summary.failed)} failed, {len(summary.blocked)} skipped after a failure")
     for message in summary.failed.values():
         _say("failed:", "red", message, err=True)
-    if not summary.ok:
-        raise typer.Exit(1)
-    console.print(f"browse the runs: [bold]ltspec ui {spec}[/] (or `mlflow ui --backend-store-uri "
-                  f"{loaded.spec.tracking.uri}`); tables: [bold]ltspec report {spec}[/]")
+    if summary.ok:
+        console.print(f"browse the runs: [bold]ltspec ui {spec}[/] (or `mlflow ui --backend-store-uri "
+                      f"{loaded.spec.tracking.uri}`); tables: [bold]ltspec report {spec}[/]")
+    return summary.ok
 
 
 @app.command()
-def report(spec: SpecArg,
+def report(specs: SpecsArg,
            format: Annotated[list[str], typer.Option("--format", "-f", help="File formats: md, tex, csv.")] = [
                "md", "tex", "csv"],
-           out: Annotated[Optional[Path], typer.Option(help="Output folder (default: reports/<spec name>).")] = None):
-    """The paper's tables and figures from the spec's MLflow runs (mean ± std over seeds)."""
+           out: Annotated[Optional[Path], typer.Option(help="Output folder (default: reports/<spec name>; with "
+                                                            "several specs, OUT/<spec name>).")] = None):
+    """The paper's tables and figures and a check of its claims, from the specs' MLflow runs (mean ± std over seeds)."""
     from rich.console import Console
 
     from ltspec.report import write_report
@@ -235,8 +301,12 @@ def report(spec: SpecArg,
     unknown = sorted(set(format) - {"md", "tex", "csv"})
     if unknown:
         raise _fail(f"unknown format {', '.join(unknown)}; use md, tex or csv")
-    _load(spec)
-    raise typer.Exit(write_report(spec, formats=format, out_dir=out, console=Console()))
+    loaded = _load_all(specs)
+    console, codes = Console(), []
+    for spec, spec_loaded, _ in loaded:
+        folder = out / spec_loaded.spec.name if out is not None and len(loaded) > 1 else out
+        codes.append(write_report(spec, formats=format, out_dir=folder, console=console))
+    raise typer.Exit(max(codes))
 
 
 @app.command()

@@ -17,10 +17,10 @@ from rich.console import Console
 from ltspec.plan import compile_plan
 from ltspec.report import write_report
 from ltspec.report.collect import Results, Stat, fetch_stage_metrics, sweep_points
-from ltspec.report.render import cell_text, csv_text, latex, markdown
+from ltspec.report.render import cell_text, csv_text, latex, markdown, rich_tables
 from ltspec.report.tables import build_tables, sparsity_label
 from ltspec.report.write import log_report
-from ltspec.spec import load_spec
+from ltspec.spec import load_spec, parse_spec
 from ltspec.tracking import rp_metric
 
 EXPERIMENT = "report-test"
@@ -185,7 +185,8 @@ def test_a_row_without_mask_runs_shows_its_target_sparsity_marked():
 def test_layouts_follow_the_spec_and_the_plan(filled, tables):
     # no rewind arm in the spec, so no rewind table; every generator gets its own arm and rp-masked tables
     assert list(tables) == ["dense", "lottery-vs-reinit-imp", "lottery-vs-reinit-oneshot", "rp-init-trained",
-                            "rp-masked-imp", "rp-masked-oneshot", "arms-imp", "arms-oneshot", "table1"]
+                            "rp-masked-imp", "rp-masked-oneshot", "arms-imp", "arms-oneshot", "arms-generators",
+                            "table1"]
     results = Results(sweep_points(load_spec(filled)), {})
     assert [table.name for table in build_tables(results, ["table1", "rewind", "dense"])] == ["table1", "dense"]
 
@@ -204,6 +205,17 @@ def test_arm_table_is_exact_with_measured_sparsity(tables):
         "| 81.00 ± 0.71 | 98.50 ± 0.71 |",
     ]
     assert "Missing from MLflow: 1 of 28 runs" in text
+
+
+def test_fine_tuning_and_lottery_under_every_generator_share_one_table(tables):
+    """The paper's Fig. 7: a generator's column is blank at a sparsity it has no masks for."""
+    table = tables["arms-generators"]
+    assert [column.name for column in table.columns] == [
+        "imp lottery", "imp finetune", "oneshot lottery", "oneshot finetune", "dense"] * 2
+    assert [(row.index, [cell_text(cell, percent=True) for cell in row.cells[:5]]) for row in table.rows] == [
+        (("49.7%",), ["85.50 ± 0.71", "80.50 ± 0.71", "85.50 ± 0.71", "—", "95.50 ± 0.71"]),
+        (("74.7%",), ["83.00 ± 0.71", "78.00 ± 0.71", "", "", "95.50 ± 0.71"]),
+    ]
 
 
 def test_missing_stages_show_as_missing_and_unfinished_runs_do_not_count(tables):
@@ -246,6 +258,29 @@ def test_table1_has_a_row_per_point_generator_and_sparsity(tables):
     ]
 
 
+@pytest.mark.parametrize("width", [80, 120])
+def test_terminal_tables_cut_no_header_and_wrap_no_cell(tables, width):
+    """At 80 columns no header or cell is cut short (`lr=0.…`); at 120 every `mean ± std` cell is on one line."""
+    for table in tables.values():
+        console = Console(record=True, width=width)
+        for rich in rich_tables(table):
+            console.print(rich)
+        printed = console.export_text()
+        assert "…" not in printed, printed
+        if width == 120:
+            cells = {cell_text(cell, table.percent) for row in table.rows for cell in row.cells} - {""}
+            assert all(text in printed for text in cells), printed
+
+
+def test_the_terminal_shows_one_table_per_sweep_point_and_dense_by_row(tables):
+    arms = rich_tables(tables["arms-imp"])
+    assert [rich.title for rich in arms] == ["Every arm: test accuracy (%) on imp masks: lr=0.01",
+                                             "Every arm: test accuracy (%) on imp masks: lr=0.1"]
+    assert [column.header for column in arms[0].columns] == ["sparsity", "lottery", "reinit", "finetune", "dense"]
+    (dense,) = rich_tables(tables["dense"])
+    assert [column.header for column in dense.columns] == ["point", "test accuracy"] and dense.row_count == 2
+
+
 def test_latex_is_booktabs_with_a_spanning_header_per_sweep_point(tables):
     text = latex(tables["lottery-vs-reinit-imp"])
     lines = text.splitlines()
@@ -276,11 +311,26 @@ def test_write_report_writes_md_tex_csv_and_a_summary_page(reported, tables):
     assert markdown(tables["arms-imp"]) in summary and "(arms-imp.png)" in summary
 
 
+def test_the_claims_page_gives_verdicts_that_follow_from_the_known_numbers(reported):
+    _, out_dir, _, printed = reported
+    page = (out_dir / "claims.md").read_text(encoding="utf-8")
+    verdicts = {line.split(" | ")[0].removeprefix("| ")[:2]: line.split(" | ")[1]
+                for line in page.splitlines() if line.startswith("| ") and line[2].isdigit()}
+    # lottery beats reinit by 10 points at both lrs (so not "only at the low lr"), and sits 10 points below dense;
+    # R_p(init, trained) is lower at the low lr (0.30 vs 0.40); finetune loses to lottery by 5 points;
+    # R_p(finetune, init) - p is 0.05 and 0.06 over the two seeds: its interval straddles the ±0.05 margin
+    assert verdicts == {"1.": "**does not hold**", "2.": "**does not hold**", "3.": "**does not hold**",
+                        "4.": "**does not hold**", "5.": "**inconclusive**"}
+    assert "| lenet300100/digits | R_p(init, trained) at lr=0.01 − at lr=0.1 | s0 -0.100, s1 -0.100 |" in page
+    assert "Missing runs (1): lr=0.1: train reinit on imp r2 (75.0%)" in page
+    assert "The paper's claims on these runs" in printed
+
+
 def test_figures_are_valid_png_and_pdf(reported):
     from matplotlib.image import imread
 
     _, out_dir, _, _ = reported
-    expected = ["arms-imp", "arms-oneshot", "lottery-vs-reinit-imp", "lottery-vs-reinit-oneshot",
+    expected = ["arms-generators", "arms-imp", "arms-oneshot", "lottery-vs-reinit-imp", "lottery-vs-reinit-oneshot",
                 "rp-init-trained", "rp-masked-imp", "rp-masked-oneshot"]
     assert sorted(path.stem for path in out_dir.glob("*.png")) == expected
     assert sorted(path.stem for path in out_dir.glob("*.pdf")) == expected
@@ -289,6 +339,36 @@ def test_figures_are_valid_png_and_pdf(reported):
         assert height > 100 and width > 100
         pdf = (out_dir / f"{stem}.pdf").read_bytes()
         assert pdf.startswith(b"%PDF") and pdf.rstrip().endswith(b"%%EOF")
+
+
+def test_figures_wrap_long_titles_and_panels_and_keep_the_reference_line_in_the_unit_square(tables):
+    from dataclasses import replace
+
+    from ltspec.report.figures import accuracy_vs_sparsity, rp_vs_p
+    from ltspec.report.tables import Column
+
+    table = tables["arms-imp"]
+    wide = replace(table, title="A title long enough that a single line of it would run off the figure " * 3,
+                   columns=tuple(Column(f"point {index // 4}", column.name)
+                                 for index, column in enumerate(table.columns * 3)),
+                   rows=tuple(replace(row, cells=row.cells * 3) for row in table.rows))
+    figure = accuracy_vs_sparsity(wide)
+    assert "\n" in figure.get_suptitle()
+    visible = [axis for axis in figure.axes if axis.get_visible()]
+    assert len(visible) == 6 and len(figure.axes) == 6  # six points: two rows of three
+    assert figure.legends[0].get_title().get_text() == "lines and bands: mean ± one std over n = 1–2 seeds"
+    figure = rp_vs_p(tables["rp-init-trained"])
+    (reference,) = [line for line in figure.axes[0].lines if line.get_label().startswith("$R_p = p$")]
+    assert min(reference.get_xdata()) >= 0 and max(reference.get_ydata()) <= 1
+    assert figure.axes[0].get_ylim() == (0, 1.02)
+
+
+def test_the_rewind_table_and_figure_have_the_dense_line(filled):
+    text = filled.read_text().replace('finetune = { start = "trained" }',
+                                      'finetune = { start = "trained" }\nrewind = { start = "rewind@1" }')
+    loaded = parse_spec(text)
+    (table, *_) = build_tables(Results(sweep_points(loaded), {}), ["rewind"])
+    assert [column.name for column in table.columns] == ["lottery", "finetune", "rewind", "dense"] * 2
 
 
 def test_the_report_files_are_the_artifacts_of_one_report_run(reported):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ltspec.plan import Stage
+from ltspec.plan import ArmRun, Stage
 from ltspec.report.collect import Point, Results, Stat, short_names
 from ltspec.tracking import rp_metric
 
@@ -104,21 +104,32 @@ def arm_tables(results: Results, layout: str, title: str, chosen: Callable[[str]
             continue
         names = arms + ["dense"] * with_dense
         columns = tuple(Column(point.label, name) for point in results.points for name in names)
-        rows = []
-        for target in sorted({run.sparsity for _, run in runs}):
-            at_target = [(point, run) for point, run in runs if run.sparsity == target]
-            label, x = sparsity_label(results, (run.mask for _, run in at_target), target)
-            cells = []
-            for point in results.points:
-                for arm in arms:
-                    keys = [run.stage for where, run in at_target if where is point and run.arm == arm]
-                    cells.append(results.stat(keys, ACCURACY))
-                if with_dense:
-                    cells.append(dense_accuracy(results, point))
-            rows.append(Row((label,), tuple(cells), x))
+        rows = rows_by_sparsity(results, runs, accuracy_cells(results, [(generator, arm) for arm in arms], with_dense))
         tables.append(Table(layout, f"{layout}-{generator}", f"{title} on {generator} masks",
-                            ("sparsity",), columns, tuple(rows), percent=True, notes=(SPARSITY_NOTE,)))
+                            ("sparsity",), columns, rows, percent=True, notes=(SPARSITY_NOTE,)))
     return tables
+
+
+def rows_by_sparsity(results: Results, runs: list[tuple[Point, ArmRun]], cells) -> tuple[Row, ...]:
+    """One row per target sparsity of `runs`, labelled by the measured sparsity, its cells `cells(runs there)`."""
+    rows = []
+    for target in sorted({run.sparsity for _, run in runs}):
+        at_target = [(point, run) for point, run in runs if run.sparsity == target]
+        label, x = sparsity_label(results, (run.mask for _, run in at_target), target)
+        rows.append(Row((label,), tuple(cells(at_target)), x))
+    return tuple(rows)
+
+
+def accuracy_cells(results: Results, series: list[tuple[str, str]], with_dense: bool):
+    """The cells of a row: per sweep point, the accuracy of each (generator, arm) of `series`, then dense."""
+    def cells(at_target):
+        for point in results.points:
+            for chosen in series:
+                yield results.stat([run.stage for where, run in at_target if where is point
+                                    and (run.generator, run.arm) == chosen], ACCURACY)
+            if with_dense:
+                yield dense_accuracy(results, point)
+    return cells
 
 
 def lottery_vs_reinit(results: Results) -> list[Table]:
@@ -127,7 +138,25 @@ def lottery_vs_reinit(results: Results) -> list[Table]:
 
 
 def every_arm(results: Results) -> list[Table]:
-    return arm_tables(results, "arms", "Every arm: test accuracy (%)", lambda start: True, with_dense=True)
+    return [*arm_tables(results, "arms", "Every arm: test accuracy (%)", lambda start: True, with_dense=True),
+            *across_generators(results)]
+
+
+def across_generators(results: Results) -> list[Table]:
+    """Fine-tuning and the lottery ticket under every mask generator in one table (the paper's Fig. 7), for a
+    spec with two generators or more; a generator's column is blank at a sparsity it has no masks for."""
+    if len(generators(results)) < 2:
+        return []
+    runs = [(point, run) for point in results.points for run in point.plan.arms
+            if point.spec.arms[run.arm].start in ("trained", "init")]
+    series = in_order((run.generator, run.arm) for _, run in runs)
+    if not series:
+        return []
+    names = [f"{generator} {arm}" for generator, arm in series] + ["dense"]
+    columns = tuple(Column(point.label, name) for point in results.points for name in names)
+    rows = rows_by_sparsity(results, runs, accuracy_cells(results, series, with_dense=True))
+    return [Table("arms", "arms-generators", "Fine-tuning and lottery under every mask generator: test accuracy (%)",
+                  ("sparsity",), columns, rows, percent=True, notes=(SPARSITY_NOTE,))]
 
 
 def rewind(results: Results) -> list[Table]:
@@ -135,7 +164,7 @@ def rewind(results: Results) -> list[Table]:
     if not has_rewind:
         return []
     return arm_tables(results, "rewind", "Rewinding vs lottery vs fine-tuning: test accuracy (%)",
-                      lambda start: start.startswith("rewind@") or start in ("init", "trained"), with_dense=False)
+                      lambda start: start.startswith("rewind@") or start in ("init", "trained"), with_dense=True)
 
 
 # Correlation layouts

@@ -1,7 +1,8 @@
 """`ltspec report`: compile the spec, read its runs, print the tables, write them and their figures, log them.
 
 The files go to `reports/<spec name>/` (or `out_dir`): per table `<name>.md`, `.tex`, `.csv` as asked, its figure
-as `<name>.png` and `.pdf`, and `report.md` gathering every table and figure in one page. The same files are
+as `<name>.png` and `.pdf`, `report.md` gathering every table and figure in one page, and `claims.md` checking
+the paper's claims on these runs (`ltspec.report.claims`). The same files are
 logged as the artifacts of one MLflow run per spec, tagged `ltspec.role` = "report" in the spec's experiment; a new
 report replaces the previous run of the same spec (created first, the old ones deleted after), so the experiment
 holds one current report rather than a pile of stale ones.
@@ -18,14 +19,16 @@ from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from ltspec.plan import Plan, compile_plan
+from ltspec.report.claims import check_claims
 from ltspec.report.collect import Results, TrackingUnavailable, fetch_stage_metrics, sweep_points
 from ltspec.report.figures import write_figures
-from ltspec.report.render import RENDERERS, markdown, rich_table
+from ltspec.report.render import RENDERERS, claims_markdown, claims_table, markdown, rich_tables
 from ltspec.report.tables import Table, build_tables
 from ltspec.spec import load_spec
 from ltspec.tracking import ROLE, connect, log_file
 
 SUMMARY = "report.md"
+CLAIMS = "claims.md"
 
 
 def write_report(spec_path: Path, *, formats: Sequence[str] = ("md", "tex", "csv"), out_dir: Path | None = None,
@@ -49,12 +52,14 @@ def write_report(spec_path: Path, *, formats: Sequence[str] = ("md", "tex", "csv
         console.print(f"No runs found for spec {spec.name} in experiment {experiment} at URI {uri}: run "
                       f"`ltspec run {spec_path}` first (or check `[tracking]` in the spec).", markup=False)
         return 1
-    tables = build_tables(Results(sweep_points(loaded), metrics), spec.report.layouts)
+    results = Results(sweep_points(loaded), metrics)
+    tables = build_tables(results, spec.report.layouts)
     out_dir = Path("reports") / spec.name if out_dir is None else out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for table in tables:
-        console.print(rich_table(table))
+        for rich in rich_tables(table):
+            console.print(rich)
         for suffix in formats:
             path = out_dir / f"{table.name}.{suffix}"
             path.write_text(RENDERERS[suffix](table), encoding="utf-8")
@@ -62,7 +67,10 @@ def write_report(spec_path: Path, *, formats: Sequence[str] = ("md", "tex", "csv
     figures = write_figures(tables, out_dir)
     summary = out_dir / SUMMARY
     summary.write_text(summary_markdown(spec.name, tables, figures), encoding="utf-8")
-    written += [*figures, summary]
+    claims = check_claims(results)
+    console.print(claims_table(claims))
+    (out_dir / CLAIMS).write_text(claims_markdown(spec.name, claims), encoding="utf-8")
+    written += [*figures, summary, out_dir / CLAIMS]
     done = sum(stage.key in metrics for stage in plan.stages)
     console.print(f"{done} of {len(plan.stages)} stages have finished runs; wrote "
                   f"{len(written)} files to {out_dir}")
