@@ -7,12 +7,12 @@ is checked here, so that each problem points at the one field to change.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import re
 
 from ltspec import architectures
 from ltspec.spec.errors import Problem
+from ltspec.spec.messages import did_you_mean
 from ltspec.spec.models import Spec
 
 DENSE_POINTS = ("init", "trained", "reinit")
@@ -26,29 +26,35 @@ def rewind_epoch(point: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def check(spec: Spec) -> list[Problem]:
-    """Every cross-field problem of an already type-checked spec."""
-    problems = _check_model(spec)
-    problems += _check_schedule(spec)
-    problems += _check_masks(spec)
-    problems += _check_arms(spec)
-    problems += _check_pairs(spec)
+def check(spec: Spec, unknown: frozenset[tuple] = frozenset()) -> list[Problem]:
+    """Every cross-field problem of an already type-checked spec.
+
+    `unknown` holds the paths whose values are stand-ins for values the user got wrong (already reported): a check
+    that reads one is skipped, so no problem is reasoned from a value the user never wrote.
+    """
+    def known(*paths: tuple) -> bool:
+        return not any(bad[:len(path)] == path or path[:len(bad)] == bad for bad in unknown for path in paths)
+
+    problems = _check_model(spec, known)
+    problems += _check_schedule(spec) if known(("train", "epochs"), ("train", "schedule")) else []
+    problems += _check_masks(spec, known)
+    problems += _check_arms(spec, known)
+    problems += _check_pairs(spec) if known(("measure",), ("arms",), ("masks",), ("train", "epochs")) else []
     return problems
 
 
-def _did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f"did you mean `{close[0]}`?" if close else ""
-
-
-def _check_model(spec: Spec) -> list[Problem]:
+def _check_model(spec: Spec, known) -> list[Problem]:
     arch = spec.model.arch
+    if not known(("model", "arch")):
+        return []
     if arch not in architectures.ARCHITECTURES:
-        hint = _did_you_mean(arch, architectures.ARCHITECTURES) or "one of " + ", ".join(architectures.ARCHITECTURES)
+        hint = did_you_mean(arch, architectures.ARCHITECTURES) or "one of " + ", ".join(architectures.ARCHITECTURES)
         return [Problem(("model", "arch"), f"unknown architecture `{arch}`", hint)]
     if spec.model.shortcut is not None and architectures.entry(arch)["shortcut"] is None:
         return [Problem(("model", "shortcut"), f"`{arch}` has no shortcut to choose",
                         "shortcut applies to resnet18/20/32/44/56; remove it")]
+    if not known(("data", "dataset")):
+        return []
     kind, dataset = architectures.input_kind(arch), spec.data.dataset
     if kind == "image" and dataset == "mnist1d":
         return [Problem(("model", "arch"), f"`{arch}` takes images but `{dataset}` holds 1-D signals",
@@ -97,37 +103,42 @@ def _check_exclusions(patterns: list[str], spec: Spec, path: tuple) -> list[Prob
     for index, pattern in enumerate(patterns):
         if not any(fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name + ".weight", pattern)
                    for name in names):
-            hint = _did_you_mean(pattern, names) or f"{spec.model.arch}'s layers start " + ", ".join(names[:4])
+            hint = did_you_mean(pattern, names) or f"{spec.model.arch}'s layers start " + ", ".join(names[:4])
             problems.append(Problem(path + (index,), f"`{pattern}` matches no prunable layer of {spec.model.arch}", hint))
     return problems
 
 
-def _check_masks(spec: Spec) -> list[Problem]:
+def _check_masks(spec: Spec, known) -> list[Problem]:
     problems = []
     for name, generator in spec.masks.items():
         path = ("masks", name)
-        problems += _check_exclusions(generator.exclude or [], spec, path + ("exclude",))
+        if not known(path):
+            continue
+        if known(("model",)):
+            problems += _check_exclusions(generator.exclude or [], spec, path + ("exclude",))
         if generator.kind == "imp":
             if (generator.rounds is None) == (generator.target_sparsity is None):
                 problems.append(Problem(path, "give exactly one of `rounds` and `target_sparsity`",
                                         "e.g. rounds = 8 prunes 1 - 0.8^8 = 83% at rate 0.2"))
-            problems += _check_rewind(generator.reset, spec, path + ("reset",))
+            if known(("train", "epochs")):
+                problems += _check_rewind(generator.reset, spec, path + ("reset",))
         if generator.kind == "random" and generator.scope == "global":
             problems.append(Problem(path + ("scope",), "random masks are drawn per layer",
                                     "use scope = \"layerwise\"; per-layer counts come from the sparsity"))
     return problems
 
 
-def _check_arms(spec: Spec) -> list[Problem]:
+def _check_arms(spec: Spec, known) -> list[Problem]:
     problems = []
-    if spec.arms and not spec.masks:
+    if spec.arms and not spec.masks and known(("masks",)):
         problems.append(Problem(("arms",), "arms train on masks, but the spec has no [masks] generator",
                                 "add e.g. [masks.oneshot] kind = \"oneshot\", sparsities = [0.5]"))
     for name, arm in spec.arms.items():
         if not re.match(r"^[A-Za-z][A-Za-z0-9_-]*$", name):
             problems.append(Problem(("arms", name), f"`{name}` cannot name an arm",
                                     "an arm name starts with a letter and has letters, digits, `_` or `-`"))
-        problems += _check_rewind(arm.start, spec, ("arms", name, "start"))
+        if known(("arms", name), ("train", "epochs")):
+            problems += _check_rewind(arm.start, spec, ("arms", name, "start"))
     return problems
 
 
@@ -151,7 +162,7 @@ def _check_pairs(spec: Spec) -> list[Problem]:
             path = ("measure", "pairs", index, side)
             message = _term_problem(term, spec)
             if message:
-                problems.append(Problem(path, message, _did_you_mean(term, names) or
+                problems.append(Problem(path, message, did_you_mean(term, names) or
                                         "use init, trained, reinit, rewind@k, X*mask, or an arm's name"))
                 continue
             problems += _check_rewind(term.removesuffix("*mask"), spec, path)

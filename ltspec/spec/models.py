@@ -9,9 +9,12 @@ at the field the user should change.
 
 import math
 import os
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Strict as StrictType
+
+from ltspec.spec.limits import MAX_EXPERIMENT_LENGTH, MAX_NAME_LENGTH, MAX_PATH_LENGTH, MAX_SEEDS
 
 SCHEMA_VERSION = 1
 
@@ -26,10 +29,21 @@ PositiveInt = Annotated[int, Field(ge=1)]
 Scope = Literal["layerwise", "global"]
 TensorKind = Literal["conv", "linear"]
 START_PATTERN = r"^(init|reinit|trained|rewind@[0-9]+)$"
+_T = TypeVar("_T")
+# TOML has no tuples: a pair is an array of two, taken as a tuple, whose items stay strict.
+Pair = Annotated[tuple[_T, _T], StrictType(False)]
+PathText = Annotated[str, Field(min_length=1, max_length=MAX_PATH_LENGTH)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    """The base of every spec table: unknown keys are errors, and values are taken as typed, never converted.
+
+    TOML has types, so `epochs = "12"`, `download = "yes"` or `seeds = ["0"]` is a mistake to report, not to
+    repair (the JSON schema, which editors check, says the same). The one widening is JSON's: an integer is a
+    number, so `lr = 1` is a float. `inf` and `nan`, which TOML can write, are no setting's value.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False)
 
 
 class Data(Strict):
@@ -37,7 +51,7 @@ class Data(Strict):
 
     dataset: Literal["cifar10", "cifar100", "tiny-imagenet", "digits", "mnist1d", "synthetic"] = Field(
         description="Dataset name. `digits`, `mnist1d` and `synthetic` need no download.")
-    root: str = Field("data", description="Folder holding the dataset files, relative to the working directory.")
+    root: PathText = Field("data", description="Folder holding the dataset files, relative to the working directory.")
     download: bool = Field(False, description="Download the dataset into `root` when its files are missing.")
     batch_size: PositiveInt = Field(128, description="Training batch size (the paper: 128).")
     eval_batch_size: PositiveInt = Field(1000, description="Evaluation batch size; large is faster and exact.")
@@ -67,7 +81,7 @@ class Sgd(Strict):
 
 class Adam(Strict):
     kind: Literal["adam", "adamw"]
-    betas: tuple[Fraction, Fraction] = (0.9, 0.999)
+    betas: Pair[Fraction] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0.0)
 
 
@@ -188,7 +202,7 @@ class Measure(Strict):
     """R_p, the paper's weight-correlation indicator, over named weight pairs."""
 
     p: list[Fraction] = Field([0.2], min_length=1, description="Top-p fractions at which R_p is measured.")
-    pairs: list[tuple[str, str]] = Field(
+    pairs: list[Pair[str]] = Field(
         default=[], description="Weight pairs: `init`, `trained`, `reinit`, `rewind@k`, `X*mask` (X "
         "under the mask) or an arm's name (its trained result on the mask).")
     tensors: list[TensorKind] = Field(["conv", "linear"], min_length=1,
@@ -205,13 +219,14 @@ class Report(Strict):
 
 
 class Tracking(Strict):
-    uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI; the default is the sqlite file that "
+    uri: PathText = Field("sqlite:///mlflow.db", description="MLflow tracking URI; the default is the sqlite file that "
                      "a plain `mlflow ui` in the same folder opens.")
-    experiment: str | None = Field(None, description="MLflow experiment name (default: the spec's name).")
+    experiment: str | None = Field(None, min_length=1, max_length=MAX_EXPERIMENT_LENGTH,
+                                   description="MLflow experiment name (default: the spec's name).")
 
 
 class Storage(Strict):
-    root: str = Field("results", description="Artifact store folder (weights, masks, checkpoints).")
+    root: PathText = Field("results", description="Artifact store folder (weights, masks, checkpoints).")
     checkpoint_every: PositiveInt = Field(1, description="Epochs between resume checkpoints.")
 
 
@@ -225,9 +240,12 @@ class Spec(Strict):
     """One experiment: a dense recipe, mask generators, arms trained on every mask, and what to measure."""
 
     schema_version: Literal[1] = Field(SCHEMA_VERSION, description="The spec format version.")
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    description: str = ""
-    seeds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1)
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                      description="The experiment's name: letters, digits, `.`, `_` and `-`, starting with a letter "
+                      "or digit; it names the report folder and the default MLflow experiment.")
+    description: str = Field("", description="A line saying what the experiment is for.")
+    seeds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1, max_length=MAX_SEEDS,
+                                                     description="Seeds; every one is a dense trunk of its own.")
     data: Data
     model: Model
     train: Train
