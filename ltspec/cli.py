@@ -115,6 +115,9 @@ def plan(spec: SpecArg,
     typer.echo(f"{len(compiled.stages)} stages, {len(done)} already done; {remaining} of {compiled.epochs} epochs "
                f"left to train; sharing saves {compiled.naive_epochs - compiled.epochs} of {compiled.naive_epochs} "
                "epochs")
+    for key, base, values in loaded.swept():
+        replaced = f", replacing {json.dumps(base)} set in the file" if base is not None else ""
+        typer.echo(f"the sweep sets {key} to {', '.join(map(json.dumps, values))}{replaced}")
     _warn_unequal(compiled)
 
 

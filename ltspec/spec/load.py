@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from ltspec.spec import messages
 from ltspec.spec.checks import check
@@ -146,11 +146,12 @@ def _toml(source: str, path: str | Path, where: Layout) -> dict:
         return tomllib.loads(source)
     except tomllib.TOMLDecodeError as error:
         at = re.search(r"\(at line (\d+), column (\d+)\)", str(error))
-        message = re.sub(r"\s*\(at line.*\)", "", str(error)).rstrip(".")
-        line, column = (int(at.group(1)), int(at.group(2))) if at else (None, None)
-        if where.unclosed and (line is None or where.unclosed[0] < line):
-            raise fail("TOML syntax error: this bracket is never closed", f"close it before line {line}"
-                       if line else "close it", *where.unclosed) from None
+        message = re.sub(r"\s*\(at (line|end of document).*\)", "", str(error)).rstrip(".")
+        lines = source.splitlines() or [""]
+        line, column = (int(at.group(1)), int(at.group(2))) if at else (len(lines), len(lines[-1]) + 1)
+        if where.unclosed and where.unclosed[0] <= line:
+            raise fail("TOML syntax error: this bracket is never closed", f"close it before line {line}",
+                       *where.unclosed) from None
         raise fail(f"TOML syntax error: {message[0].lower()}{message[1:]}", "", line, column) from None
     except RecursionError:
         raise fail(f"nests deeper than {MAX_DEPTH} levels", "check the brackets", 1, 1) from None
@@ -228,6 +229,8 @@ def _stand_ins(data: dict, problems: list[Problem]) -> tuple[dict | None, frozen
 
 def _neutral(field) -> Any:
     """A value the field accepts: the first of its closed vocabulary, or a plain one of its type."""
+    if any(isinstance(member, type) and issubclass(member, BaseModel) for member in messages.members(field.annotation)):
+        return None  # a whole table is wrong: no neutral value stands in for it
     annotation = typing.Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
     adapter = TypeAdapter(annotation, config=ConfigDict(strict=True))
     for candidate in [*messages.vocabulary(field.annotation), 1, 0.5, "x"]:

@@ -168,7 +168,7 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
-def _members(annotation: Any) -> tuple:
+def members(annotation: Any) -> tuple:
     annotation = _unwrap(annotation)
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         return tuple(_unwrap(arg) for arg in typing.get_args(annotation) if arg is not type(None))
@@ -179,7 +179,7 @@ def vocabulary(annotation: Any) -> list:
     """The closed set of words an annotation allows: its Literal values, or the `kind` tags of a union's models,
     looking through lists and optionals."""
     words: list = []
-    for member in _members(annotation):
+    for member in members(annotation):
         origin = typing.get_origin(member)
         if origin is typing.Literal:
             words += [word for word in typing.get_args(member) if word not in words]
@@ -243,13 +243,13 @@ def _get(data: Any, path: tuple) -> Any:
 
 
 def _pick(annotation: Any, data: Any) -> Any:
-    members = _members(annotation)
-    if len(members) == 1:
-        return members[0]
+    options = members(annotation)
+    if len(options) == 1:
+        return options[0]
     kind = data.get("kind") if isinstance(data, dict) else None
-    for member in members:
+    for member in options:
         if isinstance(member, type) and issubclass(member, BaseModel) and "kind" in member.model_fields:
             allowed = typing.get_args(member.model_fields["kind"].annotation)
             if kind in allowed or kind is None and member.model_fields["kind"].default in allowed:
                 return member
-    return members[0]
+    return options[0]

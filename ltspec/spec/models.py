@@ -14,6 +14,7 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import Strict as StrictType
 
+from ltspec.architectures import ARCHITECTURES
 from ltspec.spec.limits import MAX_EXPERIMENT_LENGTH, MAX_NAME_LENGTH, MAX_PATH_LENGTH, MAX_SEEDS
 
 SCHEMA_VERSION = 1
@@ -65,7 +66,8 @@ class Data(Strict):
 class Model(Strict):
     """The network, by registered architecture name."""
 
-    arch: str = Field(description="Registered architecture, e.g. `vgg16`, `resnet20`, `mobilenetv2`, `lenet300100`.")
+    arch: str = Field(description="Registered architecture, e.g. `vgg16`, `resnet20`, `mobilenetv2`, `lenet300100`.",
+                      json_schema_extra={"enum": list(ARCHITECTURES)})
     width: float = Field(1.0, gt=0.0, le=8.0, description="Channel width multiplier.")
     shortcut: Literal["A", "B"] | None = Field(
         None, description="CIFAR ResNet shortcut: `A` zero-padding identity, `B` 1x1 projection; null: the "
