@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ltspec.spec import SpecError, load_spec
+from ltspec.spec.schema import schema
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "schemas" / "ltspec.schema.json"
@@ -114,3 +115,39 @@ def test_a_wrong_kind_names_the_kinds_in_both_engines(bad_specs):
     """The schema's unions are told apart by `kind`: the engines name the kinds, not "oneOf" failures."""
     for output in (taplo(bad_specs["mask-kind-typo"]).stderr, tombi(bad_specs["mask-kind-typo"]).stderr):
         assert "oneOf" not in output and '"admm", "imp", "oneshot", "random"' in output.replace('","', '", "')
+
+
+def walk(node, path=()):
+    """Every subschema of the schema document, with where it is."""
+    if isinstance(node, dict):
+        yield path, node
+        for key, value in node.items():
+            if key not in ("default", "const", "enum"):
+                yield from walk(value, path + (key,))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from walk(value, path + (index,))
+
+
+def test_the_schema_is_shaped_for_editors():
+    document = schema()
+    assert document["$schema"] == "http://json-schema.org/draft-07/schema#" and "$id" not in document
+    for path, node in walk(document):
+        fields = node.get("properties", {}) if "if" not in path and path[-1:] != ("properties",) else {}
+        for name, field in fields.items():
+            assert field.get("title") and field.get("description"), (path, name)
+        if node.get("type") == "object" and "properties" in node and "allOf" not in node:
+            assert node.get("additionalProperties") is False, path
+        assert {"type": "null"} not in node.get("anyOf", []) and node.get("default", 0) is not None, path
+        assert "oneOf" not in node and "$defs" not in node and "prefixItems" not in node, path
+
+
+def test_closed_vocabularies_are_enums_and_kinds_are_told_apart():
+    definitions = schema()["definitions"]
+    assert "cifar10" in definitions["Data"]["properties"]["dataset"]["enum"]
+    assert "vgg16" in definitions["Model"]["properties"]["arch"]["enum"]
+    masks = schema()["properties"]["masks"]["additionalProperties"]
+    assert masks["required"] == ["kind"] and set(masks["properties"]["kind"]["enum"]) == {
+        "oneshot", "imp", "admm", "random"}
+    assert {rule["if"]["properties"]["kind"]["const"]: rule["then"]["$ref"] for rule in masks["allOf"]}["imp"] == \
+        "#/definitions/Imp"

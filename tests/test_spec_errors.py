@@ -161,13 +161,18 @@ def test_a_plan_over_the_size_limits_is_refused_before_it_is_built():
     sweep = only(MINIMAL + f'\n[sweep]\n"train.lr" = {[0.1] * 40}\n"train.epochs" = {[4] * 40}\n')
     assert sweep.path == ("sweep",) and "1,600 points" in sweep.message
     rounds = only(MINIMAL.replace("rounds = 2", "rounds = 100000"))
-    assert "stages; a spec has at most 50,000" in rounds.message
+    assert rounds.path == ("masks", "imp") and rounds.line == 16
+    assert "up to 600,002 stages; a spec has at most 50,000" in rounds.message
+    points = only(MINIMAL.replace("rounds = 2", "rounds = 60").replace("seeds = [0]", f"seeds = {list(range(50))}")
+                  + '\n[sweep]\n"train.lr" = [0.01, 0.1, 0.2]\n')
+    assert points.path == ("sweep",) and "up to 54,300 stages" in points.message and "at most 50,000" in points.message
 
 
-def test_ten_thousand_unknown_keys_are_counted_not_listed():
+def test_ten_thousand_unknown_keys_are_not_all_listed():
     keys = "".join(f"unknown_{index} = 1\n" for index in range(10_000))
-    found = problems(MINIMAL.replace("[data]\n", "[data]\n" + keys))
-    assert len(found) == 101 and found[-1].message == "and 9,900 more problems"
+    found = problems(MINIMAL.replace("[data]\n", "[data]\n" + keys) + '\n[sweep]\n"train.lr" = [0.01, 0.1]\n')
+    assert len(found) == 101 and found[-1].message == "and more problems: these are the first 100"
+    assert [problem.path for problem in found[:2]] == [("data", "unknown_0"), ("data", "unknown_1")]
 
 
 @pytest.mark.parametrize("change, path, words", [

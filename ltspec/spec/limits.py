@@ -24,11 +24,11 @@ def stage_bound(spec) -> int:
     Per seed: the dense run and its R_p measurement; per mask, its mask stage, an IMP round's retraining, every
     arm, the evaluation of the pruned dense weights and its R_p measurement.
     """
-    masks = sum(_mask_count(generator) for generator in spec.masks.values())
+    masks = sum(mask_count(generator) for generator in spec.masks.values())
     return len(spec.seeds) * (2 + masks * (len(spec.arms) + 4))
 
 
-def _mask_count(generator) -> int:
+def mask_count(generator) -> int:
     """How many masks a generator makes; IMP's rounds are counted, not listed (`rounds = 10**9` is one line)."""
     round_count = getattr(generator, "round_count", None)
     return round_count() if round_count else len(generator.target_sparsities())

@@ -1,10 +1,9 @@
-"""Reading a spec file: TOML, then pydantic, then the cross-field checks, once per sweep point.
+"""Reading a spec file: TOML, then the spec's checks (`ltspec.spec.validate`), once per sweep point.
 
 Everything that can go wrong with a user's file (missing, a directory, not UTF-8, too large or too deep, bad TOML,
 a wrong value in one sweep point) ends as one `SpecError` listing every problem with its file:line:column, so the
-CLI can print it and exit 2 without a traceback. Every problem is found in one pass: a value pydantic rejects is
-replaced by a stand-in (its default, or a neutral value marked unknown) so that the cross-field checks still run
-on the rest, and a base value that the sweep replaces is checked too.
+CLI can print it and exit 2 without a traceback. The sweep's values, and the base values it replaces, are part of
+the file and are checked too.
 """
 
 from __future__ import annotations
@@ -17,19 +16,16 @@ import json
 import math
 import re
 import tomllib
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
-
 from ltspec.spec import messages
-from ltspec.spec.checks import check
 from ltspec.spec.errors import Problem, SpecError, locate
 from ltspec.spec.limits import MAX_DEPTH, MAX_FILE_BYTES, MAX_PROBLEMS, MAX_STAGES, MAX_SWEEP_POINTS, stage_bound
 from ltspec.spec.models import Spec
 from ltspec.spec.positions import Layout, layout
+from ltspec.spec.validate import type_problems, validate
 
 UNSWEEPABLE = ("schema_version", "name", "description", "seeds", "sweep", "report", "tracking", "storage")
 
@@ -61,7 +57,7 @@ class LoadedSpec:
 
     def swept(self) -> list[tuple[str, Any, list]]:
         """(dotted path, the value the file sets there or None, the sweep's values) for every sweep entry."""
-        return [(key, _get(self.data, tuple(key.split("."))), values)
+        return [(key, messages.value_at(self.data, tuple(key.split("."))), values)
                 for key, values in self.data.get("sweep", {}).items()]
 
 
@@ -111,20 +107,22 @@ def parse_spec(source: str, path: str | Path = "<spec>") -> LoadedSpec:
         sweep = {}
     if sweep:  # the sweep's values, and the base values it replaces, are part of the file: check them as typed
         swept = [("sweep",)] + [tuple(key.split(".")) for key in sweep]
-        base = [problem for problem in _type_problems(data) if any(problem.path[:len(key)] == key for key in swept)]
+        base = [problem for problem in type_problems(data) if any(problem.path[:len(key)] == key for key in swept)]
         problems += base
         sweep = {} if any(problem.path[0] == "sweep" for problem in base) else sweep
     checked = data if sweep else {**data, "sweep": {}}
     points: list[SweepPoint] = []
     for indices in itertools.product(*(range(len(values)) for values in sweep.values())):
+        if len(problems) > MAX_PROBLEMS:  # more would not be listed: stop early, whatever the file holds
+            break
         values = tuple((key, sweep[key][index]) for key, index in zip(sweep, indices))
-        spec, found = _validate(_apply(checked, values))
+        spec, found = validate(_apply(checked, values))
         if spec is not None and not found:
             points.append(SweepPoint(values, spec))
         problems += [_blame_sweep(problem, values, indices) for problem in found]
     stages = sum(stage_bound(point.spec) for point in points)
     if not problems and stages > MAX_STAGES:
-        problems.append(Problem((), f"the plan would have up to {stages:,} stages; a spec has at most "
+        problems.append(Problem(("sweep",), f"the plan would have up to {stages:,} stages; a spec has at most "
                                 f"{MAX_STAGES:,}", "fewer seeds, sweep values, sparsities or arms"))
     if problems:
         raise SpecError(path, _report(problems, where))
@@ -158,87 +156,12 @@ def _toml(source: str, path: str | Path, where: Layout) -> dict:
 
 
 def _report(problems: list[Problem], where: Layout) -> list[Problem]:
-    """Located, each once, in the order found; past MAX_PROBLEMS, a count of the rest."""
+    """Located, each once, in the order found; past MAX_PROBLEMS, a line saying there are more."""
     unique = list(dict.fromkeys(locate(problem, where) for problem in problems))
     if len(unique) <= MAX_PROBLEMS:
         return unique
-    rest = len(unique) - MAX_PROBLEMS
-    return unique[:MAX_PROBLEMS] + [Problem((), f"and {rest:,} more problem{'s' * (rest != 1)}", "", 1, 1)]
-
-
-def _type_problems(data: dict) -> list[Problem]:
-    try:
-        Spec.model_validate(data)
-    except ValidationError as error:
-        return messages.problems(error.errors(include_url=False), data)
-    return []
-
-
-def _validate(data: dict) -> tuple[Spec | None, list[Problem]]:
-    """The spec and its problems: pydantic's, then the cross-field ones on what did parse.
-
-    Cross-field checks need a typed spec, so after type errors they run on a copy where each rejected value has
-    a stand-in, marked unknown so that no check reasons from it: a user sees a misspelt dataset, an unknown arch and
-    a milestone past the last epoch at once.
-    """
-    try:
-        spec = Spec.model_validate(data)
-    except ValidationError as error:
-        problems = messages.problems(error.errors(include_url=False), data)
-        repaired, unknown = _stand_ins(data, problems)
-        try:
-            stand_in = Spec.model_validate(repaired) if repaired is not None else None
-        except ValidationError:
-            return None, problems
-        return None, problems + (_cross(stand_in, unknown) if stand_in is not None else [])
-    return spec, _cross(spec, frozenset())
-
-
-def _cross(spec: Spec, unknown: frozenset) -> list[Problem]:
-    stages = stage_bound(spec)
-    if stages > MAX_STAGES:  # checked first: the checks list every mask, and IMP may ask for 10**9 rounds
-        return [Problem(("masks",), f"one sweep point would have up to {stages:,} stages; a spec has at most "
-                        f"{MAX_STAGES:,}", "fewer seeds, sparsities, rounds or arms")]
-    return check(spec, unknown)
-
-
-def _stand_ins(data: dict, problems: list[Problem]) -> tuple[dict | None, frozenset]:
-    """A copy of the data with every rejected value replaced, and the set of replaced paths; None if a whole
-    required table is wrong. A field with a default takes it; an entry of a table of named things (a mask
-    generator, an arm, a sweep entry) is left out; a required field takes a neutral value of its type."""
-    repaired, unknown = copy.deepcopy(data), set()
-    for problem in problems:
-        path = tuple(itertools.takewhile(lambda part: not isinstance(part, int), problem.path))
-        path = path[:-1] if path[-1:] == ("kind",) else path  # a wrong `kind` makes its whole table unknown
-        entry = messages.entry_at(path, repaired)
-        path = entry or path
-        parent = _get(repaired, path[:-1])
-        if not path or not isinstance(parent, dict):
-            return None, frozenset()
-        unknown.add(path)
-        field = messages.field_at(path, repaired)
-        if entry or problem.at_key or field is None or not field.is_required():
-            parent.pop(path[-1], None)
-            continue
-        stand_in = _neutral(field)
-        if stand_in is None:
-            return None, frozenset()
-        parent[path[-1]] = stand_in
-    return repaired, frozenset(unknown)
-
-
-def _neutral(field) -> Any:
-    """A value the field accepts: the first of its closed vocabulary, or a plain one of its type."""
-    if any(isinstance(member, type) and issubclass(member, BaseModel) for member in messages.members(field.annotation)):
-        return None  # a whole table is wrong: no neutral value stands in for it
-    annotation = typing.Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
-    adapter = TypeAdapter(annotation, config=ConfigDict(strict=True))
-    for candidate in [*messages.vocabulary(field.annotation), 1, 0.5, "x"]:
-        try:
-            return adapter.validate_python(candidate)
-        except ValidationError:
-            continue
-    return None
+    return unique[:MAX_PROBLEMS] + [Problem((), f"and more problems: these are the first {MAX_PROBLEMS}",
+                                            "fix them and validate again", 1, 1)]
 
 
 def _nul_problems(data: dict) -> list[Problem]:
@@ -254,12 +177,6 @@ def _nul_problems(data: dict) -> list[Problem]:
             else:
                 stack.append((path + (key,), value))
     return problems
-
-
-def _get(data: Any, path: tuple) -> Any:
-    for part in path:
-        data = data.get(part) if isinstance(data, dict) else None
-    return data
 
 
 def _sweep_problems(data: dict) -> list[Problem]:

@@ -206,12 +206,12 @@ def annotation_at(path: tuple, data: Any) -> Any:
             node = typing.get_args(node)[0]
         else:
             return None
-        data = _get(data, (part,))
+        data = value_at(data, (part,))
     return node
 
 
 def model_at(path: tuple, data: Any) -> type[BaseModel] | None:
-    node = _pick(annotation_at(path, data), _get(data, path))
+    node = _pick(annotation_at(path, data), value_at(data, path))
     return node if isinstance(node, type) and issubclass(node, BaseModel) else None
 
 
@@ -235,7 +235,8 @@ def fields_at(path: tuple, data: Any) -> list[str]:
     return list(model.model_fields) if model else []
 
 
-def _get(data: Any, path: tuple) -> Any:
+def value_at(data: Any, path: tuple) -> Any:
+    """The value at `path` in parsed TOML, or None."""
     for part in path:
         data = data.get(part) if isinstance(data, dict) else \
             data[part] if isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data) else None

@@ -21,7 +21,8 @@ _SPACE_LINES = re.compile(r"(?:[ \t\r\n]|#[^\n]*)*")
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
 _BASIC = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _LITERAL = re.compile(r"'[^'\n]*'")
-_MULTILINE = {'"""': re.compile(r'"""[\s\S]*?"""(?!")|"""[\s\S]*'), "'''": re.compile(r"'''[\s\S]*?'''(?!')|'''[\s\S]*")}
+_MULTILINE = {'"""': re.compile(r'"""[\s\S]*?"""(?!")|"""[\s\S]*'),
+              "'''": re.compile(r"'''[\s\S]*?'''(?!')|'''[\s\S]*")}
 _SCALAR = re.compile(r"[^,\]}\s#]+")
 _LINE_REST = re.compile(r"[^\n]*")
 
