@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from ltspec.cli import app
-from ltspec.spec import SpecError, parse_spec
+from ltspec.spec import SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
@@ -142,6 +142,11 @@ def test_an_unclosed_array_at_the_end_of_the_file():
     assert problem.line == 28 and "never closed" in problem.message
 
 
+def test_a_table_declared_twice_is_named_as_toml_writes_it():
+    problem = only(MINIMAL + '\n[masks.imp]\nkind = "oneshot"\n')
+    assert problem.message == "TOML syntax error: the table [masks.imp] is declared twice" and problem.line == 29
+
+
 @pytest.mark.parametrize("source", [
     "a = " + "[" * 2000 + "]" * 2000,
     "a = " + "[" * 2000,
@@ -202,6 +207,12 @@ def test_any_text_is_a_spec_or_a_spec_error(data):
         parse_spec(source, "fuzz.toml")
     except SpecError as error:
         assert error.problems and all(problem.line for problem in error.problems)
+
+
+def test_an_endless_file_is_refused_after_the_size_limit():
+    with pytest.raises(SpecError) as caught:
+        load_spec("/dev/zero")
+    assert "larger than 1,048,576 bytes" in str(caught.value)
 
 
 def run_cli(*args, cwd):

@@ -8,6 +8,7 @@ the file and are checked too.
 
 from __future__ import annotations
 
+import ast
 import copy
 import difflib
 import hashlib
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ltspec.spec import messages
-from ltspec.spec.errors import Problem, SpecError, locate
+from ltspec.spec.errors import Problem, SpecError, dotted, locate
 from ltspec.spec.limits import MAX_DEPTH, MAX_FILE_BYTES, MAX_PROBLEMS, MAX_STAGES, MAX_SWEEP_POINTS, stage_bound
 from ltspec.spec.models import Spec
 from ltspec.spec.positions import Layout, layout
@@ -77,12 +78,13 @@ def _read(path: Path) -> str:
     if path.is_dir():
         raise fail("is a directory, not a spec file", "name a .toml file inside it")
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise fail(f"is {path.stat().st_size:,} bytes; a spec is at most {MAX_FILE_BYTES:,}",
-                       "is this the spec file? a spec is a page of TOML")
-        raw = path.read_bytes()
+        with path.open("rb") as file:  # at most one byte past the limit: /dev/zero is a file too
+            raw = file.read(MAX_FILE_BYTES + 1)
     except OSError as error:
         raise fail(f"cannot be read: {error.strerror}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise fail(f"is larger than {MAX_FILE_BYTES:,} bytes, the most a spec may be",
+                   "is this the spec file? a spec is a page of TOML")
     try:
         source = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -145,6 +147,9 @@ def _toml(source: str, path: str | Path, where: Layout) -> dict:
     except tomllib.TOMLDecodeError as error:
         at = re.search(r"\(at line (\d+), column (\d+)\)", str(error))
         message = re.sub(r"\s*\(at (line|end of document).*\)", "", str(error)).rstrip(".")
+        declared = re.match(r"Cannot declare \((.*)\) twice", message)  # tomllib names the table as a Python tuple
+        if declared:
+            message = f"the table [{dotted(tuple(ast.literal_eval(f'({declared.group(1)})')))}] is declared twice"
         lines = source.splitlines() or [""]
         line, column = (int(at.group(1)), int(at.group(2))) if at else (len(lines), len(lines[-1]) + 1)
         if where.unclosed and where.unclosed[0] <= line:
