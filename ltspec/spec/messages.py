@@ -71,7 +71,8 @@ def _problem(path: tuple, group: list[dict], data: dict) -> Problem:
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         kinds = vocabulary(annotation_at(path, data))
         if kind == "union_tag_not_found":
-            return Problem(path, "needs a `kind`: one of " + _words(kinds), f"add kind = \"{kinds[0]}\"")
+            hint = f'add kind = "{kinds[0]}"' if kinds else ""
+            return Problem(path, "needs a `kind`: one of " + _words(kinds), hint)
         tag = str(error["ctx"]["tag"])
         return Problem(path + ("kind",), f"unknown kind `{tag}`: expected one of {_words(kinds)}",
                        did_you_mean(tag, kinds))
@@ -116,7 +117,9 @@ def _pattern_problem(path: tuple, pattern: str, value: Any, data: dict) -> Probl
 
 
 def _either(words: list[str]) -> str:
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+    if len(words) < 2:
+        return words[0] if words else "what the schema allows"
+    return ", ".join(words[:-1]) + " or " + words[-1]
 
 
 def _words(words) -> str:
