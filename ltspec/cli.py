@@ -154,6 +154,11 @@ def plan(specs: SpecsArg,
     from rich.console import Console
 
     Console().print(plan_tree(compiled, done))
+    for path, one, _ in loaded:
+        for key, base, values in one.swept():
+            replaced = f", replacing {json.dumps(base)} set in the file" if base is not None else ""
+            where = f"{Path(path).name}: " if len(loaded) > 1 else ""
+            typer.echo(f"{where}the sweep sets {key} to {', '.join(map(json.dumps, values))}{replaced}")
     remaining = sum(stage.epochs for stage in compiled.stages if stage.key not in done)
     typer.echo(f"{len(compiled.stages)} stages, {len(done)} already done; {remaining} of {compiled.epochs} epochs "
                f"left to train; sharing saves {combined.naive_epochs - compiled.epochs} of {combined.naive_epochs} "
@@ -210,9 +215,15 @@ def plan_tree(compiled: Plan, done: set[str]) -> Tree:
 @app.command()
 def schema(out: Annotated[Path, typer.Option(help="Where to write the JSON schema.")] =
            Path("schemas/ltspec.schema.json")):
-    """Write the spec's JSON schema, for TOML editors (`#:schema ../schemas/ltspec.schema.json`)."""
+    """Write the spec's JSON schema, for TOML editors (`#:schema ../schemas/ltspec.schema.json`), with the models,
+    datasets and mask generators of installed plugins."""
+    from ltspec import plugins
     from ltspec.spec.schema import schema_text
 
+    try:
+        plugins.load()
+    except plugins.PluginError as error:
+        raise _fail(str(error)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(schema_text())
     typer.echo(f"wrote {out}")

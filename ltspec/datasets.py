@@ -55,13 +55,18 @@ class UnknownDataset(ValueError):
     """A dataset name that no entry of the table (built-in or plugin) carries."""
 
 
-def info(name: str) -> DatasetInfo:
-    """The table entry of a dataset; plugins are looked up when the name is not built in."""
+def known(name: str) -> bool:
+    """Whether `name` is built in or registered by a plugin (plugins are looked up for a name not built in)."""
     if name not in DATASETS:
         from ltspec import plugins
 
         plugins.load()
-    if name not in DATASETS:
+    return name in DATASETS
+
+
+def info(name: str) -> DatasetInfo:
+    """The table entry of a dataset; plugins are looked up when the name is not built in."""
+    if not known(name):
         close = difflib.get_close_matches(name, list(DATASETS), n=1)
         hint = f"did you mean `{close[0]}`?" if close else "expected one of " + ", ".join(DATASETS)
         raise UnknownDataset(f"unknown dataset `{name}`; {hint}")

@@ -38,7 +38,13 @@ def pydantic_plugins_off() -> Iterator[None]:
 
 with pydantic_plugins_off():
     class Strict(BaseModel):
-        """Unknown keys are errors (a misspelt field must not fall back to its default), values are frozen, and
-        defaults are validated like given values."""
+        """The base of every spec table: unknown keys are errors (a misspelt field must not fall back to its
+        default), and values are taken as typed, never converted.
 
-        model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+        TOML has types, so `epochs = "12"`, `download = "yes"` or `seeds = ["0"]` is a mistake to report, not to
+        repair (the JSON schema, which editors check, says the same). The one widening is JSON's: an integer is a
+        number, so `lr = 1` is a float. `inf` and `nan`, which TOML can write, are no setting's value.
+        """
+
+        model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True,
+                                  allow_inf_nan=False)

@@ -7,61 +7,69 @@ is checked here, so that each problem points at the one field to change.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import re
 
 from ltspec import architectures, datasets, masks, points
 from ltspec.spec.errors import Problem
+from ltspec.spec.messages import did_you_mean
 from ltspec.spec.models import Spec
 
 
-def check(spec: Spec) -> list[Problem]:
-    """Every cross-field problem of an already type-checked spec."""
-    problems = _check_dataset(spec)
-    problems += _check_model(spec)
-    problems += _check_schedule(spec)
-    problems += _check_masks(spec)
-    problems += _check_arms(spec)
-    problems += _check_pairs(spec)
+def check(spec: Spec, unknown: frozenset[tuple] = frozenset()) -> list[Problem]:
+    """Every cross-field problem of an already type-checked spec.
+
+    `unknown` holds the paths whose values are stand-ins for values the user got wrong (already reported): a check
+    that reads one is skipped, so no problem is reasoned from a value the user never wrote.
+    """
+    def known(*paths: tuple) -> bool:
+        return not any(bad[:len(path)] == path or path[:len(bad)] == bad for bad in unknown for path in paths)
+
+    problems = _check_dataset(spec) if known(("data", "dataset")) else []
+    problems += _check_model(spec, known)
+    problems += _check_schedule(spec) if known(("train", "epochs"), ("train", "schedule")) else []
+    problems += _check_masks(spec, known)
+    problems += _check_arms(spec, known)
+    problems += _check_pairs(spec) if known(("measure",), ("arms",), ("masks",), ("train", "epochs")) else []
     return problems
 
 
-def _did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f"did you mean `{close[0]}`?" if close else ""
-
-
 def _check_dataset(spec: Spec) -> list[Problem]:
-    try:
-        datasets.info(spec.data.dataset)
-    except datasets.UnknownDataset as error:
-        message, _, hint = str(error).partition("; ")
-        return [Problem(("data", "dataset"), message, hint)]
-    return []
+    """A dataset of the table, built in or a plugin's."""
+    if spec.data.dataset in datasets.DATASETS or datasets.known(spec.data.dataset):
+        return []
+    names = list(datasets.DATASETS)
+    hint = did_you_mean(spec.data.dataset, names) or "one of " + ", ".join(names)
+    return [Problem(("data", "dataset"), f"unknown dataset `{spec.data.dataset}`", hint)]
 
 
-def _check_model(spec: Spec) -> list[Problem]:
+def _check_model(spec: Spec, known) -> list[Problem]:
     arch = spec.model.arch
+    if not known(("model", "arch")):
+        return []
     if not architectures.known(arch):
         names = architectures.names()
-        hint = _did_you_mean(arch, names) or "one of " + ", ".join(names)
+        hint = did_you_mean(arch, names) or "one of " + ", ".join(names)
         return [Problem(("model", "arch"), f"unknown architecture `{arch}`", hint)]
     if spec.model.shortcut is not None and architectures.entry(arch)["shortcut"] is None:
         return [Problem(("model", "shortcut"), f"`{arch}` has no shortcut to choose",
                         "shortcut applies to resnet18/20/32/44/56; remove it")]
-    if spec.data.dataset not in datasets.DATASETS:
+    if not known(("data", "dataset")) or spec.data.dataset not in datasets.DATASETS:
         return []
-    kind, data = architectures.input_kind(arch), datasets.info(spec.data.dataset)
+    kind, data = architectures.input_kind(arch), datasets.DATASETS[spec.data.dataset]
     if kind not in ("any", data.input_kind):
-        return [Problem(("model", "arch"), f"`{arch}` takes {kind}s but `{data.name}` holds {data.input_kind}s",
-                        f"use a model for {data.input_kind}s, e.g. `mlp`"
-                        + (", `conv1d`" if data.input_kind == "signal" else ", `convnet`, `resnet20`"))]
+        suggestion = "`conv1d`, `mlp` or `lenet300100`" if data.input_kind == "signal" else "an image model"
+        return [Problem(("model", "arch"), f"`{arch}` takes {_inputs(kind)} but `{data.name}` holds "
+                        f"{_inputs(data.input_kind)}", f"use {suggestion} for {data.name}")]
     if data.input_size < architectures.min_input_size(arch):
-        return [Problem(("model", "arch"), f"`{arch}` needs inputs of at least "
+        return [Problem(("model", "arch"), f"`{arch}` needs images of at least "
                         f"{architectures.min_input_size(arch)} pixels but `{data.name}` has {data.input_size}",
                         "use `convnet`, `resnet20` or an MLP for small images")]
     return []
+
+
+def _inputs(kind: str) -> str:
+    return {"image": "images", "signal": "1-D signals"}[kind]
 
 
 def _check_schedule(spec: Spec) -> list[Problem]:
@@ -97,33 +105,38 @@ def _check_exclusions(patterns: list[str], spec: Spec, path: tuple) -> list[Prob
     for index, pattern in enumerate(patterns):
         if not any(fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name + ".weight", pattern)
                    for name in names):
-            hint = _did_you_mean(pattern, names) or f"{spec.model.arch}'s layers start " + ", ".join(names[:4])
+            hint = did_you_mean(pattern, names) or f"{spec.model.arch}'s layers start " + ", ".join(names[:4])
             problems.append(Problem(path + (index,), f"`{pattern}` matches no prunable layer of {spec.model.arch}", hint))
     return problems
 
 
-def _check_masks(spec: Spec) -> list[Problem]:
+def _check_masks(spec: Spec, known) -> list[Problem]:
     problems = []
     for name, generator in spec.masks.items():
         path = ("masks", name)
-        problems += _check_exclusions(generator.exclude or [], spec, path + ("exclude",))
+        if not known(path):
+            continue
+        if known(("model",)):
+            problems += _check_exclusions(generator.exclude or [], spec, path + ("exclude",))
         declared = masks.generator(generator.kind)
         problems += [Problem(path + where, message, hint) for where, message, hint in declared.check(generator)]
-        for field, point in declared.start_points(generator).items():
-            problems += _check_rewind(point, spec, path + (field,))
+        if known(("train", "epochs")):
+            for field, point in declared.start_points(generator).items():
+                problems += _check_rewind(point, spec, path + (field,))
     return problems
 
 
-def _check_arms(spec: Spec) -> list[Problem]:
+def _check_arms(spec: Spec, known) -> list[Problem]:
     problems = []
-    if spec.arms and not spec.masks:
+    if spec.arms and not spec.masks and known(("masks",)):
         problems.append(Problem(("arms",), "arms train on masks, but the spec has no [masks] generator",
                                 "add e.g. [masks.oneshot] kind = \"oneshot\", sparsities = [0.5]"))
     for name, arm in spec.arms.items():
         if not re.match(r"^[A-Za-z][A-Za-z0-9_-]*$", name):
             problems.append(Problem(("arms", name), f"`{name}` cannot name an arm",
                                     "an arm name starts with a letter and has letters, digits, `_` or `-`"))
-        problems += _check_rewind(arm.start, spec, ("arms", name, "start"))
+        if known(("arms", name), ("train", "epochs")):
+            problems += _check_rewind(arm.start, spec, ("arms", name, "start"))
     return problems
 
 
@@ -145,7 +158,7 @@ def _check_pairs(spec: Spec) -> list[Problem]:
             path = ("measure", "pairs", index, side)
             message = _term_problem(term, spec)
             if message:
-                problems.append(Problem(path, message, _did_you_mean(term, names) or
+                problems.append(Problem(path, message, did_you_mean(term, names) or
                                         "use init, trained, reinit, rewind@k, X*mask, or an arm's name"))
                 continue
             problems += _check_rewind(term.removesuffix("*mask"), spec, path)

@@ -1,32 +1,34 @@
-"""Reading a spec file: TOML, then pydantic, then the cross-field checks, once per sweep point.
+"""Reading a spec file: TOML, then the spec's checks (`ltspec.spec.validate`), once per sweep point.
 
-Everything that can go wrong with a user's file (missing, a directory, not UTF-8, empty, bad TOML, a wrong value
-in one sweep point) ends as one `SpecError` listing every problem with its file:line:column, so the CLI can print
-it and exit 2 without a traceback.
+Everything that can go wrong with a user's file (missing, a directory, not UTF-8, too large or too deep, bad TOML,
+a wrong value in one sweep point) ends as one `SpecError` listing every problem with its file:line:column, so the
+CLI can print it and exit 2 without a traceback. The sweep's values, and the base values it replaces, are part of
+the file and are checked too.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import difflib
 import hashlib
 import itertools
 import json
+import math
 import re
 import tomllib
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from ltspec import architectures, masks, plugins
 from ltspec.datasets import DATASETS
-from ltspec.spec.checks import check
-from ltspec.spec.errors import Problem, SpecError, key_positions, locate
+from ltspec.spec import messages
+from ltspec.spec.errors import Problem, SpecError, dotted, locate
+from ltspec.spec.limits import MAX_DEPTH, MAX_FILE_BYTES, MAX_PROBLEMS, MAX_STAGES, MAX_SWEEP_POINTS, stage_bound
 from ltspec.spec.models import Spec
+from ltspec.spec.positions import Layout, layout
+from ltspec.spec.validate import type_problems, validate
 
 UNSWEEPABLE = ("schema_version", "name", "description", "seeds", "sweep", "report", "tracking", "storage")
 
@@ -56,6 +58,11 @@ class LoadedSpec:
     def spec_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+    def swept(self) -> list[tuple[str, Any, list]]:
+        """(dotted path, the value the file sets there or None, the sweep's values) for every sweep entry."""
+        return [(key, messages.value_at(self.data, tuple(key.split("."))), values)
+                for key, values in self.data.get("sweep", {}).items()]
+
 
 def load_spec(path: str | Path) -> LoadedSpec:
     """Read, validate and expand a spec file; raises `SpecError` on any problem."""
@@ -73,9 +80,13 @@ def _read(path: Path) -> str:
     if path.is_dir():
         raise fail("is a directory, not a spec file", "name a .toml file inside it")
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as file:  # at most one byte past the limit: /dev/zero is a file too
+            raw = file.read(MAX_FILE_BYTES + 1)
     except OSError as error:
         raise fail(f"cannot be read: {error.strerror}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise fail(f"is larger than {MAX_FILE_BYTES:,} bytes, the most a spec may be",
+                   "is this the spec file? a spec is a page of TOML")
     try:
         source = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -89,33 +100,39 @@ def _read(path: Path) -> str:
 
 def parse_spec(source: str, path: str | Path = "<spec>") -> LoadedSpec:
     """Validate TOML text as a spec; `path` is only used in messages."""
-    try:
-        data = tomllib.loads(source)
-    except tomllib.TOMLDecodeError as error:
-        where = re.search(r"\(at line (\d+), column (\d+)\)", str(error))
-        message = re.sub(r"\s*\(at line.*\)", "", str(error))
-        line, column = (int(where.group(1)), int(where.group(2))) if where else (None, None)
-        raise SpecError(path, [Problem((), f"TOML syntax error: {message}", "", line, column)]) from None
-    positions = key_positions(source)
+    where = layout(source, MAX_DEPTH)
+    data = _toml(source, path, where)
     _load_plugins_if_named(data, path)
-    problems = _sweep_problems(data)
+    problems = _nul_problems(data) + _sweep_problems(data)
+    sweep = data.get("sweep") if not problems and isinstance(data.get("sweep"), dict) else {}
+    size = math.prod(len(values) for values in sweep.values() if isinstance(values, list))
+    if size > MAX_SWEEP_POINTS:
+        problems.append(Problem(("sweep",), f"the sweep has {size:,} points; a spec has at most "
+                                f"{MAX_SWEEP_POINTS:,}", "split it into several specs"))
+        sweep = {}
+    if sweep:  # the sweep's values, and the base values it replaces, are part of the file: check them as typed
+        swept = [("sweep",)] + [tuple(key.split(".")) for key in sweep]
+        base = [problem for problem in type_problems(data) if any(problem.path[:len(key)] == key for key in swept)]
+        problems += base
+        sweep = {} if any(problem.path[0] == "sweep" for problem in base) else sweep
+    checked = data if sweep else {**data, "sweep": {}}
     points: list[SweepPoint] = []
-    sweep = data.get("sweep", {})
-    if problems:  # the sweep cannot be expanded; still report what is wrong with the rest of the spec
-        found = _validate({**data, "sweep": {}})
-        problems += [] if isinstance(found, Spec) else found
-    else:
-        for values in _sweep_product(sweep if isinstance(sweep, dict) else {}):
-            point_data = _apply(data, values)
-            found = _validate(point_data)
-            if isinstance(found, Spec):
-                points.append(SweepPoint(values, found))
-                continue
-            problems += [_blame_sweep(problem, values) for problem in found if problem not in problems]
+    for indices in itertools.product(*(range(len(values)) for values in sweep.values())):
+        if len(problems) > MAX_PROBLEMS:  # more would not be listed: stop early, whatever the file holds
+            break
+        values = tuple((key, sweep[key][index]) for key, index in zip(sweep, indices))
+        spec, found = validate(_apply(checked, values))
+        if spec is not None and not found:
+            points.append(SweepPoint(values, spec))
+        problems += [_blame_sweep(problem, values, indices) for problem in found]
+    stages = sum(stage_bound(point.spec) for point in points)
+    if not problems and stages > MAX_STAGES:
+        problems.append(Problem(("sweep",), f"the plan would have up to {stages:,} stages; a spec has at most "
+                                f"{MAX_STAGES:,}", "fewer seeds, sweep values, sparsities or arms"))
     if problems:
-        unique = list(dict.fromkeys(locate(problem, positions) for problem in problems))
-        raise SpecError(path, unique)
+        raise SpecError(path, _report(problems, where))
     return LoadedSpec(Path(path), data, tuple(points))
+
 
 
 def _load_plugins_if_named(data: dict, path: str | Path) -> None:
@@ -130,121 +147,57 @@ def _load_plugins_if_named(data: dict, path: str | Path) -> None:
     except plugins.PluginError as error:
         raise SpecError(path, [Problem((), str(error), "fix the plugin, or uninstall its package")]) from None
 
+def _toml(source: str, path: str | Path, where: Layout) -> dict:
+    """The TOML document, or a syntax error at the line to fix."""
+    def fail(message: str, hint: str, line: int | None = None, column: int | None = None) -> SpecError:
+        return SpecError(path, [Problem((), message, hint, line, column)])
 
-def _validate(data: dict) -> Spec | list[Problem]:
-    """The spec, or every problem: pydantic's, and the cross-field ones that can still be checked.
-
-    Cross-field checks need a typed spec, so after type errors they run on a copy without the offending keys
-    (defaults take their place); a user then sees a misspelt key and a milestone past the last epoch at once.
-    """
+    if len(source) > MAX_FILE_BYTES:
+        raise fail(f"is {len(source):,} characters; a spec is at most {MAX_FILE_BYTES:,}",
+                   "is this the spec file? a spec is a page of TOML", 1, 1)
+    if where.too_deep:
+        raise fail(f"nests deeper than {MAX_DEPTH} levels of tables, keys and brackets",
+                   "no spec value is more than 4 deep; check the brackets", *where.too_deep)
     try:
-        spec = Spec.model_validate(data)
-    except ValidationError as error:
-        problems = [_from_pydantic(item, data) for item in error.errors()]
-        pruned = _without(data, [problem.path for problem in problems])
-        try:
-            repaired = Spec.model_validate(pruned) if pruned is not None else None
-        except ValidationError:
-            return problems
-        return problems + check(repaired) if repaired is not None else problems
-    return check(spec) or spec
+        return tomllib.loads(source)
+    except tomllib.TOMLDecodeError as error:
+        at = re.search(r"\(at line (\d+), column (\d+)\)", str(error))
+        message = re.sub(r"\s*\(at (line|end of document).*\)", "", str(error)).rstrip(".")
+        declared = re.match(r"Cannot declare \((.*)\) twice", message)  # tomllib names the table as a Python tuple
+        if declared:
+            message = f"the table [{dotted(tuple(ast.literal_eval(f'({declared.group(1)})')))}] is declared twice"
+        lines = source.splitlines() or [""]
+        line, column = (int(at.group(1)), int(at.group(2))) if at else (len(lines), len(lines[-1]) + 1)
+        if where.unclosed and where.unclosed[0] <= line:
+            raise fail("TOML syntax error: this bracket is never closed", f"close it before line {line}",
+                       *where.unclosed) from None
+        raise fail(f"TOML syntax error: {message[0].lower()}{message[1:]}", "", line, column) from None
+    except RecursionError:
+        raise fail(f"nests deeper than {MAX_DEPTH} levels", "check the brackets", 1, 1) from None
 
 
-def _without(data: dict, paths: list[tuple]) -> dict | None:
-    """A copy of the data with the values at `paths` removed; None when one is a whole table (a mask generator,
-    an arm), whose absence would only raise problems the user does not have."""
-    pruned = copy.deepcopy(data)
-    for path in paths:
-        node = pruned
-        for part in path[:-1]:
-            node = node[part] if isinstance(node, (dict, list)) and _has(node, part) else None
-        if isinstance(node, dict) and path[-1] in node:
-            if isinstance(node[path[-1]], dict):
-                return None
-            del node[path[-1]]
-    return pruned
+def _report(problems: list[Problem], where: Layout) -> list[Problem]:
+    """Located, each once, in the order found; past MAX_PROBLEMS, a line saying there are more."""
+    unique = list(dict.fromkeys(locate(problem, where) for problem in problems))
+    if len(unique) <= MAX_PROBLEMS:
+        return unique
+    return unique[:MAX_PROBLEMS] + [Problem((), f"and more problems: these are the first {MAX_PROBLEMS}",
+                                            "fix them and validate again", 1, 1)]
 
 
-def _has(node, part) -> bool:
-    return part in node if isinstance(node, dict) else isinstance(part, int) and -len(node) <= part < len(node)
-
-
-def _from_pydantic(error: dict, data: dict) -> Problem:
-    """Turn one pydantic error into a Problem whose path follows the user's file (union tags dropped)."""
-    path, node = [], data
-    for index, part in enumerate(error["loc"]):
-        last = index == len(error["loc"]) - 1
-        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int):
-            node = node[part]
-            path.append(part)
-        elif last:
-            path.append(part)
-    found = error.get("input")
-    if error["type"] == "extra_forbidden":
-        fields = _fields_at(tuple(path[:-1]), data)
-        hint = difflib.get_close_matches(str(path[-1]), fields, n=1)
-        return Problem(tuple(path), f"unknown key `{path[-1]}`",
-                       f"did you mean `{hint[0]}`?" if hint else "allowed here: " + ", ".join(fields))
-    if error["type"] == "missing":
-        return Problem(tuple(path), "required field is missing")
-    return Problem(tuple(path), f"{error['msg']}; found {_show(found)}")
-
-
-def _show(value: Any) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
-    return text if len(text) < 60 else text[:57] + "..."
-
-
-def _unwrap(annotation: Any) -> Any:
-    while typing.get_origin(annotation) is typing.Annotated:
-        annotation = typing.get_args(annotation)[0]
-    return annotation
-
-
-def _members(annotation: Any) -> tuple:
-    annotation = _unwrap(annotation)
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return tuple(_unwrap(arg) for arg in typing.get_args(annotation) if arg is not type(None))
-    return (annotation,)
-
-
-def _model_at(path: tuple, data: Any) -> type[BaseModel] | None:
-    """The model class describing `path` in the spec tree, picking union members by the data's `kind`."""
-    node: Any = Spec
-    for part in path:
-        node = _pick(node, data)
-        if isinstance(node, type) and issubclass(node, BaseModel):
-            field = node.model_fields.get(str(part))
-            if field is None:
-                return None
-            node = field.annotation
-        elif typing.get_origin(node) is dict and isinstance(data, dict) and part in data:
-            node = typing.get_args(node)[1]
-        elif typing.get_origin(node) in (list, tuple) and isinstance(part, int):
-            node = typing.get_args(node)[0]
-        else:
-            return None
-        data = data.get(part) if isinstance(data, dict) else (data[part] if isinstance(data, list) else None)
-    node = _pick(node, data)
-    return node if isinstance(node, type) and issubclass(node, BaseModel) else None
-
-
-def _pick(annotation: Any, data: Any) -> Any:
-    members = _members(annotation)
-    if len(members) == 1:
-        return members[0]
-    kind = data.get("kind") if isinstance(data, dict) else None
-    for member in members:
-        if isinstance(member, type) and issubclass(member, BaseModel) and "kind" in member.model_fields:
-            allowed = typing.get_args(member.model_fields["kind"].annotation)
-            if kind in allowed or kind is None and member.model_fields["kind"].default in allowed:
-                return member
-    return members[0]
-
-
-def _fields_at(path: tuple, data: dict) -> list[str]:
-    model = _model_at(path, data)
-    return list(model.model_fields) if model else []
+def _nul_problems(data: dict) -> list[Problem]:
+    """No name or path can hold a NUL character (`\\u0000`): MLflow would cut the name there, the OS refuse it."""
+    problems, stack = [], [((), data)]
+    while stack:
+        path, node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            if isinstance(key, str) and "\0" in key or isinstance(value, str) and "\0" in value:
+                problems.append(Problem(path + (key,), "contains a NUL character (\\u0000)",
+                                        "remove it; no name or path can hold it"))
+            else:
+                stack.append((path + (key,), value))
+    return problems
 
 
 def _sweep_problems(data: dict) -> list[Problem]:
@@ -252,31 +205,26 @@ def _sweep_problems(data: dict) -> list[Problem]:
     if not isinstance(sweep, dict):
         return []
     problems = []
-    for dotted, values in sweep.items():
-        parts = tuple(dotted.split("."))
+    for key, values in sweep.items():
+        parts = tuple(key.split("."))
         if parts[0] in UNSWEEPABLE:
-            problems.append(Problem(("sweep", dotted), f"`{parts[0]}` cannot be swept",
-                                    "sweep settings that change what is trained, e.g. \"train.lr\""))
-        elif _model_at(parts[:-1], data) is None or parts[-1] not in _fields_at(parts[:-1], data):
-            fields = _fields_at(parts[:-1], data)
+            problems.append(Problem(("sweep", key), f"`{parts[0]}` cannot be swept",
+                                    "sweep settings that change what is trained, e.g. \"train.lr\"", at_key=True))
+        elif parts[-1] not in messages.fields_at(parts[:-1], data):
+            fields = messages.fields_at(parts[:-1], data)
             close = difflib.get_close_matches(parts[-1], fields, n=1)
             hint = f"did you mean `{'.'.join(parts[:-1] + (close[0],))}`?" if close else \
                 "a sweep key is a dotted path to an existing field, e.g. \"train.lr\""
-            problems.append(Problem(("sweep", dotted), f"`{dotted}` is not a field of the spec", hint))
+            problems.append(Problem(("sweep", key), f"`{key}` is not a field of the spec", hint, at_key=True))
         elif not isinstance(values, list) or not values:
-            problems.append(Problem(("sweep", dotted), "a sweep entry needs a non-empty list of values"))
+            problems.append(Problem(("sweep", key), "a sweep entry needs a non-empty array of values"))
     return problems
-
-
-def _sweep_product(sweep: dict) -> list[tuple[tuple[str, Any], ...]]:
-    keys = list(sweep)
-    return [tuple(zip(keys, combo)) for combo in itertools.product(*(sweep[key] for key in keys))]
 
 
 def _apply(data: dict, values: tuple[tuple[str, Any], ...]) -> dict:
     point = copy.deepcopy(data)
-    for dotted, value in values:
-        *parents, leaf = dotted.split(".")
+    for key, value in values:
+        *parents, leaf = key.split(".")
         node = point
         for part in parents:
             node = node.setdefault(part, {})
@@ -287,9 +235,10 @@ def _apply(data: dict, values: tuple[tuple[str, Any], ...]) -> dict:
     return point
 
 
-def _blame_sweep(problem: Problem, values: tuple[tuple[str, Any], ...]) -> Problem:
-    """A problem in a field that the sweep sets is reported at the sweep entry, naming the value."""
-    for dotted, value in values:
-        if tuple(str(p) for p in problem.path[: len(dotted.split("."))]) == tuple(dotted.split(".")):
-            return Problem(("sweep", dotted), f"with {dotted} = {_show(value)}: {problem.message}", problem.hint)
+def _blame_sweep(problem: Problem, values: tuple[tuple[str, Any], ...], indices: tuple[int, ...]) -> Problem:
+    """A problem in a field that the sweep sets is reported at the sweep's value, naming it."""
+    for (key, value), index in zip(values, indices):
+        if problem.path[:len(key.split("."))] == tuple(key.split(".")):
+            return Problem(("sweep", key, index), f"with {key} = {json.dumps(value, default=str)}: {problem.message}",
+                           problem.hint)
     return problem

@@ -7,13 +7,15 @@ at the field the user should change.
 """
 
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, TypeVar, Union
 
 from pydantic import Field
+from pydantic import Strict as StrictType
 
-from ltspec import masks
+from ltspec import architectures, masks
 from ltspec.datasets import DATASETS
 from ltspec.settings import Fraction, PositiveInt, Strict, TensorKind, pydantic_plugins_off
+from ltspec.spec.limits import MAX_EXPERIMENT_LENGTH, MAX_NAME_LENGTH, MAX_PATH_LENGTH, MAX_SEEDS
 
 SCHEMA_VERSION = 1
 
@@ -23,15 +25,19 @@ _PLUGINS_OFF = pydantic_plugins_off()
 _PLUGINS_OFF.__enter__()
 
 START_PATTERN = r"^(init|reinit|trained|rewind@[0-9]+)$"
+_T = TypeVar("_T")
+# TOML has no tuples: a pair is an array of two, taken as a tuple, whose items stay strict.
+Pair = Annotated[tuple[_T, _T], StrictType(False)]
+PathText = Annotated[str, Field(min_length=1, max_length=MAX_PATH_LENGTH)]
 
 
 class Data(Strict):
     """Which dataset, where it lives, and how batches are drawn from it."""
 
-    dataset: str = Field(description="Registered dataset name: " + ", ".join(f"`{name}`" for name in DATASETS) +
-                         " (or a plugin's). `digits`, `mnist1d` and `synthetic` need no download.",
-                         json_schema_extra={"examples": list(DATASETS)})
-    root: str = Field("data", description="Folder holding the dataset files, relative to the working directory.")
+    dataset: str = Field(description="Registered dataset name (a plugin may add more). `digits`, `mnist1d` and "
+                         "`synthetic` need no download.",
+                         json_schema_extra=lambda schema: schema.update(enum=list(DATASETS)))
+    root: PathText = Field("data", description="Folder holding the dataset files, relative to the working directory.")
     download: bool = Field(False, description="Download the dataset into `root` when its files are missing.")
     batch_size: PositiveInt = Field(128, description="Training batch size (the paper: 128).")
     eval_batch_size: PositiveInt = Field(1000, description="Evaluation batch size; large is faster and exact.")
@@ -45,7 +51,9 @@ class Data(Strict):
 class Model(Strict):
     """The network, by registered architecture name."""
 
-    arch: str = Field(description="Registered architecture, e.g. `vgg16`, `resnet20`, `mobilenetv2`, `lenet300100`.")
+    arch: str = Field(description="Registered architecture, e.g. `vgg16`, `resnet20`, `mobilenetv2`, `lenet300100` "
+                      "(a plugin may add more).",
+                      json_schema_extra=lambda schema: schema.update(enum=architectures.names()))
     width: float = Field(1.0, gt=0.0, le=8.0, description="Channel width multiplier.")
     shortcut: Literal["A", "B"] | None = Field(
         None, description="CIFAR ResNet shortcut: `A` zero-padding identity, `B` 1x1 projection; null: the "
@@ -61,7 +69,7 @@ class Sgd(Strict):
 
 class Adam(Strict):
     kind: Literal["adam", "adamw"]
-    betas: tuple[Fraction, Fraction] = (0.9, 0.999)
+    betas: Pair[Fraction] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0.0)
 
 
@@ -121,7 +129,7 @@ class Measure(Strict):
     """R_p, the paper's weight-correlation indicator, over named weight pairs."""
 
     p: list[Fraction] = Field([0.2], min_length=1, description="Top-p fractions at which R_p is measured.")
-    pairs: list[tuple[str, str]] = Field(
+    pairs: list[Pair[str]] = Field(
         default=[], description="Weight pairs: `init`, `trained`, `reinit`, `rewind@k`, `X*mask` (X "
         "under the mask) or an arm's name (its trained result on the mask).")
     tensors: list[TensorKind] = Field(["conv", "linear"], min_length=1,
@@ -138,13 +146,14 @@ class Report(Strict):
 
 
 class Tracking(Strict):
-    uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI; the default is the sqlite file that "
-                     "a plain `mlflow ui` in the same folder opens.")
-    experiment: str | None = Field(None, description="MLflow experiment name (default: the spec's name).")
+    uri: PathText = Field("sqlite:///mlflow.db", description="MLflow tracking URI; the default is the sqlite file "
+                          "that a plain `mlflow ui` in the same folder opens.")
+    experiment: str | None = Field(None, min_length=1, max_length=MAX_EXPERIMENT_LENGTH,
+                                   description="MLflow experiment name (default: the spec's name).")
 
 
 class Storage(Strict):
-    root: str = Field("results", description="Artifact store folder (weights, masks, checkpoints).")
+    root: PathText = Field("results", description="Artifact store folder (weights, masks, checkpoints).")
     checkpoint_every: PositiveInt = Field(1, description="Epochs between resume checkpoints.")
 
 
@@ -158,9 +167,12 @@ class Spec(Strict):
     """One experiment: a dense recipe, mask generators, arms trained on every mask, and what to measure."""
 
     schema_version: Literal[1] = Field(SCHEMA_VERSION, description="The spec format version.")
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    description: str = ""
-    seeds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1)
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                      description="The experiment's name: letters, digits, `.`, `_` and `-`, starting with a letter "
+                      "or digit; it names the report folder and the default MLflow experiment.")
+    description: str = Field("", description="A line saying what the experiment is for.")
+    seeds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1, max_length=MAX_SEEDS,
+                                                     description="Seeds; every one is a dense trunk of its own.")
     data: Data
     model: Model
     train: Train

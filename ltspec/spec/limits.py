@@ -1,0 +1,34 @@
+"""How big a spec may be, so that validation answers in a blink whatever the file holds.
+
+A spec is a page of text that describes at most a few thousand training runs; a file far past that is a mistake
+(a generated list gone wrong, a binary file) and is refused with one clear error before anything expensive is
+built. The README's Spec section lists these limits.
+"""
+
+from __future__ import annotations
+
+MAX_FILE_BYTES = 1 << 20  # the largest shipped spec is under 2 KB
+MAX_DEPTH = 16  # key path parts plus brackets; the deepest spec value (`measure.pairs[0][1]`) has 4
+MAX_SEEDS = 100
+MAX_SWEEP_POINTS = 1_000
+MAX_STAGES = 50_000  # compiling takes about 30 us a stage: a plan this size compiles in under 2 s
+MAX_NAME_LENGTH = 200  # the spec's name is a folder name (reports/<name>) and the default MLflow experiment
+MAX_EXPERIMENT_LENGTH = 500  # MLflow refuses longer experiment names
+MAX_PATH_LENGTH = 4096  # PATH_MAX on Linux
+MAX_PROBLEMS = 100  # problems listed; the count of the rest follows
+
+
+def stage_bound(spec) -> int:
+    """An upper bound of the stages one sweep point of `spec` compiles to, counted without building them.
+
+    Per seed: the dense run and its R_p measurement; per mask, its mask stage, an IMP round's retraining, every
+    arm, the evaluation of the pruned dense weights and its R_p measurement.
+    """
+    masks = sum(mask_count(generator) for generator in spec.masks.values())
+    return len(spec.seeds) * (2 + masks * (len(spec.arms) + 4))
+
+
+def mask_count(generator) -> int:
+    """How many masks a generator makes; IMP's rounds are counted, not listed (`rounds = 10**9` is one line)."""
+    round_count = getattr(generator, "round_count", None)
+    return round_count() if round_count else len(generator.target_sparsities())
