@@ -58,8 +58,8 @@ def _read_only(command):
     return frozen_at_exit
 
 
-def _load(spec: Path):
-    """Load and compile, or print every problem and exit 2 without running anything."""
+def _load(spec: Path, compile: bool = True):
+    """Load and (unless told not to) compile, or print every problem and exit 2 without running anything."""
     from ltspec.plan import compile_plan
     from ltspec.spec import SpecError, load_spec
 
@@ -71,7 +71,7 @@ def _load(spec: Path):
         for problem in error.problems:
             typer.echo("  " + problem.render(error.file), err=True)
         raise typer.Exit(2) from None
-    return loaded, compile_plan(loaded)
+    return loaded, compile_plan(loaded) if compile else None
 
 
 def _spec_files(paths: list[Path]) -> list[Path]:
@@ -88,12 +88,12 @@ def _spec_files(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def _load_all(paths: list[Path]) -> list[tuple]:
+def _load_all(paths: list[Path], compile: bool = True) -> list[tuple]:
     """Load and compile every spec, printing the problems of each bad one; exit 2 if any was bad."""
     compiled, failed = [], False
     for spec in _spec_files(paths):
         try:
-            compiled.append((spec, *_load(spec)))
+            compiled.append((spec, *_load(spec, compile)))
         except typer.Exit:
             failed = True
     if failed:
@@ -312,11 +312,11 @@ def report(specs: SpecsArg,
     unknown = sorted(set(format) - {"md", "tex", "csv"})
     if unknown:
         raise _fail(f"unknown format {', '.join(unknown)}; use md, tex or csv")
-    loaded = _load_all(specs)
+    loaded = _load_all(specs, compile=False)  # the report compiles each sweep point itself
     console, codes = Console(), []
-    for spec, spec_loaded, _ in loaded:
+    for _, spec_loaded, _ in loaded:
         folder = out / spec_loaded.spec.name if out is not None and len(loaded) > 1 else out
-        codes.append(write_report(spec, formats=format, out_dir=folder, console=console))
+        codes.append(write_report(spec_loaded, formats=format, out_dir=folder, console=console))
     raise typer.Exit(max(codes))
 
 
