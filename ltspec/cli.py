@@ -138,7 +138,10 @@ def _warn_unequal(plan: Plan) -> None:
 @app.command()
 @_read_only
 def plan(specs: SpecsArg,
-         as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON for scripts.")] = False):
+         as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON for scripts.")] = False,
+         estimate: Annotated[bool, typer.Option("--estimate", help="Time a few training steps of each "
+                                                "architecture and estimate the wall time left.")] = False,
+         device: Annotated[str, typer.Option(help="Device of the estimate: auto, cpu, cuda or cuda:N.")] = "auto"):
     """Show the stage DAG grouped by dense trunk, the epochs to train, and the epochs sharing saves.
 
     Several specs (or a folder) are shown as one plan, each stage they share once, as a shared store runs them."""
@@ -159,6 +162,8 @@ def plan(specs: SpecsArg,
             replaced = f", replacing {json.dumps(base)} set in the file" if base is not None else ""
             where = f"{Path(path).name}: " if len(loaded) > 1 else ""
             typer.echo(f"{where}the sweep sets {key} to {', '.join(map(json.dumps, values))}{replaced}")
+    if estimate:
+        typer.echo("estimate: " + _estimate([part for _, _, part in loaded], done, device).describe())
     remaining = sum(stage.epochs for stage in compiled.stages if stage.key not in done)
     typer.echo(f"{len(compiled.stages)} stages, {len(done)} already done; {remaining} of {compiled.epochs} epochs "
                f"left to train; sharing saves {combined.naive_epochs - compiled.epochs} of {combined.naive_epochs} "
@@ -240,7 +245,9 @@ def run(specs: Annotated[Optional[list[Path]], typer.Argument(
         device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
         runner: Annotated[str, typer.Option(help="local (this process) or ray (a Ray cluster).")] = "local",
         address: Annotated[Optional[str], typer.Option(help="Ray cluster address (ray runner).")] = None,
-        gpu_share: Annotated[Optional[float], typer.Option(help="GPUs per stage on Ray; overrides the spec.")] = None):
+        gpu_share: Annotated[Optional[float], typer.Option(help="GPUs per stage on Ray; overrides the spec.")] = None,
+        yes: Annotated[bool, typer.Option("--yes", "-y", help="Start without asking, however long the estimate.")]
+        = False):
     """Execute the plan: train what is not done yet, resume what was interrupted, log every stage to MLflow.
 
     Several specs run one after another: a stage that an earlier spec trained in the same store is found done and
@@ -257,12 +264,44 @@ def run(specs: Annotated[Optional[list[Path]], typer.Argument(
         combined = combine([compiled for _, _, compiled in loaded_specs], "")
         console.print(f"{len(loaded_specs)} specs: {len(combined.plan.stages)} stages, {combined.plan.epochs} epochs "
                       f"in the combined plan ({combined.separate_epochs} if run apart)")
+    _look_before_running(loaded_specs, device, runner, yes)
     ok = True
     for spec, loaded, compiled in loaded_specs:
         ok &= _run_one(spec, loaded, compiled, console, device=device, runner=runner, address=address,
                        gpu_share=gpu_share)
     if not ok:
         raise typer.Exit(1)
+
+
+def _estimate(plans: list[Plan], done: set[str], device: str):
+    from ltspec.preflight import estimate
+    from ltspec.runners.common import resolve_device
+
+    try:
+        return estimate(plans, done, resolve_device(device))
+    except ValueError as error:
+        raise _fail(str(error)) from None
+
+
+def _look_before_running(loaded_specs: list[tuple], device: str, runner: str, yes: bool) -> None:
+    """Estimate the work (and ask before more than a day on a CPU), then check that every dataset is there."""
+    from ltspec.preflight import DAY, check_datasets
+
+    plans = [compiled for _, _, compiled in loaded_specs]
+    done = set().union(*(_done(compiled, Path(loaded.spec.storage.root)) for _, loaded, compiled in loaded_specs))
+    if runner == "local":
+        found = _estimate(plans, done, device)
+        _say("estimate:", "cyan", found.describe())
+        if found.device == "cpu" and (found.seconds or 0) > DAY and not yes:
+            typer.echo("This plan is GPU work: on a GPU it takes a small fraction of that. Run it on a machine with "
+                       "a GPU (--device cuda), or on a Ray cluster (--runner ray).")
+            if not typer.confirm("Start it on the CPU anyway?", default=False):
+                raise typer.Exit(1)
+    problems = check_datasets(plans, done)
+    if problems:
+        _say("error:", "red", "a dataset this run needs is not there, so nothing was run: " + " ".join(problems),
+             err=True)
+        raise typer.Exit(2)
 
 
 def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, address, gpu_share) -> bool:

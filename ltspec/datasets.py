@@ -30,24 +30,32 @@ class DatasetInfo:
     downloadable: bool  # `data.download = true` can fetch it
     loader: str  # "module:function"
     description: str = ""
+    train_size: int | None = None  # examples, for the time estimate before a run (None: unknown)
+    test_size: int | None = None
 
 
 DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (
     DatasetInfo("cifar10", "image", 3, 32, 10, augmentable=True, downloadable=True, loader="ltspec.data:load_cifar",
-                description="CIFAR-10 through torchvision (download = true fetches it, about 170 MB)"),
+                description="CIFAR-10 through torchvision (download = true fetches it, about 170 MB)",
+                train_size=50_000, test_size=10_000),
     DatasetInfo("cifar100", "image", 3, 32, 100, augmentable=True, downloadable=True, loader="ltspec.data:load_cifar",
-                description="CIFAR-100 through torchvision (download = true fetches it, about 170 MB)"),
+                description="CIFAR-100 through torchvision (download = true fetches it, about 170 MB)",
+                train_size=50_000, test_size=10_000),
     DatasetInfo("tiny-imagenet", "image", 3, 64, 200, augmentable=True, downloadable=False,
                 loader="ltspec.data:load_tiny_imagenet",
-                description="Tiny ImageNet from root/tiny-imagenet-200, fetched and arranged by hand"),
+                description="Tiny ImageNet from root/tiny-imagenet-200, fetched and arranged by hand",
+                train_size=100_000, test_size=10_000),
     DatasetInfo("digits", "image", 1, 8, 10, augmentable=False, downloadable=False,
-                loader="ltspec.data:load_digits", description="8x8 handwritten digits shipped with scikit-learn"),
+                loader="ltspec.data:load_digits", description="8x8 handwritten digits shipped with scikit-learn",
+                train_size=1_437, test_size=360),
     DatasetInfo("mnist1d", "signal", 1, 40, 10, augmentable=False, downloadable=False,
-                loader="ltspec.data:load_mnist1d", description="MNIST-1D, generated locally"),
+                loader="ltspec.data:load_mnist1d", description="MNIST-1D, generated locally",
+                train_size=4_000, test_size=1_000),
     DatasetInfo("synthetic", "image", 3, 32, 10, augmentable=False, downloadable=False,
                 loader="ltspec.data:load_synthetic",
                 description="256 train and 128 test 3x32x32 images of 10 classes: a coarse class pattern under uniform "
-                            "noise, learnable by a small net in a few epochs"),
+                            "noise, learnable by a small net in a few epochs",
+                train_size=256, test_size=128),
 )}
 
 
