@@ -29,6 +29,7 @@ root = "{folder}/store"
 """
 
 
+@pytest.mark.slow
 def test_a_missing_dataset_is_one_error_naming_the_folder_and_nothing_is_run_or_logged(tmp_path):
     spec = write_spec(tmp_path, CIFAR_SPEC, arch="resnet20", epochs=2)
     result = ltspec("run", str(spec), "--device", "cpu", cwd=tmp_path)
@@ -39,6 +40,7 @@ def test_a_missing_dataset_is_one_error_naming_the_folder_and_nothing_is_run_or_
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "store").exists()
 
 
+@pytest.mark.slow
 def test_more_than_a_day_on_a_cpu_asks_first_and_a_no_runs_nothing(tmp_path):
     spec = write_spec(tmp_path, CIFAR_SPEC, arch="vgg11", epochs=3000)
     result = ltspec("run", str(spec), "--device", "cpu", cwd=tmp_path, input="n\n")
