@@ -223,12 +223,14 @@ def schema(out: Annotated[Path, typer.Option(help="Where to write the JSON schem
     """Write the spec's JSON schema, for TOML editors (`#:schema ../schemas/ltspec.schema.json`), with the models,
     datasets and mask generators of installed plugins."""
     from ltspec import plugins
+    from ltspec.spec.models import rebuild
     from ltspec.spec.schema import schema_text
 
     try:
         plugins.load()
     except plugins.PluginError as error:
         raise _fail(str(error)) from None
+    rebuild()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(schema_text())
     typer.echo(f"wrote {out}")

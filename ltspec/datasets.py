@@ -3,8 +3,8 @@
 The spec checker (is this model right for these inputs?), the compiler (does augmentation apply, and so enter the
 stage key?), the Ray runner and the loaders all read this table, so they cannot disagree. It imports nothing heavy:
 `ltspec validate` reads it without torch. Each entry names its loader as `module:function`, imported only when the
-data is loaded; a plugin registers more entries through the `ltspec.datasets` entry point group (see
-`ltspec.plugins`), each a `DatasetInfo`.
+data is loaded; a plugin registers more entries through the `ltspec.datasets` entry point group, each a
+`DatasetInfo` (`ltspec.plugins.load` reads them; loading a spec that names one does it).
 
 A loader is called as `loader(entry, root: Path, download: bool, seed: int, **options)`, `entry` its own
 `DatasetInfo`, and returns a `ltspec.data.Dataset`; `seed` is the data seed (one train/test split for every run),
@@ -63,18 +63,9 @@ class UnknownDataset(ValueError):
     """A dataset name that no entry of the table (built-in or plugin) carries."""
 
 
-def known(name: str) -> bool:
-    """Whether `name` is built in or registered by a plugin (plugins are looked up for a name not built in)."""
-    if name not in DATASETS:
-        from ltspec import plugins
-
-        plugins.load()
-    return name in DATASETS
-
-
 def info(name: str) -> DatasetInfo:
-    """The table entry of a dataset; plugins are looked up when the name is not built in."""
-    if not known(name):
+    """The table entry of a dataset, built in or registered by a plugin (`ltspec.plugins.load`)."""
+    if name not in DATASETS:
         close = difflib.get_close_matches(name, list(DATASETS), n=1)
         hint = f"did you mean `{close[0]}`?" if close else "expected one of " + ", ".join(DATASETS)
         raise UnknownDataset(f"unknown dataset `{name}`; {hint}")

@@ -27,7 +27,7 @@ from mlflow import MlflowClient
 from rich.console import Console
 from rich.progress import Progress
 
-from ltspec import architectures, tracking
+from ltspec import architectures, plugins, tracking
 from ltspec.plan import Plan, Stage
 from ltspec.runners.common import Summary, connect, log_spec, progress_columns
 from ltspec.spec import LoadedSpec, Spec
@@ -120,6 +120,7 @@ def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_
     """
     if any(parent["status"] in ("failed", "blocked") for parent in parents):
         return {"key": key, "status": "blocked"}
+    plugins.load()  # a worker process has not loaded the spec: a plugin's model, dataset or generator may be named
     torch.set_num_threads(workspace.threads)
     trunk = trunk_of(stages[key])
     ctx = Context(store=Store(Path(workspace.store_root)),
