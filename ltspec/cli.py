@@ -40,6 +40,13 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _fault(error: Exception) -> typer.Exit:
+    """Print an environment fault (a full disk, a corrupt database, an unreachable server) as one paragraph; the
+    caller raises the returned exit (code 1: the spec is fine, the machine is not)."""
+    _say("error:", "red", str(error), err=True)
+    return typer.Exit(1)
+
+
 def _read_only(command):
     """For commands that write nothing but their output: freeze the heap when they end.
 
@@ -73,10 +80,14 @@ def _load(spec: Path):
 
 
 def _done(plan: Plan, store_root: Path) -> set[str]:
+    from ltspec.faults import EnvironmentFault
     from ltspec.store import Store
 
     store = Store(store_root)
-    return {stage.key for stage in plan.stages if store.is_complete(stage.key)}
+    try:
+        return {stage.key for stage in plan.stages if store.is_complete(stage.key)}
+    except EnvironmentFault as error:
+        raise _fault(error) from None
 
 
 @app.command()
@@ -195,6 +206,8 @@ def run(spec: Annotated[Optional[Path], typer.Argument(help="The spec; none runs
                   f"store {loaded.spec.storage.root}, MLflow {loaded.spec.tracking.uri}")
     from mlflow.exceptions import MlflowException
 
+    from ltspec.faults import EnvironmentFault
+
     try:
         if runner == "ray":
             from runners.ray import run_ray
@@ -210,6 +223,8 @@ def run(spec: Annotated[Optional[Path], typer.Argument(help="The spec; none runs
         _say("interrupted:", "yellow", "finished epochs are kept in the store's checkpoints and the current MLflow "
              "run is marked KILLED; run the same command again to resume", err=True)
         raise typer.Exit(130) from None
+    except EnvironmentFault as error:
+        raise _fault(error) from None
     except (ValueError, MlflowException) as error:
         raise _fail(str(error)) from None
     console.print(f"{len(summary.ran)} stages ran, {len(summary.done)} were already done, "
@@ -236,7 +251,50 @@ def report(spec: SpecArg,
     if unknown:
         raise _fail(f"unknown format {', '.join(unknown)}; use md, tex or csv")
     _load(spec)
-    raise typer.Exit(write_report(spec, formats=format, out_dir=out, console=Console()))
+    from ltspec.faults import EnvironmentFault
+
+    try:
+        code = write_report(spec, formats=format, out_dir=out, console=Console())
+    except EnvironmentFault as error:
+        raise _fault(error) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def verify(spec: Annotated[Optional[Path], typer.Argument(help="The spec whose store to check; none checks the "
+                                                          "quickstart's.", show_default=False)] = None,
+           every: Annotated[bool, typer.Option("--all", help="Every stage in the store, not only this spec's.")]
+           = False,
+           set_aside: Annotated[bool, typer.Option(help="Move damaged files aside (never deleting them) so that "
+                                                   "`ltspec run` recomputes their stages.")] = False):
+    """Check the store without running anything: every record sound, every artifact it vouches for intact."""
+    from ltspec.faults import EnvironmentFault
+    from ltspec.store import Store
+
+    loaded, compiled = _load(spec or quickstart_path())
+    store = Store(Path(loaded.spec.storage.root))
+    keys = list(store.stage_keys()) if every else [stage.key for stage in compiled.stages]
+    try:
+        damage = {key: store.verify_stage(key, full=True) for key in keys}
+        done = sum(not found and store.record(key) is not None for key, found in damage.items())
+        broken = {key: found for key, found in damage.items() if found}
+        for found in broken.values():
+            for item in found:
+                _say("broken:", "red", str(item))
+            if set_aside:
+                store.set_aside(found)
+    except EnvironmentFault as error:
+        raise _fault(error) from None
+    summary = (f"{store.root}: {len(keys)} stages checked, {done} complete and intact, {len(broken)} broken, "
+               f"{len(keys) - done - len(broken)} not done")
+    if not broken:
+        _say("ok", "green", summary)
+        return
+    action = ("their damaged files were moved aside, and `ltspec run` recomputes them" if set_aside else
+              "`ltspec verify --set-aside` moves their damaged files aside (never deleting them), then `ltspec run` "
+              "recomputes them")
+    _say("error:", "red", f"{summary}; {action}", err=True)
+    raise typer.Exit(1)
 
 
 @app.command()
