@@ -57,9 +57,9 @@ def write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
 
     The file is fsynced before the rename and the directory after it, so that after a power loss the final name
     holds either the old content or the whole new one, and renames reach the disk in the order they were made
-    (which is what lets the completion record vouch for the artifacts written before it). When the write fails,
-    closing the file fails again on a full disk; the error raised names the path and the OS fault, and keeps the
-    first error (torch's `unexpected pos` says nothing about the disk).
+    (which is what lets the completion record vouch for the artifacts written before it). When the write fails
+    for an OS fault (a full disk, say), the error raised names the path and the fault, whether `write` raised it,
+    swallowed it (torch.save's `unexpected pos`, kept as the first error) or closing the file raised it again.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,8 +68,9 @@ def write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     except OSError as error:
         raise fault("cannot write", path, error) from None
     file = os.fdopen(descriptor, "wb")
+    witness = _Witness(file)
     try:
-        write(file)
+        write(witness)
         file.flush()
         os.fsync(file.fileno())
         file.close()
@@ -78,12 +79,35 @@ def write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
         cleanup = _close_quietly(file)
         with contextlib.suppress(OSError):
             Path(temporary).unlink(missing_ok=True)
-        cause = first if isinstance(first, OSError) else cleanup
+        cause = first if isinstance(first, OSError) else witness.error or cleanup
         if cause is None or not isinstance(first, Exception):
             raise
         detail = "" if cause is first else f" (the write itself failed first: {type(first).__name__}: {first})"
         raise fault("cannot write", path, cause, detail) from first
     _fsync_directory(path.parent)
+
+
+class _Witness:
+    """The file as `write` sees it, keeping the OS error of a failed write: torch.save swallows it and raises
+    `RuntimeError: unexpected pos`, which names neither the file nor the full disk."""
+
+    def __init__(self, file: IO[bytes]):
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.file.flush()
+        except OSError as error:
+            self.error = error
+            raise
 
 
 def _close_quietly(file: IO[bytes]) -> OSError | None:
