@@ -84,7 +84,7 @@ def write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
             raise
         detail = "" if cause is first else f" (the write itself failed first: {type(first).__name__}: {first})"
         raise fault("cannot write", path, cause, detail) from first
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
 class _Witness:
@@ -119,7 +119,7 @@ def _close_quietly(file: IO[bytes]) -> OSError | None:
     return None
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     descriptor = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(descriptor)
