@@ -14,6 +14,7 @@ relative store path and a tracking URI that is a local file (sqlite, file:).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -21,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import ray
+from ray._private import ray_constants
 from ray.exceptions import RayError
 import torch
 from mlflow import MlflowClient
@@ -179,11 +181,33 @@ def run_ray(loaded: LoadedSpec, plan: Plan, *, address: str | None = None, gpu_s
 
 @contextmanager
 def _connected(address: str | None) -> Iterator[None]:
-    """Join the cluster unless this process already has (a notebook, a test), and leave only what it joined."""
+    """Join the cluster unless this process already has (a notebook, a test), and leave only what it joined.
+
+    With an address (or RAY_ADDRESS), join that cluster. Without one, start a cluster private to this run, on the
+    loopback interface only: Ray's local-only mode (its default on macOS and Windows, switched on here by its
+    `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` and node address 127.0.0.1) binds every server it starts, GCS, raylet,
+    workers and agents, to 127.0.0.1, where on Linux they would listen on every interface. The cluster is shut
+    down when the run ends, fails or is interrupted; if the driver is SIGKILLed, GCS, raylet and workers die with
+    it (Ray fate-shares them) and its agents exit on their own within about a minute, on loopback meanwhile.
+    """
     if ray.is_initialized():
         yield
         return
-    ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    private = address is None and not os.environ.get("RAY_ADDRESS")
+    if private:
+        local_only, cluster_mode = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", ray_constants.ENABLE_RAY_CLUSTER
+        inherited = os.environ.get(local_only)
+        os.environ[local_only], ray_constants.ENABLE_RAY_CLUSTER = "0", False  # children inherit; this process reads
+        try:
+            ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+        finally:
+            ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
+            if inherited is None:
+                del os.environ[local_only]
+            else:
+                os.environ[local_only] = inherited
+    else:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
         yield
     finally:

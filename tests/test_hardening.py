@@ -4,8 +4,10 @@ Each test reproduces a fault of issue 13 against a real store, a real MLflow dat
 checks that the run recomputes what is damaged or stops with one paragraph naming the file, never a traceback.
 """
 
+import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -175,3 +177,71 @@ def test_a_store_root_that_is_a_file_or_too_long_is_one_paragraph(tmp_path, root
         assert result.returncode == 1, result.stdout + result.stderr
         message = one_paragraph(result)
         assert reason in message and path[:100] in message, message
+
+
+# Faults of the tracking store (items 4 and 6), through the command line
+
+
+def damage(database: Path) -> None:
+    """Keep the sqlite header, ruin every page after it: `database disk image is malformed`."""
+    data = bytearray(database.read_bytes())
+    data[4096:len(data) - 4096] = os.urandom(len(data) - 8192)
+    database.write_bytes(data)
+
+
+@pytest.mark.parametrize("fault", ["damaged", "no driver", "closed port", "10k characters"])
+def test_a_tracking_store_that_cannot_be_used_is_one_paragraph_and_exit_1(finished, tmp_path, fault):
+    folder, spec = copy_of(finished, tmp_path)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    uri, words = {
+        "damaged": (f"sqlite:///{folder}/mlflow.db", f"the MLflow database {folder}/mlflow.db is damaged"),
+        "no driver": ("postgresql://ltspec@127.0.0.1:1/runs", "needs the database driver `psycopg`"),
+        "closed port": (f"http://127.0.0.1:{port}", f"cannot reach the MLflow tracking server at http://127.0.0.1:{port}"),
+        "10k characters": (f"sqlite:///{folder}/{'m' * 10_000}.db", "the path is too long"),
+    }[fault]
+    if fault == "damaged":
+        damage(folder / "mlflow.db")
+    spec = write_spec(folder, uri=uri)
+    result = ltspec("run", str(spec), "--device", "cpu", cwd=folder, timeout=60)  # MLflow alone: ~4 min on a port
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert words in one_paragraph(result)
+
+
+# The private Ray cluster (item 8): loopback only, stopped with the run
+
+PRIVATE_CLUSTER = """
+import json, os
+import ray
+import psutil
+from runners.ray import _connected
+
+
+
+@ray.remote
+def worker_pid():
+    return os.getpid()
+
+
+with _connected(None):
+    ray.get(worker_pid.remote())
+    cluster = psutil.Process().children(recursive=True)
+    listening = sorted({(process.name(), connection.laddr.ip) for process in [psutil.Process(), *cluster]
+                        for connection in process.net_connections("inet") if connection.status == psutil.CONN_LISTEN})
+_, left = psutil.wait_procs(cluster, timeout=60)
+print(json.dumps({"listening": listening, "left": [process.name() for process in left]}))
+"""
+
+
+@pytest.mark.slow
+def test_the_private_ray_cluster_listens_on_loopback_only_and_stops_with_the_run(tmp_path):
+    environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+    result = subprocess.run([sys.executable, "-c", PRIVATE_CLUSTER], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path, env=environment)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.splitlines()[-1])
+    servers = {name for name, _ in found["listening"]}
+    assert {"gcs_server", "raylet"} <= servers, found
+    assert {ip for _, ip in found["listening"]} <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, found["listening"]
+    assert found["left"] == [], "every process of the private cluster ends with the run"
