@@ -9,7 +9,7 @@ The store's guarantees are what make re-runs cheap and crashes harmless:
   reader never sees half a file and a crash leaves at most a `.<name>.<pid>.*.tmp` file that nothing reads;
 - a stage is complete exactly when `record.json` exists and is sound, and the record is written after every
   artifact, so a complete stage has all of its artifacts;
-- the record vouches for the artifact files beside it with their size and blake2b hash (`checksums`): a record
+- the record vouches for the artifact files beside it with their size and SHA-256 (`checksums`): a record
   that is not a record (garbage, `{}`) or an artifact of the wrong size makes the stage count as not done, with one
   warning line naming the file, so the next run recomputes it. Sizes are checked on every `is_complete` (a stat
   per file); hashes when an artifact is read (the bytes are in memory then, so hashing costs no extra read) and by
@@ -301,7 +301,7 @@ def _canonical_json(obj: Any) -> str:
 
 def _sound_checksums(checksums: Any) -> bool:
     return isinstance(checksums, dict) and all(
-        isinstance(entry, dict) and isinstance(entry.get("size"), int) and isinstance(entry.get("blake2b"), str)
+        isinstance(entry, dict) and isinstance(entry.get("size"), int) and isinstance(entry.get("sha256"), str)
         and NAME_PATTERN.fullmatch(name) for name, entry in checksums.items())
 
 

@@ -94,7 +94,7 @@ def test_completion_is_the_record(store):
     store.complete(KEY, RECORD)
     trained = (store.stage_dir(KEY) / "trained.pt").read_bytes()
     record = {**RECORD, "checksums": {"trained.pt": {
-        "size": len(trained), "blake2b": hashlib.blake2b(trained, digest_size=16).hexdigest()}}}
+        "size": len(trained), "sha256": hashlib.sha256(trained).hexdigest()}}}
     assert store.is_complete(KEY) and store.record(KEY) == record
     assert (store.stage_dir(KEY) / "record.json").read_text() == json.dumps(record, sort_keys=True, indent=2) + "\n"
     assert not store.is_complete(OTHER_KEY)
