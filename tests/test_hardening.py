@@ -7,9 +7,11 @@ checks that the run recomputes what is damaged or stops with one paragraph namin
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -245,3 +247,50 @@ def test_the_private_ray_cluster_listens_on_loopback_only_and_stops_with_the_run
     assert {"gcs_server", "raylet"} <= servers, found
     assert {ip for _, ip in found["listening"]} <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, found["listening"]
     assert found["left"] == [], "every process of the private cluster ends with the run"
+
+
+KILLED_DRIVER = """
+import os, sys, time
+import ray
+from runners.ray import _connected, _descendants
+
+
+@ray.remote
+def worker_pid():
+    return os.getpid()
+
+
+with _connected(None):
+    ray.get(worker_pid.remote())
+    print(" ".join(_descendants(os.getpid())), flush=True)
+    time.sleep(600)
+"""
+
+
+def alive(process: str) -> bool:
+    """Whether `pid:start-time` (as `_descendants` gives it) still runs: not gone, not a zombie, not a reused pid."""
+    pid, started = process.split(":")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[19] == started and fields[0] != "Z"
+
+
+@pytest.mark.slow
+def test_no_process_of_the_private_cluster_outlives_a_sigkilled_driver(tmp_path):
+    environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+    driver = subprocess.Popen([sys.executable, "-c", KILLED_DRIVER], stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+                              env=environment)
+    cluster = driver.stdout.readline().split()
+    assert len(cluster) >= 4, "GCS, raylet, agents and a worker"
+    driver.kill()
+    driver.wait()
+    for _ in range(60):  # half a minute at most; without the reaper, Ray's agents stay about 60 s
+        if not any(alive(process) for process in cluster):
+            break
+        time.sleep(0.5)
+    left = [process for process in cluster if alive(process)]
+    for process in left:
+        os.kill(int(process.split(":")[0]), signal.SIGKILL)
+    assert left == []
