@@ -213,12 +213,11 @@ def test_a_tracking_store_that_cannot_be_used_is_one_paragraph_and_exit_1(finish
 
 # The private Ray cluster (item 8): loopback only, stopped with the run
 
-PRIVATE_CLUSTER = """
-import json, os
+CLUSTER_UP = """
+import json, os, time
 import ray
-import psutil
-from runners.ray import _connected
-
+import psutil  # after ray, which carries a copy
+from runners.ray import _connected, _descendants
 
 
 @ray.remote
@@ -228,6 +227,8 @@ def worker_pid():
 
 with _connected(None):
     ray.get(worker_pid.remote())
+"""
+PRIVATE_CLUSTER = CLUSTER_UP + """
     cluster = psutil.Process().children(recursive=True)
     listening = sorted({(process.name(), connection.laddr.ip) for process in [psutil.Process(), *cluster]
                         for connection in process.net_connections("inet") if connection.status == psutil.CONN_LISTEN})
@@ -249,19 +250,7 @@ def test_the_private_ray_cluster_listens_on_loopback_only_and_stops_with_the_run
     assert found["left"] == [], "every process of the private cluster ends with the run"
 
 
-KILLED_DRIVER = """
-import os, sys, time
-import ray
-from runners.ray import _connected, _descendants
-
-
-@ray.remote
-def worker_pid():
-    return os.getpid()
-
-
-with _connected(None):
-    ray.get(worker_pid.remote())
+KILLED_DRIVER = CLUSTER_UP + """
     print(" ".join(_descendants(os.getpid())), flush=True)
     time.sleep(600)
 """
