@@ -1,8 +1,10 @@
 """MLflow logging: one experiment per spec, one parent run per dense trunk, one nested run per stage.
 
 Runs are found again by the stage key tag, so a re-run never logs a stage twice: a FINISHED run means the stage is
-done, and an unfinished one (a crash, a Ctrl-C) is picked up and continued rather than duplicated. Metrics go in
-batches (`log_batch` is ~50x faster than one call per value).
+done, and an unfinished one (a crash, a Ctrl-C) is picked up and continued rather than duplicated. Finishing a
+run is idempotent (`finish_stage_run` logs only what the run lacks), so a kill at any point between a stage's
+record and its run's end costs nothing but the time to finish it again. Metrics go in batches (`log_batch` is
+~50x faster than one call per value). Opening the store, and what can go wrong with it, is `tracking_store`'s.
 """
 
 from __future__ import annotations
