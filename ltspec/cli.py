@@ -42,6 +42,13 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _fault(error: Exception) -> typer.Exit:
+    """Print an environment fault (a full disk, a corrupt database, an unreachable server) as one paragraph; the
+    caller raises the returned exit (code 1: the spec is fine, the machine is not)."""
+    _say("error:", "red", str(error), err=True)
+    return typer.Exit(1)
+
+
 def _read_only(command):
     """For commands that write nothing but their output: freeze the heap when they end.
 
@@ -102,10 +109,14 @@ def _load_all(paths: list[Path], compile: bool = True) -> list[tuple]:
 
 
 def _done(plan: Plan, store_root: Path) -> set[str]:
+    from ltspec.faults import EnvironmentFault
     from ltspec.store import Store
 
     store = Store(store_root)
-    return {stage.key for stage in plan.stages if store.is_complete(stage.key)}
+    try:
+        return {stage.key for stage in plan.stages if store.is_complete(stage.key)}
+    except EnvironmentFault as error:
+        raise _fault(error) from None
 
 
 @app.command()
@@ -312,6 +323,8 @@ def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, add
                   f"store {loaded.spec.storage.root}, MLflow {loaded.spec.tracking.uri}")
     from mlflow.exceptions import MlflowException
 
+    from ltspec.faults import EnvironmentFault
+
     try:
         if runner == "ray":
             from ltspec.runners.ray import run_ray
@@ -327,6 +340,8 @@ def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, add
         _say("interrupted:", "yellow", "finished epochs are kept in the store's checkpoints and the current MLflow "
              "run is marked KILLED; run the same command again to resume", err=True)
         raise typer.Exit(130) from None
+    except EnvironmentFault as error:
+        raise _fault(error) from None
     except (ValueError, MlflowException) as error:
         raise _fail(str(error)) from None
     console.print(f"{len(summary.ran)} stages ran, {len(summary.done)} were already done, "
@@ -353,12 +368,54 @@ def report(specs: SpecsArg,
     unknown = sorted(set(format) - {"md", "tex", "csv"})
     if unknown:
         raise _fail(f"unknown format {', '.join(unknown)}; use md, tex or csv")
+    from ltspec.faults import EnvironmentFault
+
     loaded = _load_all(specs, compile=False)  # the report compiles each sweep point itself
     console, codes = Console(), []
     for _, spec_loaded, _ in loaded:
         folder = out / spec_loaded.spec.name if out is not None and len(loaded) > 1 else out
-        codes.append(write_report(spec_loaded, formats=format, out_dir=folder, console=console))
+        try:
+            codes.append(write_report(spec_loaded, formats=format, out_dir=folder, console=console))
+        except EnvironmentFault as error:
+            raise _fault(error) from None
     raise typer.Exit(max(codes))
+
+
+@app.command()
+def verify(spec: Annotated[Optional[Path], typer.Argument(help="The spec whose store to check; none checks the "
+                                                          "quickstart's.", show_default=False)] = None,
+           every: Annotated[bool, typer.Option("--all", help="Every stage in the store, not only this spec's.")]
+           = False,
+           set_aside: Annotated[bool, typer.Option(help="Move damaged files aside (never deleting them) so that "
+                                                   "`ltspec run` recomputes their stages.")] = False):
+    """Check the store without running anything: every record sound, every artifact it vouches for intact."""
+    from ltspec.faults import EnvironmentFault
+    from ltspec.store import Store
+
+    loaded, compiled = _load(spec or quickstart_path())
+    store = Store(Path(loaded.spec.storage.root))
+    keys = list(store.stage_keys()) if every else [stage.key for stage in compiled.stages]
+    try:
+        damage = {key: store.verify_stage(key, full=True) for key in keys}
+        done = sum(not found and store.record(key) is not None for key, found in damage.items())
+        broken = {key: found for key, found in damage.items() if found}
+        for found in broken.values():
+            for item in found:
+                _say("broken:", "red", str(item))
+            if set_aside:
+                store.set_aside(found)
+    except EnvironmentFault as error:
+        raise _fault(error) from None
+    summary = (f"{store.root}: {len(keys)} stages checked, {done} complete and intact, {len(broken)} broken, "
+               f"{len(keys) - done - len(broken)} not done")
+    if not broken:
+        _say("ok", "green", summary)
+        return
+    action = ("their damaged files were moved aside, and `ltspec run` recomputes them" if set_aside else
+              "`ltspec verify --set-aside` moves their damaged files aside (never deleting them), then `ltspec run` "
+              "recomputes them")
+    _say("error:", "red", f"{summary}; {action}", err=True)
+    raise typer.Exit(1)
 
 
 @app.command()
