@@ -176,7 +176,8 @@ def start_stage(tracker: Tracker, stage: Stage, parent_run_id: str | None, earli
     return run.info.run_id
 
 
-def finish_stage_run(tracker: Tracker, run_id: str, stage: Stage, record: dict, files: Iterable[Path] = ()) -> None:
+def finish_stage_run(tracker: Tracker, run_id: str, stage: Stage, record: dict, files: Iterable[Path] = (), *,
+                     history_logged: bool = False) -> None:
     """Close a stage's run from its completion record, logging only what the run lacks.
 
     Safe to repeat after a kill anywhere in it or before it (between `record.json` and the run's end, say): no
@@ -184,12 +185,15 @@ def finish_stage_run(tracker: Tracker, run_id: str, stage: Stage, record: dict, 
     (at step `stage.epochs`), only the (name, step) pairs the run does not have yet, with the tag
     `ltspec.logged = true` in the same (last) batch, so that a run with the tag is known whole and not asked
     again; the record's small JSON artifacts and `files` (each overwrites itself); it deletes the `error.txt` an
-    earlier failed attempt left; and marks the run FINISHED.
+    earlier failed attempt left; and marks the run FINISHED. `history_logged`: the caller created the run and logged
+    every epoch of the history to it itself, so only the final metrics are missing and nothing needs asking.
     """
     client = tracker.client
     run = client.get_run(run_id)
     _log_missing_params(tracker, run, stage)
-    if run.data.tags.get(LOGGED) != "true":
+    if history_logged:
+        log_metrics(tracker, run_id, [(stage.epochs, record["metrics"])], tags={LOGGED: "true"})
+    elif run.data.tags.get(LOGGED) != "true":
         rows = [(int(step), values) for step, values in record["history"]] + [(stage.epochs, record["metrics"])]
         values = {(name, step): value for step, row in rows for name, value in row.items()}
         asked = {name for name, _ in values} & set(run.data.metrics)

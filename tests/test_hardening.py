@@ -16,11 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 
 from ltspec.plan import compile_plan
 from ltspec.spec import load_spec
 from ltspec.store import Store
-from runners.local import run_local
+from ltspec.runners.local import run_local
 
 SPEC = """\
 name = "hardening"
@@ -226,7 +227,7 @@ CLUSTER_UP = """
 import json, os, time
 import ray
 import psutil  # after ray, which carries a copy
-from runners.ray import _connected, _descendants
+from ltspec.runners.ray import _connected, _descendants
 
 
 @ray.remote
@@ -292,3 +293,25 @@ def test_no_process_of_the_private_cluster_outlives_a_sigkilled_driver(tmp_path)
     for process in left:
         os.kill(int(process.split(":")[0]), signal.SIGKILL)
     assert left == []
+
+
+# A kill between a stage's record and the end of its MLflow run (item 2)
+
+
+@pytest.mark.slow
+def test_a_run_left_unfinished_after_its_record_is_finished_once_and_not_tagged_reused(finished, tmp_path):
+    """The issue's reproduction: after a finished run, set a stage's run back to RUNNING (and without the tag that
+    says its rows are all in) and run again; its metric rows used to double and it was tagged reused."""
+    folder, spec = copy_of(finished, tmp_path)
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder}/mlflow.db")
+    experiment = client.get_experiment_by_name("hardening").experiment_id
+    (dense,) = client.search_runs([experiment], "tags.`ltspec.kind` = 'dense'")
+    rows = {name: len(client.get_metric_history(dense.info.run_id, name)) for name in dense.data.metrics}
+    client.update_run(dense.info.run_id, status="RUNNING")
+    client.delete_tag(dense.info.run_id, "ltspec.logged")
+    result = ltspec("run", str(spec), "--device", "cpu", cwd=folder)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (again,) = client.search_runs([experiment], "tags.`ltspec.kind` = 'dense'")
+    assert again.info.run_id == dense.info.run_id and again.info.status == "FINISHED"
+    assert again.data.tags["ltspec.reused"] == "false" and again.data.tags["ltspec.logged"] == "true"
+    assert {name: len(client.get_metric_history(dense.info.run_id, name)) for name in again.data.metrics} == rows
