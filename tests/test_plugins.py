@@ -167,3 +167,12 @@ def test_without_the_plugin_installed_its_names_are_unknown(tmp_path):
     assert result.returncode == 2
     assert "unknown dataset `blobs`" in result.stderr and "unknown architecture `tinynet`" in result.stderr
     assert "smallest" in result.stderr
+
+
+def test_installing_ltspec_adds_one_importable_name(tmp_path):
+    """`runners/` installs as `ltspec.runners`: no top-level `runners` package to collide with another's."""
+    code = ("import importlib.metadata, importlib.util; "
+            "print(importlib.metadata.distribution('ltspec').read_text('top_level.txt').split(), "
+            "importlib.util.find_spec('runners') is None, importlib.util.find_spec('ltspec.runners.ray') is not None)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.stdout.strip() == "['ltspec'] True True", result.stderr
