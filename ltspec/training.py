@@ -36,10 +36,6 @@ class OptimizerSettings:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
 
-    def __post_init__(self):
-        if self.kind not in ("sgd", "adam", "adamw"):
-            raise ValueError(f"unknown optimizer kind {self.kind!r}: expected 'sgd', 'adam' or 'adamw'")
-
 
 @dataclass(frozen=True)
 class ScheduleSettings:
@@ -49,14 +45,6 @@ class ScheduleSettings:
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     warmup_epochs: int = 0
-
-    def __post_init__(self):
-        if self.kind not in ("step", "cosine", "constant"):
-            raise ValueError(f"unknown schedule kind {self.kind!r}: expected 'step', 'cosine' or 'constant'")
-        if self.milestones and self.kind != "step":
-            raise ValueError(f"milestones apply to the step schedule only, not {self.kind!r}")
-        if self.warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
 
 
 @dataclass(frozen=True)
@@ -73,17 +61,37 @@ class EpochResult:
     examples: int
 
 
+OPTIMIZERS: dict[str, Callable[[Iterable[Tensor], OptimizerSettings], torch.optim.Optimizer]] = {
+    "sgd": lambda params, s: torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, nesterov=s.nesterov,
+                                             weight_decay=s.weight_decay),
+    "adam": lambda params, s: torch.optim.Adam(params, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay),
+    "adamw": lambda params, s: torch.optim.AdamW(params, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay),
+}
+
+
 def make_optimizer(params: Iterable[Tensor], settings: OptimizerSettings) -> torch.optim.Optimizer:
-    if settings.kind == "sgd":
-        return torch.optim.SGD(
-            params,
-            lr=settings.lr,
-            momentum=settings.momentum,
-            nesterov=settings.nesterov,
-            weight_decay=settings.weight_decay,
-        )
-    optimizer = torch.optim.Adam if settings.kind == "adam" else torch.optim.AdamW
-    return optimizer(params, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay)
+    return _registered(OPTIMIZERS, settings.kind, "optimizer")(params, settings)
+
+
+def _step_decay(settings: ScheduleSettings, step: int, steps_per_epoch: int, progress: float) -> float:
+    return settings.gamma ** sum(step // steps_per_epoch >= milestone for milestone in settings.milestones)
+
+
+def _cosine_decay(settings: ScheduleSettings, step: int, steps_per_epoch: int, progress: float) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+DECAYS: dict[str, Callable[[ScheduleSettings, int, int, float], float]] = {
+    "step": _step_decay,
+    "cosine": _cosine_decay,
+    "constant": lambda settings, step, steps_per_epoch, progress: 1.0,
+}
+
+
+def _registered(registry: dict, kind: str, what: str):
+    if kind not in registry:
+        raise ValueError(f"unknown {what} kind {kind!r}: expected one of {', '.join(map(repr, registry))}")
+    return registry[kind]
 
 
 def make_scheduler(
@@ -99,18 +107,14 @@ def make_scheduler(
     To resume, make the optimizer and the scheduler as at the start, then load both state dicts: the schedule
     itself is rebuilt from `settings`, only the step count is state.
     """
+    decay = _registered(DECAYS, settings.kind, "schedule")
     warmup_steps = settings.warmup_epochs * steps_per_epoch
     decay_steps = max(1, epochs * steps_per_epoch - warmup_steps)
 
     def factor(step: int) -> float:
         warmup = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
-        if settings.kind == "step":
-            epoch = step // steps_per_epoch
-            return warmup * settings.gamma ** sum(epoch >= milestone for milestone in settings.milestones)
-        if settings.kind == "cosine":
-            progress = min(1.0, max(0, step - warmup_steps) / decay_steps)
-            return warmup * 0.5 * (1.0 + math.cos(math.pi * progress))
-        return warmup
+        progress = min(1.0, max(0, step - warmup_steps) / decay_steps)
+        return warmup * decay(settings, step, steps_per_epoch, progress)
 
     return LambdaLR(optimizer, factor)
 

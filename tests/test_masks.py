@@ -242,6 +242,19 @@ def test_the_new_generators_run_end_to_end_and_appear_in_the_report(tmp_path):
     assert masks_made["magnitude_init"] == magnitude_mask(initial, 0.5)  # the largest |θ0| of each layer
     gradual = next(stage for stage in plan.stages if stage.kind == "mask" and stage.labels["generator"] == "gradual")
     assert store.has(gradual.key, "weights")  # it trains: its network is the `trained` start point of its arms
+    # ... and the network the evaluate stage scores under the mask, right after pruning (not θT ⊙ m)
+    from ltspec.pruning import EnforceMask
+    from ltspec.stages.context import dataset, loaders, model
+    from ltspec.training import evaluate
+
+    scored = next(stage for stage in plan.stages if stage.kind == "evaluate" and stage.parents[1] == gradual.key)
+    trunk_stage = plan.stage(trunk)
+    pruned = model(trunk_stage.config, trunk_stage.config["seed"])
+    pruned.load_state_dict(store.read_tensors(gradual.key, "weights"))
+    EnforceMask(masks_made["gradual"], pruned)
+    _, evaluation = loaders(trunk_stage.config, scored.runtime, ctx, dataset(trunk_stage, ctx))
+    expected = evaluate(pruned, evaluation["test"].epoch(0)).accuracy
+    assert store.record(scored.key)["metrics"]["test_accuracy"] == expected
 
     code = write_report(loaded, out_dir=tmp_path / "report", console=Console(quiet=True))
     assert code == 0
