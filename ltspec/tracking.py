@@ -8,6 +8,7 @@ batches (`log_batch` is ~50x faster than one call per value).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import subprocess
@@ -16,15 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
+from urllib.parse import quote, urlencode
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 
 from ltspec import __version__
 from ltspec.plan import Stage
 
 STAGE_KEY = "ltspec.stage_key"
 ROLE = "ltspec.role"
+STORE_PATH = "ltspec.store_path"
+OVERRIDES = "ltspec.overrides"
+# MLflow 3's UI opens an experiment on its GenAI overview unless told it holds model training: older 3.x releases
+# read this experiment tag, 3.17 reads the `workflowType` of the URL (see `runs_url`).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 BATCH = 900  # MLflow accepts at most 1000 metrics and 100 params in one log_batch
 
 
@@ -53,6 +60,7 @@ class Tracker:
     client: MlflowClient
     experiment_id: str
     tags: dict[str, str]
+    log_weights: bool = False  # a train stage's final weights as an artifact of its run (`[tracking] log_weights`)
 
 
 @contextmanager
@@ -69,8 +77,12 @@ def _creating(uri: str) -> Iterator[None]:
         yield
 
 
-def connect(uri: str, experiment: str, tags: dict[str, str]) -> Tracker:
-    """Open (or create) the spec's experiment; artifacts of a sqlite store live beside the database file."""
+def connect(uri: str, experiment: str, tags: dict[str, str], *, description: str = "",
+            log_weights: bool = False) -> Tracker:
+    """Open (or create) the spec's experiment; artifacts of a sqlite store live beside the database file.
+
+    The experiment is tagged as model training (so the UI opens on its runs) and carries the spec's description
+    as its note."""
     for chatty in ("mlflow.store.db.utils", "alembic"):  # "Creating initial MLflow database tables..." on every new store
         logging.getLogger(chatty).setLevel(logging.WARNING)
     with _creating(uri):
@@ -83,9 +95,14 @@ def connect(uri: str, experiment: str, tags: dict[str, str]) -> Tracker:
             experiment_id = client.create_experiment(experiment, artifact_location=location)
         else:
             experiment_id = found.experiment_id
+    experiment_tags = {**EXPERIMENT_KIND, **({"mlflow.note.content": description} if description else {})}
+    known = found.tags if found is not None else {}
+    for name, value in experiment_tags.items():
+        if known.get(name) != value:
+            client.set_experiment_tag(experiment_id, name, value)
     commit = git_commit()
     common = {"ltspec.version": __version__, **({"ltspec.git_commit": commit} if commit else {}), **tags}
-    return Tracker(client, experiment_id, common)
+    return Tracker(client, experiment_id, common, log_weights)
 
 
 def _runs(tracker: Tracker, filter_string: str) -> list:
@@ -119,9 +136,20 @@ def label_tags(labels: dict) -> dict[str, str]:
     return {f"ltspec.{name}": str(value) for name, value in labels.items() if value is not None}
 
 
+def run_name(stage: Stage) -> str:
+    """`train lottery on imp r3 (87.5%) seed=0 lr=0.01`: what the stage is and which seed and sweep point it is
+    of, so that no two runs of an experiment share a name (a dense stage's description already says both)."""
+    if stage.kind == "dense":
+        return stage.describe()
+    labels = stage.labels
+    point = " ".join(f"{name.removeprefix('sweep.')}={value}" for name, value in labels.items()
+                     if name.startswith("sweep."))
+    return f"{stage.describe()} seed={labels.get('seed')} {point}".strip()
+
+
 def stage_tags(stage: Stage) -> dict[str, str]:
     labels = stage.labels
-    tags = {STAGE_KEY: stage.key, ROLE: "stage", "ltspec.kind": stage.kind, "mlflow.runName": stage.describe()}
+    tags = {STAGE_KEY: stage.key, ROLE: "stage", "ltspec.kind": stage.kind, "mlflow.runName": run_name(stage)}
     tags.update(label_tags(labels))
     if labels.get("sparsity") is not None:
         tags["ltspec.sparsity_target"] = f"{labels['sparsity']:.6g}"
@@ -174,6 +202,8 @@ def start_stage(tracker: Tracker, stage: Stage, parent_run_id: str | None, earli
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     run = tracker.client.create_run(tracker.experiment_id, tags=tags)
+    if "data" in stage.config:
+        tracker.client.log_inputs(run.info.run_id, [dataset_input(stage.config["data"], stage.runtime)])
     params = [Param(k, v[:6000]) for k, v in flat_params(stage.config).items()]
     params.append(Param("stage.epochs", str(stage.epochs)))
     for start in range(0, len(params), 100):
@@ -197,6 +227,27 @@ def log_json(tracker: Tracker, run_id: str, name: str, obj: Any) -> None:
 
 def log_file(tracker: Tracker, run_id: str, path: Path, folder: str | None = None) -> None:
     tracker.client.log_artifact(run_id, str(path), folder)
+
+
+def dataset_input(data: dict, runtime: dict) -> DatasetInput:
+    """The stage's dataset as an MLflow input (the runs table's Dataset column): its name, where it is read from,
+    and a digest of the settings that fix its train/validation/test split."""
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    source = json.dumps({"root": str(runtime.get("root", "")), "dataset": data["dataset"]})
+    return DatasetInput(Dataset(data["dataset"], digest, "local", source),
+                        [InputTag("mlflow.data.context", "training")])
+
+
+def extend_trunk(tracker: Tracker, trunk_run_id: str) -> None:
+    """Move a trunk's end to now, so that its duration spans the stage runs under it."""
+    tracker.client.set_terminated(trunk_run_id, "FINISHED", end_time=int(time.time() * 1000))
+
+
+def runs_url(base: str, experiment_id: str, search: str = "") -> str:
+    """The experiment's runs table in the MLflow UI, as model training (not the GenAI overview), filtered by an
+    MLflow search expression."""
+    query = {"workflowType": "machine_learning", **({"searchFilter": search} if search else {})}
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{urlencode(query, quote_via=quote)}"
 
 
 def end_stage(tracker: Tracker, run_id: str, status: str = "FINISHED") -> None:

@@ -36,8 +36,10 @@ def resolve_device(name: str) -> torch.device:
 
 def connect(loaded: LoadedSpec, plan: Plan) -> tracking.Tracker:
     spec = loaded.spec
-    return tracking.connect(spec.tracking.uri, spec.tracking.experiment or spec.name,
-                            {"ltspec.spec_hash": plan.spec_hash, "ltspec.spec_name": spec.name})
+    tags = {"ltspec.spec_hash": plan.spec_hash, "ltspec.spec_name": spec.name,
+            **({tracking.OVERRIDES: " ".join(loaded.overrides)} if loaded.overrides else {})}
+    return tracking.connect(spec.tracking.uri, spec.tracking.experiment or spec.name, tags,
+                            description=spec.description, log_weights=spec.tracking.log_weights)
 
 
 def log_spec(tracker: tracking.Tracker, loaded: LoadedSpec, plan_json: dict, trunk_runs: dict[str, str]) -> None:

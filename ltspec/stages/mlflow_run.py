@@ -45,14 +45,17 @@ class StageRun:
     def finish(self, record: dict, *, reused: bool) -> None:
         if self.run_id is None:
             return
-        tracker = self.ctx.tracker
+        tracker, folder = self.ctx.tracker, self.ctx.store.stage_dir(self.stage.key)
         for name, value in record["artifacts"].items():
             tracking.log_json(tracker, self.run_id, f"{name}.json", value)
         if self.stage.kind == "mask":
-            tracking.log_file(tracker, self.run_id, self.ctx.store.stage_dir(self.stage.key) / "mask.pt")
+            tracking.log_file(tracker, self.run_id, folder / "mask.pt")
+        if self.stage.kind == "train" and tracker.log_weights:
+            tracking.log_file(tracker, self.run_id, folder / "final.pt")
         tracking.log_metrics(tracker, self.run_id, [(self.stage.epochs, record["metrics"])],
-                             tags={"ltspec.reused": str(reused).lower()})
+                             tags={"ltspec.reused": str(reused).lower(), tracking.STORE_PATH: str(folder.resolve())})
         tracking.end_stage(tracker, self.run_id, "FINISHED")
+        tracking.extend_trunk(tracker, self.ctx.trunk_runs[trunk_of(self.stage)])
 
     def fail(self, error: BaseException) -> None:
         """A failure keeps its traceback as `error.txt` and marks the run FAILED; an interrupt marks it KILLED."""
