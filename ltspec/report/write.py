@@ -24,7 +24,7 @@ from ltspec.report.collect import Results, TrackingUnavailable, fetch_stage_metr
 from ltspec.report.figures import write_figures
 from ltspec.report.render import RENDERERS, claims_markdown, claims_table, markdown, rich_tables
 from ltspec.report.tables import Table, build_tables
-from ltspec.spec import load_spec
+from ltspec.spec import LoadedSpec, load_spec
 from ltspec.tracking import ROLE, connect, log_file
 
 SUMMARY = "report.md"
@@ -32,16 +32,19 @@ CLAIMS = "claims.md"
 
 
 def write_report(spec_path: Path, *, formats: Sequence[str] = ("md", "tex", "csv"), out_dir: Path | None = None,
-                 console: Console) -> int:
+                 console: Console, loaded: LoadedSpec | None = None, plan: Plan | None = None) -> int:
     """Render a spec's report; returns the exit code: 0 written, 1 nothing to report or no tracking store.
+
+    `loaded` and `plan`, when given, are the spec as the command line changed it (overrides) and the part of its
+    plan to report (`--only`).
 
     Raises `SpecError` for an invalid spec (the CLI prints it) and `ValueError` for an unknown format.
     """
     unknown = sorted(set(formats) - set(RENDERERS))
     if unknown:
         raise ValueError(f"unknown report format {', '.join(unknown)}; choose from {', '.join(RENDERERS)}")
-    loaded = load_spec(spec_path)
-    spec, plan = loaded.spec, compile_plan(loaded)
+    loaded = loaded or load_spec(spec_path)
+    spec, plan = loaded.spec, plan or compile_plan(loaded)
     experiment, uri = spec.tracking.experiment or spec.name, spec.tracking.uri
     try:
         metrics = fetch_stage_metrics(uri, experiment, (stage.key for stage in plan.stages))
