@@ -24,6 +24,7 @@ from ltspec.plan import Plan
 PAGE = 5000  # runs per search page the UI gets; MLflow's server allows up to 50,000
 SEARCH_PATH = "/mlflow/runs/search"
 MLFLOW_APP = "mlflow.server.fastapi_app:app"
+WRAPPED = "ltspec.ui:app"
 
 
 def links(uri: str, experiment: str, plan: Plan, base: str) -> list[tuple[str, str]]:
@@ -83,7 +84,7 @@ def serve(arguments: list[str]) -> None:
     build = getattr(mlflow.server, "_build_uvicorn_command", None)
     if build is not None:
         def wrapped(options, host, port, workers, app, *rest, **named):
-            return build(options, host, port, workers, f"{__name__}:app" if app == MLFLOW_APP else app, *rest,
+            return build(options, host, port, workers, WRAPPED if app == MLFLOW_APP else app, *rest,
                          **named)
         mlflow.server._build_uvicorn_command = wrapped
     else:
