@@ -178,6 +178,7 @@ def _new_trunk_run(tracker: Tracker, trunk: Stage) -> str:
     tags = {**tracker.tags, ROLE: "trunk", "ltspec.trunk": trunk.key, "mlflow.runName": f"trunk {trunk.describe()}",
             **label_tags(trunk.labels)}
     run = tracker.client.create_run(tracker.experiment_id, tags=tags)
+    tracker.client.log_inputs(run.info.run_id, [dataset_input(trunk.config["data"], trunk.runtime)])
     tracker.client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
 
@@ -244,9 +245,11 @@ def extend_trunk(tracker: Tracker, trunk_run_id: str) -> None:
 
 
 def runs_url(base: str, experiment_id: str, search: str = "") -> str:
-    """The experiment's runs table in the MLflow UI, as model training (not the GenAI overview), filtered by an
-    MLflow search expression."""
-    query = {"workflowType": "machine_learning", **({"searchFilter": search} if search else {})}
+    """The experiment's runs table in the MLflow UI: as model training (not the GenAI overview), sorted by run
+    name (which also lists the stage runs flat rather than folded under their trunks), filtered by an MLflow
+    search expression."""
+    query = {"workflowType": "machine_learning", "orderByKey": "attributes.run_name", "orderByAsc": "true",
+             **({"searchFilter": search} if search else {})}
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{urlencode(query, quote_via=quote)}"
 
 
