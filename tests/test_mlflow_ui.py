@@ -136,7 +136,8 @@ def test_ltspec_ui_prints_its_links_and_serves_every_run_on_one_page(ui_server, 
 def test_a_browser_sees_every_stage_run_on_the_printed_link_without_a_click(ui_server, trained_tickets):
     port, log = ui_server
     link = next(line.split(": ", 1)[1] for line in log.read_text().splitlines() if "all runs: " in line)
-    page = subprocess.run([CHROMIUM, *BROWSER_FLAGS, "--virtual-time-budget=30000", "--dump-dom", link],
+    page = subprocess.run([CHROMIUM, *BROWSER_FLAGS, "--window-size=1280,30000", "--virtual-time-budget=30000",
+                           "--dump-dom", link],
                           capture_output=True, text=True, timeout=180).stdout
     _, _, runs = experiment_runs(trained_tickets)
     missing = [run.info.run_name for run in runs if run.info.run_name not in page]

@@ -1,6 +1,9 @@
 """Tickets as results: `ltspec.load` and `ltspec export` find a trained arm by its labels, and refuse clearly."""
 
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +102,30 @@ def test_train_runs_carry_their_store_path_and_final_weights(trained_tickets):
         folder = Path(run.data.tags[STORE_PATH])
         assert (folder / "final.pt").is_file() and folder.name == run.data.tags["ltspec.stage_key"]
         assert [artifact.path for artifact in client.list_artifacts(run.info.run_id)] == ["final.pt"]
+
+
+def readme_blocks(language: str) -> list[str]:
+    """The code blocks of one language in the README's "After the quickstart" section."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## After the quickstart"):readme.index("## Commands")]
+    return re.findall(rf"```{language}\n(.*?)```", section, re.S)
+
+
+@pytest.mark.slow
+def test_the_readme_walk_after_the_quickstart_works_as_written(tmp_path):
+    """The quickstart's seed 0 at lr 0.01 (all the README's commands read), then every command as written."""
+    (tmp_path / "specs").mkdir()
+    shutil.copy(ROOT / "specs" / "quickstart.toml", tmp_path / "specs" / "quickstart.toml")
+    ran = run_ltspec("run", "specs/quickstart.toml", "--only", "seed=0", "--only", "lr=0.01", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    python, = readme_blocks("python")
+    done = subprocess.run([sys.executable, "-c", python], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lottery, reinit = map(float, done.stdout.split()[:2])
+    assert done.stdout.split()[2:] == ["0.875", "Sequential"] and 0 < reinit < lottery <= 1
+    ui, export = readme_blocks("bash")
+    exported = subprocess.run(export, shell=True, capture_output=True, text=True, cwd=tmp_path,
+                              env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    assert exported.returncode == 0, exported.stderr
+    assert {path.name for path in (tmp_path / "ticket").iterdir()} == {"state_dict.pt", "mask.pt", "ticket.json"}
+    assert ui.strip() == "ltspec ui specs/quickstart.toml"
