@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ltspec.plan.compile import Plan
-from ltspec.store import CHECKPOINT, KEY_PATTERN, Store
+from ltspec.store import CHECKPOINT, Store
 
 
 @dataclass(frozen=True)
@@ -52,19 +52,10 @@ def status(plan: Plan, store: Store) -> Status:
     return Status(plan, done, partial)
 
 
-def stored_keys(store: Store) -> list[str]:
-    """Every stage folder of the store (`root/<key[:2]>/<key>`), finished or not."""
-    if not store.root.is_dir():
-        return []
-    return sorted(folder.name for fan in store.root.iterdir() if fan.is_dir() and KEY_PATTERN.fullmatch(fan.name)
-                  for folder in fan.iterdir() if folder.is_dir() and KEY_PATTERN.fullmatch(folder.name)
-                  and folder.name[:2] == fan.name)
-
-
 def unreferenced(store: Store, plans: list[Plan]) -> list[Path]:
     """The stage folders of the store that none of `plans` has a stage for."""
     wanted = {stage.key for plan in plans for stage in plan.stages}
-    return [store.stage_dir(key) for key in stored_keys(store) if key not in wanted]
+    return [store.stage_dir(key) for key in store.stage_keys() if key not in wanted]
 
 
 def remove(folders: list[Path]) -> int:
