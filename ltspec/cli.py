@@ -22,12 +22,37 @@ if TYPE_CHECKING:
 
     from ltspec.plan import Plan
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# Plain click help (rich_markup_mode=None): flags read `--json`, not `--json <bool>`, and `--help` imports no rich.
+app = typer.Typer(add_completion=True, rich_markup_mode=None, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Compile lottery-ticket experiment specs into plans, run them, and report the paper's tables.")
 
 SpecsArg = Annotated[list[Path], typer.Argument(
-    help="Experiment specs (TOML), or folders standing for the specs under them (`specs/paper/`).",
-    show_default=False)]
+    help="Experiment specs (TOML), or folders standing for the specs under them (`specs/paper/`), then any "
+    "`key=value` overrides of their settings (`train.lr=0.05 seeds=[0]`, values in TOML).",
+    show_default=False, metavar="SPEC")]
+OptionalSpecsArg = Annotated[Optional[list[Path]], typer.Argument(
+    help="Specs or folders of specs, then any `key=value` overrides; none means the offline quickstart.",
+    show_default=False, metavar="SPEC")]
+OnlyOption = Annotated[list[str], typer.Option(
+    "--only", metavar="NAME=VALUE", help="Only the stages with this label, and what they need: generator, arm, "
+    "seed, sparsity, round, kind or a swept setting (`lr=0.01`); repeat it to narrow, or to give alternatives.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from ltspec import __version__
+
+        typer.echo(f"ltspec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="Print the version and exit.")] = False) -> None:
+    """Compile lottery-ticket experiment specs into plans, run them, and report the paper's tables.
+
+    Shell completion: `ltspec --install-completion` (then open a new shell).
+    """
 
 
 def _say(tag: str, color: str, message: str, err: bool = False) -> None:
@@ -65,13 +90,13 @@ def _read_only(command):
     return frozen_at_exit
 
 
-def _load(spec: Path, compile: bool = True):
+def _load(spec: Path, overrides: tuple[str, ...] = (), compile: bool = True):
     """Load and (unless told not to) compile, or print every problem and exit 2 without running anything."""
     from ltspec.plan import compile_plan
     from ltspec.spec import SpecError, load_spec
 
     try:
-        loaded = load_spec(spec)
+        loaded = load_spec(spec, overrides)
     except SpecError as error:
         count = len(error.problems)
         _say("error:", "red", f"{error.file}: {count} problem{'s' * (count != 1)}, nothing was run", err=True)
@@ -79,6 +104,12 @@ def _load(spec: Path, compile: bool = True):
             typer.echo("  " + problem.render(error.file), err=True)
         raise typer.Exit(2) from None
     return loaded, compile_plan(loaded) if compile else None
+
+
+def _split(arguments: list[Path]) -> tuple[list[Path], tuple[str, ...]]:
+    """The specs, and the `key=value` overrides after them (an argument with `=` that is no file is one)."""
+    specs = [path for path in arguments if "=" not in str(path) or path.exists()]
+    return specs, tuple(str(path) for path in arguments if path not in specs)
 
 
 def _spec_files(paths: list[Path]) -> list[Path]:
@@ -95,17 +126,27 @@ def _spec_files(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def _load_all(paths: list[Path], compile: bool = True) -> list[tuple]:
-    """Load and compile every spec, printing the problems of each bad one; exit 2 if any was bad."""
+def _load_all(arguments: list[Path], only: list[str] = (), compile: bool = True) -> list[tuple]:
+    """Load and compile every spec, with the overrides among `arguments` applied and the plans cut to `only`,
+    printing the problems of each bad spec; exit 2 if any was bad."""
+    from ltspec.plan.select import SelectionError, parse_choices, select
+
+    paths, overrides = _split(arguments)
+    if not paths:
+        raise _fail(f"no spec before the overrides {' '.join(overrides)}")
     compiled, failed = [], False
     for spec in _spec_files(paths):
         try:
-            compiled.append((spec, *_load(spec, compile)))
+            compiled.append((spec, *_load(spec, overrides, compile or bool(only))))
         except typer.Exit:
             failed = True
     if failed:
         raise typer.Exit(2)
-    return compiled
+    try:
+        choices = parse_choices(list(only))
+        return [(spec, loaded, select(plan, choices) if choices else plan) for spec, loaded, plan in compiled]
+    except SelectionError as error:
+        raise _fail(f"--only {error}") from None
 
 
 def _done(plan: Plan, store_root: Path) -> set[str]:
@@ -119,14 +160,27 @@ def _done(plan: Plan, store_root: Path) -> set[str]:
         raise _fault(error) from None
 
 
+def _status(plan: Plan, store_root: str):
+    """What of the plan the store has done, and how far each half-trained stage got."""
+    from ltspec.faults import EnvironmentFault
+    from ltspec.plan.status import status
+    from ltspec.store import Store
+
+    try:
+        return status(plan, Store(Path(store_root)))
+    except EnvironmentFault as error:
+        raise _fault(error) from None
+
+
 @app.command()
 @_read_only
 def validate(specs: SpecsArg):
     """Check specs: every problem with file:line:column, or a summary of each compiled plan."""
     failed = False
-    for spec in _spec_files(specs):
+    paths, overrides = _split(specs)
+    for spec in _spec_files(paths):
         try:
-            loaded, plan = _load(spec)
+            loaded, plan = _load(spec, overrides)
         except typer.Exit:
             failed = True
             continue
@@ -148,7 +202,7 @@ def _warn_unequal(plan: Plan) -> None:
 
 @app.command()
 @_read_only
-def plan(specs: SpecsArg,
+def plan(specs: SpecsArg, only: OnlyOption = [],
          as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON for scripts.")] = False,
          estimate: Annotated[bool, typer.Option("--estimate", help="Time a few training steps of each "
                                                 "architecture and estimate the wall time left.")] = False,
@@ -158,16 +212,18 @@ def plan(specs: SpecsArg,
     Several specs (or a folder) are shown as one plan, each stage they share once, as a shared store runs them."""
     from ltspec.plan.combine import combine
 
-    loaded = _load_all(specs)
+    loaded = _load_all(specs, only)
     combined = combine([compiled for _, _, compiled in loaded], ", ".join(c.name for _, _, c in loaded))
     compiled = combined.plan
-    done = set().union(*(_done(part, Path(spec.spec.storage.root)) for _, spec, part in loaded))
+    found = [_status(part, spec.spec.storage.root) for _, spec, part in loaded]
+    done = set().union(*(one.done for one in found))
+    partial = {key: epoch for one in found for key, epoch in one.partial.items()}
     if as_json:
-        typer.echo(json.dumps(plan_json(compiled, done), indent=2))
+        typer.echo(json.dumps(plan_json(compiled, done, partial), indent=2))
         return
     from rich.console import Console
 
-    Console().print(plan_tree(compiled, done))
+    Console().print(plan_tree(compiled, done, partial))
     for path, one, _ in loaded:
         for key, base, values in one.swept():
             replaced = f", replacing {json.dumps(base)} set in the file" if base is not None else ""
@@ -175,7 +231,7 @@ def plan(specs: SpecsArg,
             typer.echo(f"{where}the sweep sets {key} to {', '.join(map(json.dumps, values))}{replaced}")
     if estimate:
         typer.echo("estimate: " + _estimate([part for _, _, part in loaded], done, device).describe())
-    remaining = sum(stage.epochs for stage in compiled.stages if stage.key not in done)
+    remaining = sum(stage.epochs - partial.get(stage.key, 0) for stage in compiled.stages if stage.key not in done)
     typer.echo(f"{len(compiled.stages)} stages, {len(done)} already done; {remaining} of {compiled.epochs} epochs "
                f"left to train; sharing saves {combined.naive_epochs - compiled.epochs} of {combined.naive_epochs} "
                "epochs")
@@ -186,23 +242,29 @@ def plan(specs: SpecsArg,
     _warn_unequal(compiled)
 
 
-def plan_json(compiled: Plan, done: set[str]) -> dict:
+def plan_json(compiled: Plan, done: set[str], partial: dict[str, int] | None = None) -> dict:
+    partial = partial or {}
     return {
         "name": compiled.name, "spec_hash": compiled.spec_hash, "epochs": compiled.epochs,
         "naive_epochs": compiled.naive_epochs,
         "stages": [{"key": s.key, "kind": s.kind, "parents": list(s.parents), "epochs": s.epochs,
-                    "done": s.key in done, "description": s.describe(), "labels": s.labels, "config": s.config,
+                    "done": s.key in done, "epochs_done": partial.get(s.key, s.epochs if s.key in done else 0),
+                    "description": s.describe(), "labels": s.labels, "config": s.config,
                     "runtime": s.runtime} for s in compiled.stages],
         "arms": [{**arm.__dict__} for arm in compiled.arms],
     }
 
 
-def plan_tree(compiled: Plan, done: set[str]) -> Tree:
-    """Trunk -> generator -> mask -> the stages on that mask."""
+def plan_tree(compiled: Plan, done: set[str], partial: dict[str, int] | None = None) -> Tree:
+    """Trunk -> generator -> mask -> the stages on that mask; a half-trained stage says how far it got."""
     from rich.tree import Tree
+
+    partial = partial or {}
 
     def label(stage) -> str:
         mark = "[green]done[/]" if stage.key in done else "[dim]todo[/]"
+        if stage.key in partial:
+            mark = f"[yellow]{partial[stage.key]}/{stage.epochs} ep done[/]"
         epochs = f" {stage.epochs} ep" if stage.epochs else ""
         return f"{stage.describe()} [dim]{stage.key[:10]}[/]{epochs} {mark}"
 
@@ -252,9 +314,19 @@ def quickstart_path() -> Path:
     return Path(__file__).parent / "quickstart.toml"
 
 
+def _or_quickstart(specs: list[Path] | None) -> list[Path]:
+    """The arguments, with the quickstart in front when they name no spec (only overrides, or nothing)."""
+    specs = specs or []
+    return specs if _split(specs)[0] else [quickstart_path(), *specs]
+
+
+def _shown(spec: Path) -> str:
+    """How to name a spec in a hint: nothing for the quickstart, which every command defaults to."""
+    return "" if spec == quickstart_path() else f" {spec}"
+
+
 @app.command()
-def run(specs: Annotated[Optional[list[Path]], typer.Argument(
-            help="Specs or folders of specs; none runs the offline quickstart.", show_default=False)] = None,
+def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
         runner: Annotated[str, typer.Option(help="local (this process) or ray (a Ray cluster).")] = "local",
         address: Annotated[Optional[str], typer.Option(help="Ray cluster address (ray runner).")] = None,
@@ -269,7 +341,7 @@ def run(specs: Annotated[Optional[list[Path]], typer.Argument(
 
     if runner not in ("local", "ray"):
         raise _fail(f"unknown runner `{runner}`; use local or ray")
-    loaded_specs = _load_all(specs or [quickstart_path()])
+    loaded_specs = _load_all(_or_quickstart(specs), only)
     console = Console()
     if len(loaded_specs) > 1:
         from ltspec.plan.combine import combine
@@ -321,6 +393,7 @@ def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, add
     """Run one spec's plan; returns whether every stage finished."""
     console.print(f"[bold]{compiled.name}[/]: {len(compiled.stages)} stages, {compiled.epochs} epochs in the plan; "
                   f"store {loaded.spec.storage.root}, MLflow {loaded.spec.tracking.uri}")
+    console.print(_status(compiled, loaded.spec.storage.root).header(), markup=False)
     from mlflow.exceptions import MlflowException
 
     from ltspec.faults import EnvironmentFault
@@ -349,13 +422,13 @@ def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, add
     for message in summary.failed.values():
         _say("failed:", "red", message, err=True)
     if summary.ok:
-        console.print(f"browse the runs: [bold]ltspec ui {spec}[/] (or `mlflow ui --backend-store-uri "
-                      f"{loaded.spec.tracking.uri}`); tables: [bold]ltspec report {spec}[/]")
+        console.print(f"browse the runs: [bold]ltspec ui{_shown(spec)}[/] (or `mlflow ui --backend-store-uri "
+                      f"{loaded.spec.tracking.uri}`); tables: [bold]ltspec report{_shown(spec)}[/]")
     return summary.ok
 
 
 @app.command()
-def report(specs: SpecsArg,
+def report(specs: OptionalSpecsArg = None, only: OnlyOption = [],
            format: Annotated[list[str], typer.Option("--format", "-f", help="File formats: md, tex, csv.")] = [
                "md", "tex", "csv"],
            out: Annotated[Optional[Path], typer.Option(help="Output folder (default: reports/<spec name>; with "
@@ -370,12 +443,13 @@ def report(specs: SpecsArg,
         raise _fail(f"unknown format {', '.join(unknown)}; use md, tex or csv")
     from ltspec.faults import EnvironmentFault
 
-    loaded = _load_all(specs, compile=False)  # the report compiles each sweep point itself
+    loaded = _load_all(_or_quickstart(specs), only, compile=False)  # the report compiles each sweep point itself
     console, codes = Console(), []
-    for _, spec_loaded, _ in loaded:
+    for _, spec_loaded, part in loaded:
         folder = out / spec_loaded.spec.name if out is not None and len(loaded) > 1 else out
+        kept = {stage.key for stage in part.stages} if only else None
         try:
-            codes.append(write_report(spec_loaded, formats=format, out_dir=folder, console=console))
+            codes.append(write_report(spec_loaded, formats=format, out_dir=folder, console=console, only=kept))
         except EnvironmentFault as error:
             raise _fault(error) from None
     raise typer.Exit(max(codes))
@@ -419,22 +493,29 @@ def verify(spec: Annotated[Optional[Path], typer.Argument(help="The spec whose s
 
 
 @app.command()
-def ui(spec: Annotated[Optional[Path], typer.Argument(help="The spec whose tracking store to open.",
-                                                      show_default=False)] = None,
+def ui(spec: Annotated[Optional[Path], typer.Argument(help="The spec whose tracking store to open; none means the "
+                                                      "quickstart.", show_default=False)] = None,
        port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000):
-    """Start the MLflow UI on 127.0.0.1 over the spec's tracking store; Ctrl-C (or SIGTERM) stops all of it."""
+    """Start the MLflow UI on 127.0.0.1 over the spec's tracking store, print links to its runs table and to a
+    lottery-vs-reinit comparison, and list every run on one page; Ctrl-C (or SIGTERM) stops all of it."""
     import os
     import signal
     import subprocess
-    import sys
+
+    from ltspec import ui as mlflow_ui
 
     def stop(*_) -> None:
         raise KeyboardInterrupt
 
-    uri = _load(spec)[0].spec.tracking.uri if spec else "sqlite:///mlflow.db"
-    typer.echo(f"MLflow UI on http://127.0.0.1:{port} over {uri} (Ctrl-C stops it)")
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host",
-                               "127.0.0.1", "--port", str(port)], start_new_session=True)
+    loaded, compiled = _load(spec or quickstart_path())
+    uri, base = loaded.spec.tracking.uri, f"http://127.0.0.1:{port}"
+    typer.echo(f"MLflow UI on {base} over {uri} (Ctrl-C stops it)")
+    shown = mlflow_ui.links(uri, loaded.spec.tracking.experiment or loaded.spec.name, compiled, base)
+    for title, url in shown:
+        typer.echo(f"  {title}: {url}")
+    if not shown:
+        typer.echo(f"  no runs of {loaded.spec.name} yet: `ltspec run{_shown(spec or quickstart_path())}` makes them")
+    server = subprocess.Popen(mlflow_ui.command(uri, port), start_new_session=True)
     signal.signal(signal.SIGTERM, stop)
     try:
         server.wait()
@@ -442,3 +523,87 @@ def ui(spec: Annotated[Optional[Path], typer.Argument(help="The spec whose track
         os.killpg(server.pid, signal.SIGTERM)
         server.wait()
 
+
+@app.command()
+@_read_only
+def specs():
+    """List the specs that come with ltspec, with what each is for; `ltspec init NAME --from SPEC` copies one."""
+    from ltspec.shipped import description, shipped
+
+    known = shipped()
+    width = max(map(len, known))
+    for name, path in known.items():
+        typer.echo(f"{name:<{width}}  {description(path)}")
+
+
+@app.command()
+def init(name: Annotated[str, typer.Argument(help="The new spec's name; writes NAME.toml here.", show_default=False)],
+         source: Annotated[str, typer.Option("--from", help="A shipped spec's name (`ltspec specs`) or a spec file.")]
+         = "quickstart"):
+    """Copy a spec to edit: NAME.toml in this folder, renamed NAME so that its runs get their own experiment."""
+    from ltspec.shipped import copy
+
+    try:
+        target = copy(source, name.removesuffix(".toml"))
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        raise _fail(str(error)) from None
+    _say("wrote", "green", f"{target} from {source}: edit it, then `ltspec validate {target}` and `ltspec run {target}`")
+
+
+def _ticket(spec: Path, generator, sparsity, arm, seed, sweep: list[str]):
+    """The ticket the options name, or exit 2 saying why there is none."""
+    from ltspec.plan.select import SelectionError, parse_choices
+    from ltspec.tickets import TicketError, load
+
+    loaded, _ = _load(spec)
+    try:
+        choices = {name: values[0] for name, values in parse_choices(sweep).items()}
+        return load(loaded, generator=generator, sparsity=sparsity, arm=arm, seed=seed, **choices)
+    except (TicketError, SelectionError) as error:
+        raise _fail(str(error)) from None
+
+
+@app.command()
+def export(spec: Annotated[Path, typer.Argument(help="The spec that trained the ticket.", show_default=False)],
+           out: Annotated[Path, typer.Option(help="Folder to write into.", show_default=False)],
+           generator: Annotated[Optional[str], typer.Option(help="Mask generator, e.g. imp.")] = None,
+           sparsity: Annotated[Optional[float], typer.Option(help="Sparsity, e.g. 0.875.")] = None,
+           arm: Annotated[Optional[str], typer.Option(help="Arm, e.g. lottery.")] = None,
+           seed: Annotated[Optional[int], typer.Option(help="Seed.")] = None,
+           sweep: Annotated[list[str], typer.Option("--sweep", metavar="KEY=VALUE",
+                                                    help="A sweep value, e.g. lr=0.01; repeat for several.")] = []):
+    """Write a trained ticket as plain files: state_dict.pt and mask.pt (for torch.load(weights_only=True)) and
+    ticket.json (what it is, its metrics, and the ltspec.nets.build_model arguments its state dict fits).
+
+    A label the spec has one value of may be left out."""
+    from ltspec.tickets import export as write
+
+    ticket = _ticket(spec, generator, sparsity, arm, seed, sweep)
+    for path in write(ticket, out):
+        typer.echo(f"wrote {path}")
+    metrics = ticket.record["metrics"]
+    typer.echo(f"{ticket.stage.describe()}: test accuracy {metrics.get('final_test_accuracy', float('nan')):.4f}, "
+               f"sparsity {ticket.mask.sparsity():.4f}")
+
+
+@app.command(name="gc")
+def collect(specs: SpecsArg,
+            delete: Annotated[bool, typer.Option("--delete", help="Remove them (default: only list them).")] = False):
+    """List the store entries that none of the given specs needs (every spec sharing the store must be given);
+    --delete removes them. Run it when no run is writing to the store."""
+    from ltspec.plan.status import remove, unreferenced
+    from ltspec.store import Store
+
+    loaded = _load_all(specs)
+    roots: dict[Path, list] = {}
+    for _, spec, compiled in loaded:
+        roots.setdefault(Path(spec.spec.storage.root).resolve(), []).append(compiled)
+    for root, plans in roots.items():
+        unused = unreferenced(Store(root), plans)
+        for folder in unused:
+            typer.echo(str(folder))
+        if delete:
+            freed = remove(unused)
+            typer.echo(f"{root}: removed {len(unused)} entries ({freed / 2**20:.1f} MiB)")
+        else:
+            typer.echo(f"{root}: {len(unused)} entries no given spec needs; `--delete` removes them")

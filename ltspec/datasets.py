@@ -46,15 +46,22 @@ DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (
                 description="Tiny ImageNet from root/tiny-imagenet-200, fetched and arranged by hand",
                 train_size=100_000, test_size=10_000),
     DatasetInfo("digits", "image", 1, 8, 10, augmentable=False, downloadable=False,
-                loader="ltspec.data:load_digits", description="8x8 handwritten digits shipped with scikit-learn",
+                loader="ltspec.data:load_digits",
+                description="scikit-learn's 1797 8x8 handwritten digits (1x8x8, 10 classes), split 1437 train / 360 "
+                            "test, shipped with scikit-learn: LeNet-300-100 reaches about 97-98% test accuracy in the "
+                            "quickstart's 12 epochs",
                 train_size=1_437, test_size=360),
     DatasetInfo("mnist1d", "signal", 1, 40, 10, augmentable=False, downloadable=False,
-                loader="ltspec.data:load_mnist1d", description="MNIST-1D, generated locally",
+                loader="ltspec.data:load_mnist1d",
+                description="MNIST-1D (Greydanus 2020): 4000 train and 1000 test signals of length 40 (1 channel, 10 "
+                            "classes), generated locally: conv1d reaches about 94% test accuracy in 20 epochs, an MLP "
+                            "about 66%, which leaves room between pruning methods",
                 train_size=4_000, test_size=1_000),
     DatasetInfo("synthetic", "image", 3, 32, 10, augmentable=False, downloadable=False,
                 loader="ltspec.data:load_synthetic",
-                description="256 train and 128 test 3x32x32 images of 10 classes: a coarse class pattern under uniform "
-                            "noise, learnable by a small net in a few epochs",
+                description="256 train and 128 test 3x32x32 images of 10 classes (chance: 10%), a coarse class "
+                            "pattern under uniform noise, made from the seed in a blink: for tests and smoke runs, not "
+                            "for findings; an MLP reaches 100% test accuracy within 10 epochs",
                 train_size=256, test_size=128),
 )}
 

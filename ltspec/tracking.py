@@ -9,6 +9,7 @@ record and its run's end costs nothing but the time to finish it again. Metrics 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import subprocess
@@ -16,9 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+from urllib.parse import quote, urlencode
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 
 from ltspec import __version__
 from ltspec.plan import Stage
@@ -31,6 +33,11 @@ ROLE = "ltspec.role"
 REUSED = "ltspec.reused"  # "true" when the stage was computed elsewhere and only logged from its record here
 LOGGED = "ltspec.logged"  # "true" once the run has every metric of the stage's record; written with the last
 ERROR = "error.txt"  # a failed attempt's traceback, an artifact of its run
+STORE_PATH = "ltspec.store_path"  # the stage's folder in the store
+OVERRIDES = "ltspec.overrides"  # the command line's `key=value` overrides of the spec
+# MLflow 3's UI opens an experiment on its GenAI overview unless told it holds model training: older 3.x releases
+# read this experiment tag, 3.17 reads the `workflowType` of the URL (see `runs_url`).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 BATCH = 900  # MLflow accepts at most 1000 metrics and 100 params in one log_batch
 
 
@@ -59,12 +66,16 @@ class Tracker:
     client: MlflowClient
     experiment_id: str
     tags: dict[str, str]
+    log_weights: bool = False  # a train stage's final weights as an artifact of its run (`[tracking] log_weights`)
 
 
-def connect(uri: str, experiment: str, tags: dict[str, str]) -> Tracker:
+def connect(uri: str, experiment: str, tags: dict[str, str], *, description: str = "",
+            log_weights: bool = False) -> Tracker:
     """Open (or create) the spec's experiment; artifacts of a sqlite store live beside the database file.
 
-    Any fault of the store (see `ltspec.tracking_store`) is a `TrackingError` naming the URI, within seconds.
+    The experiment is tagged as model training (so the UI opens on its runs) and carries the spec's description
+    as its note. Any fault of the store (see `ltspec.tracking_store`) is a `TrackingError` naming the URI, within
+    seconds.
     """
     with opening(uri):
         client = MlflowClient(tracking_uri=uri)
@@ -75,9 +86,14 @@ def connect(uri: str, experiment: str, tags: dict[str, str]) -> Tracker:
             experiment_id = client.create_experiment(experiment, artifact_location=location)
         else:
             experiment_id = found.experiment_id
+        experiment_tags = {**EXPERIMENT_KIND, **({"mlflow.note.content": description} if description else {})}
+        known = found.tags if found is not None else {}
+        for name, value in experiment_tags.items():
+            if known.get(name) != value:
+                client.set_experiment_tag(experiment_id, name, value)
     commit = git_commit()
     common = {"ltspec.version": __version__, **({"ltspec.git_commit": commit} if commit else {}), **tags}
-    return Tracker(client, experiment_id, common)
+    return Tracker(client, experiment_id, common, log_weights)
 
 
 def _runs(tracker: Tracker, filter_string: str) -> list:
@@ -113,9 +129,20 @@ def label_tags(labels: dict) -> dict[str, str]:
     return {f"ltspec.{name}": str(value) for name, value in labels.items() if value is not None}
 
 
+def run_name(stage: Stage) -> str:
+    """`train lottery on imp r3 (87.5%) seed=0 train.lr=0.01`: what the stage is and which seed and sweep point it
+    is of, so that no two runs of an experiment share a name (a dense stage's description already says both)."""
+    if stage.kind == "dense":
+        return stage.describe()
+    labels = stage.labels
+    point = " ".join(f"{name.removeprefix('sweep.')}={value}" for name, value in labels.items()
+                     if name.startswith("sweep."))
+    return f"{stage.describe()} seed={labels.get('seed')} {point}".strip()
+
+
 def stage_tags(stage: Stage) -> dict[str, str]:
     labels = stage.labels
-    tags = {STAGE_KEY: stage.key, ROLE: "stage", "ltspec.kind": stage.kind, "mlflow.runName": stage.describe()}
+    tags = {STAGE_KEY: stage.key, ROLE: "stage", "ltspec.kind": stage.kind, "mlflow.runName": run_name(stage)}
     tags.update(label_tags(labels))
     if labels.get("sparsity") is not None:
         tags["ltspec.sparsity_target"] = f"{labels['sparsity']:.6g}"
@@ -144,6 +171,7 @@ def _new_trunk_run(tracker: Tracker, trunk: Stage) -> str:
     tags = {**tracker.tags, ROLE: "trunk", "ltspec.trunk": trunk.key, "mlflow.runName": f"trunk {trunk.describe()}",
             **label_tags(trunk.labels)}
     run = tracker.client.create_run(tracker.experiment_id, tags=tags)
+    tracker.client.log_inputs(run.info.run_id, [dataset_input(trunk.config["data"], trunk.runtime)])
     tracker.client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
 
@@ -172,12 +200,14 @@ def start_stage(tracker: Tracker, stage: Stage, parent_run_id: str | None, earli
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         run = tracker.client.create_run(tracker.experiment_id, tags=tags)
+        if "data" in stage.config:
+            tracker.client.log_inputs(run.info.run_id, [dataset_input(stage.config["data"], stage.runtime)])
     _log_missing_params(tracker, run, stage)
     return run.info.run_id
 
 
 def finish_stage_run(tracker: Tracker, run_id: str, stage: Stage, record: dict, files: Iterable[Path] = (), *,
-                     history_logged: bool = False) -> None:
+                     history_logged: bool = False, tags: dict[str, str] | None = None) -> None:
     """Close a stage's run from its completion record, logging only what the run lacks.
 
     Safe to repeat after a kill anywhere in it or before it (between `record.json` and the run's end, say): no
@@ -186,20 +216,22 @@ def finish_stage_run(tracker: Tracker, run_id: str, stage: Stage, record: dict, 
     `ltspec.logged = true` in the same (last) batch, so that a run with the tag is known whole and not asked
     again; the record's small JSON artifacts and `files` (each overwrites itself); it deletes the `error.txt` an
     earlier failed attempt left; and marks the run FINISHED. `history_logged`: the caller created the run and logged
-    every epoch of the history to it itself, so only the final metrics are missing and nothing needs asking.
+    every epoch of the history to it itself, so only the final metrics are missing and nothing needs asking. `tags`
+    go with the last batch.
     """
     client = tracker.client
     run = client.get_run(run_id)
     _log_missing_params(tracker, run, stage)
+    closing = {**(tags or {}), LOGGED: "true"}
     if history_logged:
-        log_metrics(tracker, run_id, [(stage.epochs, record["metrics"])], tags={LOGGED: "true"})
+        log_metrics(tracker, run_id, [(stage.epochs, record["metrics"])], tags=closing)
     elif run.data.tags.get(LOGGED) != "true":
         rows = [(int(step), values) for step, values in record["history"]] + [(stage.epochs, record["metrics"])]
         values = {(name, step): value for step, row in rows for name, value in row.items()}
         asked = {name for name, _ in values} & set(run.data.metrics)
         present = {(m.key, m.step) for name in asked for m in client.get_metric_history(run_id, name)}
         missing = [(step, {name: value}) for (name, step), value in values.items() if (name, step) not in present]
-        log_metrics(tracker, run_id, missing, tags={LOGGED: "true"})
+        log_metrics(tracker, run_id, missing, tags=closing)
     for name, value in record["artifacts"].items():
         log_json(tracker, run_id, f"{name}.json", value)
     for path in files:
@@ -267,6 +299,29 @@ def log_json(tracker: Tracker, run_id: str, name: str, obj: Any) -> None:
 
 def log_file(tracker: Tracker, run_id: str, path: Path, folder: str | None = None) -> None:
     tracker.client.log_artifact(run_id, str(path), folder)
+
+
+def dataset_input(data: dict, runtime: dict) -> DatasetInput:
+    """The stage's dataset as an MLflow input (the runs table's Dataset column): its name, where it is read from,
+    and a digest of the settings that fix its train/validation/test split."""
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    source = json.dumps({"root": str(runtime.get("root", "")), "dataset": data["dataset"]})
+    return DatasetInput(Dataset(data["dataset"], digest, "local", source),
+                        [InputTag("mlflow.data.context", "training")])
+
+
+def extend_trunk(tracker: Tracker, trunk_run_id: str) -> None:
+    """Move a trunk's end to now, so that its duration spans the stage runs under it."""
+    tracker.client.set_terminated(trunk_run_id, "FINISHED", end_time=int(time.time() * 1000))
+
+
+def runs_url(base: str, experiment_id: str, search: str = "") -> str:
+    """The experiment's runs table in the MLflow UI: as model training (not the GenAI overview), sorted by run
+    name (which also lists the stage runs flat rather than folded under their trunks), filtered by an MLflow
+    search expression."""
+    query = {"workflowType": "machine_learning", "orderByKey": "attributes.run_name", "orderByAsc": "true",
+             **({"searchFilter": search} if search else {})}
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{urlencode(query, quote_via=quote)}"
 
 
 def end_stage(tracker: Tracker, run_id: str, status: str = "FINISHED") -> None:

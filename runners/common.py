@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Column
+from rich.text import Text
 
 from ltspec import tracking
 from ltspec.plan import Plan
@@ -36,8 +38,10 @@ def resolve_device(name: str) -> torch.device:
 
 def connect(loaded: LoadedSpec, plan: Plan) -> tracking.Tracker:
     spec = loaded.spec
-    return tracking.connect(spec.tracking.uri, spec.tracking.experiment or spec.name,
-                            {"ltspec.spec_hash": plan.spec_hash, "ltspec.spec_name": spec.name})
+    tags = {"ltspec.spec_hash": plan.spec_hash, "ltspec.spec_name": spec.name,
+            **({tracking.OVERRIDES: " ".join(loaded.overrides)} if loaded.overrides else {})}
+    return tracking.connect(spec.tracking.uri, spec.tracking.experiment or spec.name, tags,
+                            description=spec.description, log_weights=spec.tracking.log_weights)
 
 
 def log_spec(tracker: tracking.Tracker, loaded: LoadedSpec, plan_json: dict, trunk_runs: dict[str, str]) -> None:
@@ -50,6 +54,21 @@ def log_spec(tracker: tracking.Tracker, loaded: LoadedSpec, plan_json: dict, tru
                            for point in loaded.points])
 
 
+class RemainingColumn(TimeRemainingColumn):
+    """`eta 0:03:10` on a task that asks for it (`eta=True`: the overall bar, counted in epochs), blank on others."""
+
+    def render(self, task: Task) -> Text:
+        return Text.assemble("eta ", super().render(task)) if task.fields.get("eta") else Text("")
+
+
 def progress_columns() -> tuple:
-    return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn())
+    """What a stage is, its bar, epochs done, its last metrics, time taken and, overall, time left. In a narrow
+    terminal (80 columns) the description and the metrics are cut short with an ellipsis, never wrapped."""
+    def cut(width: int) -> Column:
+        return Column(max_width=width, no_wrap=True, overflow="ellipsis")
+
+    return (TextColumn("{task.description}", table_column=cut(25)), BarColumn(bar_width=8),
+            MofNCompleteColumn(table_column=Column(no_wrap=True)), TextColumn("{task.fields[info]}",
+                                                                              table_column=cut(16)),
+            TimeElapsedColumn(table_column=Column(no_wrap=True)),
+            RemainingColumn(compact=True, table_column=Column(no_wrap=True)))

@@ -14,6 +14,7 @@ from rich.progress import Progress
 
 from ltspec import tracking
 from ltspec.plan import Plan, Stage
+from ltspec.plan.status import status
 from ltspec.runners.common import Summary, connect, log_spec, progress_columns, resolve_device
 from ltspec.spec import LoadedSpec
 from ltspec.stages import Context, StageFailed, run_stage
@@ -29,22 +30,22 @@ def run_local(loaded: LoadedSpec, plan: Plan, *, device: str = "auto", console: 
     ctx = Context(store=Store(Path(loaded.spec.storage.root)), device=where,
                   stages={stage.key: stage for stage in plan.stages}, tracker=tracker,
                   runs=tracking.stage_runs(tracker) if tracker else {})
-    summary = Summary()
+    summary, left = Summary(), status(plan, ctx.store).epochs_left
     with Progress(*progress_columns(), console=console, transient=False) as progress:
-        overall = progress.add_task("stages", total=len(plan.stages), info="")
+        overall = progress.add_task(f"stages 0/{len(plan.stages)}", total=max(left, 1), info="epochs", eta=True)
         current = progress.add_task("", total=1, info="", visible=False)
 
         def on_epoch(stage: Stage, epoch: int, values: dict[str, float]) -> None:
-            info = f"loss {values['train_loss']:.3f} acc {values['train_accuracy']:.3f}"
-            if "test_accuracy" in values:
-                info += f" test {values['test_accuracy']:.3f}"
-            progress.update(current, completed=epoch, info=info)
+            accuracy = f"test {values['test_accuracy']:.3f}" if "test_accuracy" in values else \
+                f"acc {values['train_accuracy']:.3f}"
+            progress.update(current, completed=epoch, info=f"{accuracy} loss {values['train_loss']:.3f}")
+            progress.advance(overall)
 
         ctx.on_epoch = on_epoch
         try:
-            for stage in plan.stages:
+            for count, stage in enumerate(plan.stages, 1):
                 _run_one(stage, ctx, summary, progress, current)
-                progress.advance(overall)
+                progress.update(overall, description=f"stages {count}/{len(plan.stages)}")
         finally:
             if tracker is not None and plan_json is not None:
                 log_spec(tracker, loaded, plan_json, ctx.trunk_runs)

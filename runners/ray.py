@@ -58,10 +58,12 @@ class Workspace:
     experiment_id: str
     tags: dict[str, str]
     threads: int
+    log_weights: bool = False
 
     def tracker(self) -> tracking.Tracker:
         """The driver's experiment, opened from this worker (the driver created it, so no worker races to)."""
-        return tracking.Tracker(MlflowClient(tracking_uri=self.tracking_uri), self.experiment_id, self.tags)
+        return tracking.Tracker(MlflowClient(tracking_uri=self.tracking_uri), self.experiment_id, self.tags,
+                                self.log_weights)
 
 
 def check_cluster(nodes: list[dict], tracking_uri: str, store_root: str) -> None:
@@ -257,7 +259,8 @@ def _submit(pending: list[Stage], driver: Context, spec: Spec, gpu_share: float 
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     share = gpu_share if gpu_share is not None else spec.resources.gpu_share
     workspace = Workspace(str(driver.store.root), absolute_uri(spec.tracking.uri), driver.tracker.experiment_id,
-                          driver.tracker.tags, threads=max(1, int(spec.resources.cpus)))
+                          driver.tracker.tags, threads=max(1, int(spec.resources.cpus)),
+                          log_weights=driver.tracker.log_weights)
     stages = ray.put(driver.stages)
     refs: dict[str, ray.ObjectRef] = {}
     for stage in pending:

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "specs" / "quickstart.toml"
 
@@ -19,3 +21,55 @@ def write_spec(folder: Path, template: str, name: str = "spec.toml", **values) -
     path = folder / name
     path.write_text(template.format(folder=folder.as_posix(), **values))
     return path
+
+
+TICKETS_SPEC = """\
+name = "tiny-tickets"
+description = "two IMP rounds on digits at two learning rates"
+seeds = [0]
+
+[data]
+dataset = "digits"
+batch_size = 128
+
+[model]
+arch = "mlp"
+
+[train]
+epochs = 1
+lr = 0.05
+
+[sweep]
+"train.lr" = [0.05, 0.1]
+
+[masks.imp]
+kind = "imp"
+rate = 0.5
+rounds = 2
+
+[arms]
+lottery = {{ start = "init" }}
+reinit = {{ start = "reinit" }}
+
+[measure]
+p = [0.2]
+pairs = [["init", "trained"]]
+
+[tracking]
+uri = "sqlite:///{folder}/mlflow.db"
+log_weights = true
+
+[storage]
+root = "{folder}/results"
+"""
+
+
+@pytest.fixture(scope="session")
+def trained_tickets(tmp_path_factory) -> Path:
+    """A tiny spec with two IMP rounds, lottery and reinit arms at two learning rates, run once for every test
+    that reads tickets or MLflow runs; the run passes `seeds=[0]` as an override, so that its runs record one."""
+    folder = tmp_path_factory.mktemp("tickets")
+    spec = write_spec(folder, TICKETS_SPEC)
+    ran = ltspec("run", str(spec), "seeds=[0]", "--device", "cpu", cwd=folder)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    return spec

@@ -31,11 +31,12 @@ CLAIMS = "claims.md"
 
 
 def write_report(loaded: LoadedSpec, *, formats: Sequence[str] = ("md", "tex", "csv"), out_dir: Path | None = None,
-                 console: Console) -> int:
+                 console: Console, only: set[str] | None = None) -> int:
     """Render a loaded spec's report; returns the exit code: 0 written, 1 nothing to report or no tracking store.
 
     Each sweep point is compiled once, on its own (a stage two points share counts in both); the runs are fetched
-    for the stages of all of them. Raises `ValueError` for an unknown format.
+    for the stages of all of them, or of those in `only` (the stage keys `--only` kept). Raises `ValueError` for
+    an unknown format.
     """
     unknown = sorted(set(formats) - set(RENDERERS))
     if unknown:
@@ -43,7 +44,7 @@ def write_report(loaded: LoadedSpec, *, formats: Sequence[str] = ("md", "tex", "
     spec, spec_path, points = loaded.spec, loaded.path, sweep_points(loaded)
     experiment, uri = spec.tracking.experiment or spec.name, spec.tracking.uri
     try:
-        keys = {stage.key for point in points for stage in point.plan.stages}
+        keys = {stage.key for point in points for stage in point.plan.stages if only is None or stage.key in only}
         metrics = fetch_stage_metrics(uri, experiment, keys)
     except TrackingUnavailable as error:
         console.print(f"[bold red]error:[/] {escape(str(error))}")

@@ -27,6 +27,7 @@ from ltspec.spec import messages
 from ltspec.spec.errors import Problem, SpecError, dotted, locate
 from ltspec.spec.limits import MAX_DEPTH, MAX_FILE_BYTES, MAX_PROBLEMS, MAX_STAGES, MAX_SWEEP_POINTS, stage_bound
 from ltspec.spec.models import Spec, rebuild
+from ltspec.spec.overrides import apply_overrides
 from ltspec.spec.positions import Layout, layout
 from ltspec.spec.validate import type_problems, validate
 
@@ -48,6 +49,7 @@ class LoadedSpec:
     path: Path
     data: dict
     points: tuple[SweepPoint, ...]
+    overrides: tuple[str, ...] = ()  # the command line's `key=value`s, applied to `data`
 
     @property
     def spec(self) -> Spec:
@@ -64,11 +66,12 @@ class LoadedSpec:
                 for key, values in self.data.get("sweep", {}).items()]
 
 
-def load_spec(path: str | Path) -> LoadedSpec:
-    """Read, validate and expand a spec file; raises `SpecError` on any problem."""
+def load_spec(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> LoadedSpec:
+    """Read, validate and expand a spec file, with the command line's `key=value` overrides applied (see
+    `ltspec.spec.overrides`); raises `SpecError` on any problem."""
     path = Path(path)
     source = _read(path)
-    return parse_spec(source, path)
+    return parse_spec(source, path, tuple(overrides))
 
 
 def _read(path: Path) -> str:
@@ -98,10 +101,11 @@ def _read(path: Path) -> str:
     return source
 
 
-def parse_spec(source: str, path: str | Path = "<spec>") -> LoadedSpec:
+def parse_spec(source: str, path: str | Path = "<spec>", overrides: tuple[str, ...] = ()) -> LoadedSpec:
     """Validate TOML text as a spec; `path` is only used in messages."""
     where = layout(source, MAX_DEPTH)
     data = _toml(source, path, where)
+    data, blame = apply_overrides(data, overrides, path)
     _load_plugins_if_named(data, path)
     problems = _nul_problems(data) + _sweep_problems(data)
     sweep = data.get("sweep") if not problems and isinstance(data.get("sweep"), dict) else {}
@@ -130,8 +134,8 @@ def parse_spec(source: str, path: str | Path = "<spec>") -> LoadedSpec:
         problems.append(Problem(("sweep",), f"the plan would have up to {stages:,} stages; a spec has at most "
                                 f"{MAX_STAGES:,}", "fewer seeds, sweep values, sparsities or arms"))
     if problems:
-        raise SpecError(path, _report(problems, where))
-    return LoadedSpec(Path(path), data, tuple(points))
+        raise SpecError(path, _report([blame(problem) for problem in problems], where))
+    return LoadedSpec(Path(path), data, tuple(points), overrides)
 
 
 

@@ -150,6 +150,8 @@ class Tracking(Strict):
                           "that a plain `mlflow ui` in the same folder opens.")
     experiment: str | None = Field(None, min_length=1, max_length=MAX_EXPERIMENT_LENGTH,
                                    description="MLflow experiment name (default: the spec's name).")
+    log_weights: bool = Field(False, description="Log each train stage's final weights as an artifact of its "
+                              "MLflow run (they are always in the store, whose path each run's tags name).")
 
 
 class Storage(Strict):

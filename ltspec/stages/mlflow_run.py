@@ -51,9 +51,13 @@ class StageRun:
         ran the stage and logged its epochs (to a run it created, or continued from a dead attempt's)."""
         if self.run_id is None:
             return
-        files = [self.ctx.store.stage_dir(self.stage.key) / "mask.pt"] if self.stage.kind == "mask" else []
-        tracking.finish_stage_run(self.ctx.tracker, self.run_id, self.stage, record, files,
-                                  history_logged=logged_here and self.fresh)
+        tracker, folder = self.ctx.tracker, self.ctx.store.stage_dir(self.stage.key)
+        files = [folder / "mask.pt"] if self.stage.kind == "mask" else []
+        files += [folder / "final.pt"] if self.stage.kind == "train" and tracker.log_weights else []
+        tracking.finish_stage_run(tracker, self.run_id, self.stage, record, files,
+                                  history_logged=logged_here and self.fresh,
+                                  tags={tracking.STORE_PATH: str(folder.resolve())})
+        tracking.extend_trunk(tracker, self.ctx.trunk_runs[trunk_of(self.stage)])
 
     def fail(self, error: BaseException) -> None:
         """A failure keeps its traceback as `error.txt` and marks the run FAILED; an interrupt marks it KILLED."""
