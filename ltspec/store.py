@@ -5,8 +5,8 @@ on shared filesystems). In it the stage writes its artifacts, `<name>.pt` (a dic
 an epoch checkpoint `checkpoint.pt` while it trains, and last of all its completion record `record.json`.
 
 The store's guarantees are what make re-runs cheap and crashes harmless:
-- every file is written to a temporary name in the same directory, fsynced, then renamed over its final name, so a
-  reader never sees half a file and a crash leaves at most a `.<name>.<pid>.*.tmp` file that nothing reads;
+- every file is written to a temporary name in the same directory, fsynced (checkpoints are not), then renamed over
+  its final name, so a reader never sees half a file and a crash leaves at most a `.<name>.<pid>.*.tmp` file;
 - a stage is complete exactly when `record.json` exists, and the record is written after every artifact, so a
   complete stage has all of its artifacts;
 - a checkpoint that cannot be read is treated as absent (with a warning): the stage restarts instead of failing;
@@ -99,10 +99,12 @@ class Store:
     # Epoch checkpoints
 
     def save_checkpoint(self, key: str, state: dict) -> None:
-        """Replace the stage's checkpoint. `state` holds tensors and plain Python values (as state_dicts do)."""
+        """Replace the stage's checkpoint. `state` holds tensors and plain Python values (as state_dicts do).
+
+        Atomic but not fsynced: a checkpoint only saves time, and a torn one after a power loss loads as absent."""
         import torch
 
-        _write_atomically(self.stage_dir(key) / CHECKPOINT, lambda f: torch.save(state, f))
+        _write_atomically(self.stage_dir(key) / CHECKPOINT, lambda f: torch.save(state, f), durable=False)
 
     def load_checkpoint(self, key: str) -> dict | None:
         """The last checkpoint, or None if there is none or it cannot be read (the stage then starts over).
@@ -162,12 +164,13 @@ def _canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, indent=2) + "\n"
 
 
-def _write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+def _write_atomically(path: Path, write: Callable[[IO[bytes]], object], durable: bool = True) -> None:
     """Write through a temporary file in the same directory, then rename it over `path` (atomic on POSIX).
 
     The file is fsynced before the rename and the directory after it, so that after a power loss the final name
     holds either the old content or the whole new one, and renames reach the disk in the order they were made
-    (which is what lets the completion record vouch for the artifacts written before it).
+    (which is what lets the completion record vouch for the artifacts written before it). Without `durable`, both
+    fsyncs are skipped: the rename is still atomic for every reader while the machine stays up.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
@@ -175,12 +178,14 @@ def _write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
         with os.fdopen(descriptor, "wb") as file:
             write(file)
             file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
+    if durable:
+        _fsync_directory(path.parent)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -62,6 +62,7 @@ uri = "sqlite:///{folder}/mlflow.db"
 
 [storage]
 root = "{folder}/store"
+checkpoint_seconds = 0
 """
 
 
