@@ -29,8 +29,8 @@ epochs = 4
 lr = 0.05
 
 [storage]
-root = "{folder}/store"
 checkpoint_seconds = {seconds}
+root = "{folder}/store"
 """
 
 
@@ -149,13 +149,19 @@ class Interrupt:
             raise KeyboardInterrupt
 
 
-def test_an_interrupt_keeps_the_last_finished_epoch_and_resume_is_bit_identical(tmp_path):
-    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    dense, reference_store, plan = _stage_and_store(tmp_path / "a", seconds=3600)
+def interrupted_at_epoch_3(folder: Path, seconds: float):
+    """The dense stage trained whole in one store, and interrupted in its third epoch in another."""
+    (folder / "a").mkdir(), (folder / "b").mkdir()
+    dense, reference_store, plan = _stage_and_store(folder / "a", seconds)
     record, _ = run_stage(dense, _context(reference_store, plan))
-    _, store, plan = _stage_and_store(tmp_path / "b", seconds=3600)
+    _, store, plan = _stage_and_store(folder / "b", seconds)
     with pytest.raises(KeyboardInterrupt):
         run_stage(dense, _context(store, plan, on_epoch=Interrupt(at=3)))
+    return dense, plan, record, reference_store, store
+
+
+def test_an_interrupt_keeps_the_last_finished_epoch_and_resume_is_bit_identical(tmp_path):
+    dense, plan, record, reference_store, store = interrupted_at_epoch_3(tmp_path, seconds=3600)
     assert store.load_checkpoint(dense.key)["epoch"] == 2, "the time policy skipped it, the interrupt must not"
     resumed, ran = run_stage(dense, _context(store, plan, on_epoch=Interrupt(at=2)))
     assert ran and resumed["metrics"] == record["metrics"] and resumed["history"] == record["history"]
@@ -165,12 +171,7 @@ def test_an_interrupt_keeps_the_last_finished_epoch_and_resume_is_bit_identical(
 
 
 def test_a_torn_checkpoint_falls_back_to_a_fresh_start(tmp_path):
-    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    dense, reference_store, plan = _stage_and_store(tmp_path / "a", seconds=0)
-    record, _ = run_stage(dense, _context(reference_store, plan))
-    _, store, plan = _stage_and_store(tmp_path / "b", seconds=0)
-    with pytest.raises(KeyboardInterrupt):
-        run_stage(dense, _context(store, plan, on_epoch=Interrupt(at=3)))
+    dense, plan, record, _, store = interrupted_at_epoch_3(tmp_path, seconds=0)
     path = store.stage_dir(dense.key) / "checkpoint.pt"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.warns(RuntimeWarning, match="unreadable checkpoint"):
