@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -9,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 
 from ltspec import tracking
 from ltspec.plan import Plan
-from ltspec.spec import LoadedSpec
+from ltspec.spec import LoadedSpec, Spec
 
 
 @dataclass
@@ -24,6 +26,28 @@ class Summary:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.blocked
+
+
+def stage_threads(spec: Spec) -> int:
+    """The intra-op threads of every stage, in both runners: `resources.cpus` (default 1), whole.
+
+    One setting for both, because a CPU result depends on the thread count (reductions split differently), and
+    Ray runs each stage on its `resources.cpus` CPUs. One thread is also the fastest setting for small nets:
+    LeNet-300-100 on the digits trains 2x faster on one thread than on two (benchmarks/threads.py), whose
+    per-step work is too small to split. Raise it for a large net trained on a CPU; on a GPU it hardly matters.
+    """
+    return max(1, int(spec.resources.cpus))
+
+
+@contextmanager
+def threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count set for a block, then restored (the process may be a notebook or a test)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve_device(name: str) -> torch.device:
