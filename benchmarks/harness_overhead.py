@@ -13,7 +13,9 @@ VGG-16 (state plus momentum, ~118 MB) trained for epochs of a few small batches.
 Variants alternate epoch blocks within each repetition; each ratio is the median over repetitions of the variant's
 median epoch time over the bare loop's. Two clocks: wall time, and the training thread's own CPU time (with one
 intra-op thread all of training runs on it), which a machine shared with other processes leaves nearly untouched:
-it counts what the harness adds to the critical path, not what the neighbours take. Goal: harness ≤ 1.05.
+it counts what the harness adds to the critical path, not what the neighbours take. A third figure needs no
+baseline at all: the time spent inside the checkpoint call, as a share of the epoch (1 + share is the ratio the
+checkpoints alone cause). Goal: harness ≤ 1.05.
 
     python benchmarks/harness_overhead.py [--device cuda] [--epochs 6] [--batches 3] [--batch-size 16] [--repeats 3]
 """
@@ -91,15 +93,19 @@ class Timed:
     def __init__(self, checkpoints, device: torch.device):
         self.checkpoints, self.device = checkpoints, device
         self.times: list[tuple[float, float]] = []
+        self.saving: list[float] = []
         self.last = clocks()
 
     def load(self):
         return None
 
     def save(self, epoch, state, *, final):
+        synchronize(self.device)
+        before = time.perf_counter()
         self.checkpoints.save(epoch, state, final=final)
         synchronize(self.device)
         now = clocks()
+        self.saving.append(now[0] - before)
         self.times.append((now[0] - self.last[0], now[1] - self.last[1]))
         self.last = now
 
@@ -134,7 +140,9 @@ def harness(model, batches, epochs: int, device: torch.device, root: Path,
             fit(model, lambda e: iter(batches), {}, recipe, steps_per_epoch=len(batches), hooks=[log],
                 checkpoints=timed, epochs=epochs + 1)
     ctx.store.clear_checkpoint(stage.key)
-    return timed.times[1:-1]  # the first includes setting up; the last is `final`, never checkpointed
+    epochs_timed = timed.times[1:-1]  # the first includes setting up; the last is `final`, never checkpointed
+    share = statistics.median(timed.saving[1:-1]) / statistics.median(w for w, _ in epochs_timed)
+    return [(w, c, share) for w, c in epochs_timed]
 
 
 def main() -> None:
@@ -153,26 +161,27 @@ def main() -> None:
     batches = batches_for(device, args.batches, args.batch_size)
     bare(model, batches, 2, device)  # warm-up: allocator, kernels
     variants = {"harness (default policy)": 300.0, "every epoch, background": 0.0, "every epoch, inline + fsync": None}
-    epoch_times: dict[str, list[tuple[float, float]]] = {"bare": [], **{name: [] for name in variants}}
+    epoch_times: dict[str, list[tuple[float, ...]]] = {"bare": [], **{name: [] for name in variants}}
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(args.repeats):
             epoch_times["bare"].append(medians(bare(model, batches, args.epochs, device)))
             for name, seconds in variants.items():
                 epoch_times[name].append(medians(harness(model, batches, args.epochs, device, Path(folder), seconds)))
     print(f"VGG-16 state {state / 2**20:.0f} MiB (weights; momentum doubles it in a checkpoint), {args.batches} "
-          f"batches of {args.batch_size} per epoch, {args.device}, {args.threads} threads")
+          f"batches of {args.batch_size} per epoch, {args.device}, {args.threads} threads, {args.repeats} repeats")
     for name, values in epoch_times.items():
-        line = f"{name:30s} epoch wall {statistics.median(w for w, _ in values):.3f} s, thread CPU " \
-               f"{statistics.median(c for _, c in values):.3f} s"
+        line = f"{name:28s} epoch wall {statistics.median(v[0] for v in values):.3f} s, thread CPU " \
+               f"{statistics.median(v[1] for v in values):.3f} s"
         if name != "bare":
             wall, cpu = [statistics.median(mine[i] / base[i] for mine, base in zip(values, epoch_times["bare"]))
                          for i in (0, 1)]
-            line += f"   ratio to bare: wall {wall:.3f}, thread CPU {cpu:.3f}"
+            line += f" | ratio to bare: wall {wall:.3f}, thread CPU {cpu:.3f} | in the checkpoint call " \
+                    f"{100 * statistics.median(v[2] for v in values):.1f}% of the epoch"
         print(line)
 
 
-def medians(times: list[tuple[float, float]]) -> tuple[float, float]:
-    return statistics.median(w for w, _ in times), statistics.median(c for _, c in times)
+def medians(times: list[tuple[float, ...]]) -> tuple[float, ...]:
+    return tuple(statistics.median(t[i] for t in times) for i in range(len(times[0])))
 
 
 if __name__ == "__main__":
