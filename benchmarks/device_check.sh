@@ -32,8 +32,8 @@ step() {  # step NAME COMMAND...: run it, timed, and count a failure
 }
 
 if [ "$quick" = 1 ]; then
-    epoch_args=(--images 256 --epochs 1)
-    compile_args=(--images 256 --epochs 1)
+    epoch_args=(--images 64 --epochs 1)
+    compile_args=(--images 64 --epochs 1)
     harness_args=(--epochs 3 --repeats 1 --batches 2 --batch-size 8)
 else
     epoch_args=(--images 50000 --epochs 2)
