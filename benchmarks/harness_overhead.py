@@ -35,7 +35,7 @@ from ltspec.spec import load_spec
 from ltspec.stages.context import Context
 from ltspec.stages.harness import EpochLog, StoreCheckpoints
 from ltspec.store import Store
-from ltspec.store import _write_atomically as write_atomically
+from ltspec.files import write_atomically
 from ltspec.training import OptimizerSettings, Recipe, ScheduleSettings, fit, make_optimizer
 
 SPEC = """\

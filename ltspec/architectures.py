@@ -3,8 +3,8 @@
 `ltspec validate` must start in a fraction of a second, so it reads `layers.json` rather than building models.
 That file is generated from the real models by `python -m ltspec.nets`, and a test fails when it falls behind.
 Layer names are module names ("layer1.0.conv1"); the prunable tensor of a layer is its ".weight". An architecture
-a plugin registers (`ltspec.plugins`) is not in the file: its row is made by building it, which imports torch only
-when a spec names it.
+a plugin registers (`ltspec.plugins`) is not in the file: its row is made by building it when the plugin is loaded,
+which happens only when a spec names something that is not built in.
 """
 
 import json
@@ -21,11 +21,7 @@ class Layer:
 
 
 def known(arch: str) -> bool:
-    """Whether `arch` is built in or registered by a plugin (plugins are looked up for a name not built in)."""
-    if arch not in TABLE:
-        from ltspec import plugins
-
-        plugins.load()
+    """Whether `arch` is built in or registered by a plugin (`ltspec.plugins.load`)."""
     return arch in TABLE
 
 

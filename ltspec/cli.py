@@ -42,6 +42,13 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _fault(error: Exception) -> typer.Exit:
+    """Print an environment fault (a full disk, a corrupt database, an unreachable server) as one paragraph; the
+    caller raises the returned exit (code 1: the spec is fine, the machine is not)."""
+    _say("error:", "red", str(error), err=True)
+    return typer.Exit(1)
+
+
 def _frozen_at_exit(command):
     """Freeze the heap when the command ends, so that the interpreter's last collection skips it.
 
@@ -60,8 +67,8 @@ def _frozen_at_exit(command):
     return frozen_at_exit
 
 
-def _load(spec: Path):
-    """Load and compile, or print every problem and exit 2 without running anything."""
+def _load(spec: Path, compile: bool = True):
+    """Load and (unless told not to) compile, or print every problem and exit 2 without running anything."""
     from ltspec.plan import compile_plan
     from ltspec.spec import SpecError, load_spec
 
@@ -73,7 +80,7 @@ def _load(spec: Path):
         for problem in error.problems:
             typer.echo("  " + problem.render(error.file), err=True)
         raise typer.Exit(2) from None
-    return loaded, compile_plan(loaded)
+    return loaded, compile_plan(loaded) if compile else None
 
 
 def _spec_files(paths: list[Path]) -> list[Path]:
@@ -90,12 +97,12 @@ def _spec_files(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def _load_all(paths: list[Path]) -> list[tuple]:
+def _load_all(paths: list[Path], compile: bool = True) -> list[tuple]:
     """Load and compile every spec, printing the problems of each bad one; exit 2 if any was bad."""
     compiled, failed = [], False
     for spec in _spec_files(paths):
         try:
-            compiled.append((spec, *_load(spec)))
+            compiled.append((spec, *_load(spec, compile)))
         except typer.Exit:
             failed = True
     if failed:
@@ -104,10 +111,14 @@ def _load_all(paths: list[Path]) -> list[tuple]:
 
 
 def _done(plan: Plan, store_root: Path) -> set[str]:
+    from ltspec.faults import EnvironmentFault
     from ltspec.store import Store
 
     store = Store(store_root)
-    return {stage.key for stage in plan.stages if store.is_complete(stage.key)}
+    try:
+        return {stage.key for stage in plan.stages if store.is_complete(stage.key)}
+    except EnvironmentFault as error:
+        raise _fault(error) from None
 
 
 @app.command()
@@ -140,7 +151,10 @@ def _warn_unequal(plan: Plan) -> None:
 @app.command()
 @_frozen_at_exit
 def plan(specs: SpecsArg,
-         as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON for scripts.")] = False):
+         as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON for scripts.")] = False,
+         estimate: Annotated[bool, typer.Option("--estimate", help="Time a few training steps of each "
+                                                "architecture and estimate the wall time left.")] = False,
+         device: Annotated[str, typer.Option(help="Device of the estimate: auto, cpu, cuda or cuda:N.")] = "auto"):
     """Show the stage DAG grouped by dense trunk, the epochs to train, and the epochs sharing saves.
 
     Several specs (or a folder) are shown as one plan, each stage they share once, as a shared store runs them."""
@@ -161,6 +175,8 @@ def plan(specs: SpecsArg,
             replaced = f", replacing {json.dumps(base)} set in the file" if base is not None else ""
             where = f"{Path(path).name}: " if len(loaded) > 1 else ""
             typer.echo(f"{where}the sweep sets {key} to {', '.join(map(json.dumps, values))}{replaced}")
+    if estimate:
+        typer.echo("estimate: " + _estimate([part for _, _, part in loaded], done, device).describe())
     remaining = sum(stage.epochs for stage in compiled.stages if stage.key not in done)
     typer.echo(f"{len(compiled.stages)} stages, {len(done)} already done; {remaining} of {compiled.epochs} epochs "
                f"left to train; sharing saves {combined.naive_epochs - compiled.epochs} of {combined.naive_epochs} "
@@ -220,12 +236,14 @@ def schema(out: Annotated[Path, typer.Option(help="Where to write the JSON schem
     """Write the spec's JSON schema, for TOML editors (`#:schema ../schemas/ltspec.schema.json`), with the models,
     datasets and mask generators of installed plugins."""
     from ltspec import plugins
+    from ltspec.spec.models import rebuild
     from ltspec.spec.schema import schema_text
 
     try:
         plugins.load()
     except plugins.PluginError as error:
         raise _fail(str(error)) from None
+    rebuild()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(schema_text())
     typer.echo(f"wrote {out}")
@@ -243,7 +261,9 @@ def run(specs: Annotated[Optional[list[Path]], typer.Argument(
         device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
         runner: Annotated[str, typer.Option(help="local (this process) or ray (a Ray cluster).")] = "local",
         address: Annotated[Optional[str], typer.Option(help="Ray cluster address (ray runner).")] = None,
-        gpu_share: Annotated[Optional[float], typer.Option(help="GPUs per stage on Ray; overrides the spec.")] = None):
+        gpu_share: Annotated[Optional[float], typer.Option(help="GPUs per stage on Ray; overrides the spec.")] = None,
+        yes: Annotated[bool, typer.Option("--yes", "-y", help="Start without asking, however long the estimate.")]
+        = False):
     """Execute the plan: train what is not done yet, resume what was interrupted, log every stage to MLflow.
 
     Several specs run one after another: a stage that an earlier spec trained in the same store is found done and
@@ -260,6 +280,7 @@ def run(specs: Annotated[Optional[list[Path]], typer.Argument(
         combined = combine([compiled for _, _, compiled in loaded_specs], "")
         console.print(f"{len(loaded_specs)} specs: {len(combined.plan.stages)} stages, {combined.plan.epochs} epochs "
                       f"in the combined plan ({combined.separate_epochs} if run apart)")
+    _look_before_running(loaded_specs, device, runner, yes)
     ok = True
     for spec, loaded, compiled in loaded_specs:
         ok &= _run_one(spec, loaded, compiled, console, device=device, runner=runner, address=address,
@@ -268,11 +289,44 @@ def run(specs: Annotated[Optional[list[Path]], typer.Argument(
         raise typer.Exit(1)
 
 
+def _estimate(plans: list[Plan], done: set[str], device: str):
+    from ltspec.preflight import estimate
+    from ltspec.runners.common import resolve_device
+
+    try:
+        return estimate(plans, done, resolve_device(device))
+    except ValueError as error:
+        raise _fail(str(error)) from None
+
+
+def _look_before_running(loaded_specs: list[tuple], device: str, runner: str, yes: bool) -> None:
+    """Estimate the work (and ask before more than a day on a CPU), then check that every dataset is there."""
+    from ltspec.preflight import DAY, check_datasets
+
+    plans = [compiled for _, _, compiled in loaded_specs]
+    done = set().union(*(_done(compiled, Path(loaded.spec.storage.root)) for _, loaded, compiled in loaded_specs))
+    if runner == "local":
+        found = _estimate(plans, done, device)
+        _say("estimate:", "cyan", found.describe())
+        if found.device == "cpu" and (found.seconds or 0) > DAY and not yes:
+            typer.echo("This plan is GPU work: on a GPU it takes a small fraction of that. Run it on a machine with "
+                       "a GPU (--device cuda), or on a Ray cluster (--runner ray).")
+            if not typer.confirm("Start it on the CPU anyway?", default=False):
+                raise typer.Exit(1)
+    problems = check_datasets(plans, done)
+    if problems:
+        _say("error:", "red", "a dataset this run needs is not there, so nothing was run: " + " ".join(problems),
+             err=True)
+        raise typer.Exit(2)
+
+
 def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, address, gpu_share) -> bool:
     """Run one spec's plan; returns whether every stage finished."""
     console.print(f"[bold]{compiled.name}[/]: {len(compiled.stages)} stages, {compiled.epochs} epochs in the plan; "
                   f"store {loaded.spec.storage.root}, MLflow {loaded.spec.tracking.uri}")
     from mlflow.exceptions import MlflowException
+
+    from ltspec.faults import EnvironmentFault
 
     try:
         if runner == "ray":
@@ -289,6 +343,8 @@ def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, add
         _say("interrupted:", "yellow", "finished epochs are kept in the store's checkpoints and the current MLflow "
              "run is marked KILLED; run the same command again to resume", err=True)
         raise typer.Exit(130) from None
+    except EnvironmentFault as error:
+        raise _fault(error) from None
     except (ValueError, MlflowException) as error:
         raise _fail(str(error)) from None
     console.print(f"{len(summary.ran)} stages ran, {len(summary.done)} were already done, "
@@ -315,12 +371,54 @@ def report(specs: SpecsArg,
     unknown = sorted(set(format) - {"md", "tex", "csv"})
     if unknown:
         raise _fail(f"unknown format {', '.join(unknown)}; use md, tex or csv")
-    loaded = _load_all(specs)
+    from ltspec.faults import EnvironmentFault
+
+    loaded = _load_all(specs, compile=False)  # the report compiles each sweep point itself
     console, codes = Console(), []
-    for spec, spec_loaded, _ in loaded:
+    for _, spec_loaded, _ in loaded:
         folder = out / spec_loaded.spec.name if out is not None and len(loaded) > 1 else out
-        codes.append(write_report(spec, formats=format, out_dir=folder, console=console))
+        try:
+            codes.append(write_report(spec_loaded, formats=format, out_dir=folder, console=console))
+        except EnvironmentFault as error:
+            raise _fault(error) from None
     raise typer.Exit(max(codes))
+
+
+@app.command()
+def verify(spec: Annotated[Optional[Path], typer.Argument(help="The spec whose store to check; none checks the "
+                                                          "quickstart's.", show_default=False)] = None,
+           every: Annotated[bool, typer.Option("--all", help="Every stage in the store, not only this spec's.")]
+           = False,
+           set_aside: Annotated[bool, typer.Option(help="Move damaged files aside (never deleting them) so that "
+                                                   "`ltspec run` recomputes their stages.")] = False):
+    """Check the store without running anything: every record sound, every artifact it vouches for intact."""
+    from ltspec.faults import EnvironmentFault
+    from ltspec.store import Store
+
+    loaded, compiled = _load(spec or quickstart_path())
+    store = Store(Path(loaded.spec.storage.root))
+    keys = list(store.stage_keys()) if every else [stage.key for stage in compiled.stages]
+    try:
+        damage = {key: store.verify_stage(key, full=True) for key in keys}
+        done = sum(not found and store.record(key) is not None for key, found in damage.items())
+        broken = {key: found for key, found in damage.items() if found}
+        for found in broken.values():
+            for item in found:
+                _say("broken:", "red", str(item))
+            if set_aside:
+                store.set_aside(found)
+    except EnvironmentFault as error:
+        raise _fault(error) from None
+    summary = (f"{store.root}: {len(keys)} stages checked, {done} complete and intact, {len(broken)} broken, "
+               f"{len(keys) - done - len(broken)} not done")
+    if not broken:
+        _say("ok", "green", summary)
+        return
+    action = ("their damaged files were moved aside, and `ltspec run` recomputes them" if set_aside else
+              "`ltspec verify --set-aside` moves their damaged files aside (never deleting them), then `ltspec run` "
+              "recomputes them")
+    _say("error:", "red", f"{summary}; {action}", err=True)
+    raise typer.Exit(1)
 
 
 @app.command()

@@ -3,8 +3,8 @@
 The spec checker (is this model right for these inputs?), the compiler (does augmentation apply, and so enter the
 stage key?), the Ray runner and the loaders all read this table, so they cannot disagree. It imports nothing heavy:
 `ltspec validate` reads it without torch. Each entry names its loader as `module:function`, imported only when the
-data is loaded; a plugin registers more entries through the `ltspec.datasets` entry point group (see
-`ltspec.plugins`), each a `DatasetInfo`.
+data is loaded; a plugin registers more entries through the `ltspec.datasets` entry point group, each a
+`DatasetInfo` (`ltspec.plugins.load` reads them; loading a spec that names one does it).
 
 A loader is called as `loader(entry, root: Path, download: bool, seed: int, **options)`, `entry` its own
 `DatasetInfo`, and returns a `ltspec.data.Dataset`; `seed` is the data seed (one train/test split for every run),
@@ -30,24 +30,32 @@ class DatasetInfo:
     downloadable: bool  # `data.download = true` can fetch it
     loader: str  # "module:function"
     description: str = ""
+    train_size: int | None = None  # examples, for the time estimate before a run (None: unknown)
+    test_size: int | None = None
 
 
 DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (
     DatasetInfo("cifar10", "image", 3, 32, 10, augmentable=True, downloadable=True, loader="ltspec.data:load_cifar",
-                description="CIFAR-10 through torchvision (download = true fetches it, about 170 MB)"),
+                description="CIFAR-10 through torchvision (download = true fetches it, about 170 MB)",
+                train_size=50_000, test_size=10_000),
     DatasetInfo("cifar100", "image", 3, 32, 100, augmentable=True, downloadable=True, loader="ltspec.data:load_cifar",
-                description="CIFAR-100 through torchvision (download = true fetches it, about 170 MB)"),
+                description="CIFAR-100 through torchvision (download = true fetches it, about 170 MB)",
+                train_size=50_000, test_size=10_000),
     DatasetInfo("tiny-imagenet", "image", 3, 64, 200, augmentable=True, downloadable=False,
                 loader="ltspec.data:load_tiny_imagenet",
-                description="Tiny ImageNet from root/tiny-imagenet-200, fetched and arranged by hand"),
+                description="Tiny ImageNet from root/tiny-imagenet-200, fetched and arranged by hand",
+                train_size=100_000, test_size=10_000),
     DatasetInfo("digits", "image", 1, 8, 10, augmentable=False, downloadable=False,
-                loader="ltspec.data:load_digits", description="8x8 handwritten digits shipped with scikit-learn"),
+                loader="ltspec.data:load_digits", description="8x8 handwritten digits shipped with scikit-learn",
+                train_size=1_437, test_size=360),
     DatasetInfo("mnist1d", "signal", 1, 40, 10, augmentable=False, downloadable=False,
-                loader="ltspec.data:load_mnist1d", description="MNIST-1D, generated locally"),
+                loader="ltspec.data:load_mnist1d", description="MNIST-1D, generated locally",
+                train_size=4_000, test_size=1_000),
     DatasetInfo("synthetic", "image", 3, 32, 10, augmentable=False, downloadable=False,
                 loader="ltspec.data:load_synthetic",
                 description="256 train and 128 test 3x32x32 images of 10 classes: a coarse class pattern under uniform "
-                            "noise, learnable by a small net in a few epochs"),
+                            "noise, learnable by a small net in a few epochs",
+                train_size=256, test_size=128),
 )}
 
 
@@ -55,18 +63,9 @@ class UnknownDataset(ValueError):
     """A dataset name that no entry of the table (built-in or plugin) carries."""
 
 
-def known(name: str) -> bool:
-    """Whether `name` is built in or registered by a plugin (plugins are looked up for a name not built in)."""
-    if name not in DATASETS:
-        from ltspec import plugins
-
-        plugins.load()
-    return name in DATASETS
-
-
 def info(name: str) -> DatasetInfo:
-    """The table entry of a dataset; plugins are looked up when the name is not built in."""
-    if not known(name):
+    """The table entry of a dataset, built in or registered by a plugin (`ltspec.plugins.load`)."""
+    if name not in DATASETS:
         close = difflib.get_close_matches(name, list(DATASETS), n=1)
         hint = f"did you mean `{close[0]}`?" if close else "expected one of " + ", ".join(DATASETS)
         raise UnknownDataset(f"unknown dataset `{name}`; {hint}")

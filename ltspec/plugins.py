@@ -9,9 +9,12 @@ A package registers them through Python entry points, each entry's name the name
     [project.entry-points."ltspec.masks"]
     grasp = "mypkg.grasp:GENERATOR"         # a ltspec.masks.Generator
 
-A spec stays data: it names a registered name, never code. Entry points are read once, and only when a spec names
-something that is not built in, so `ltspec validate` of a spec without plugins never scans the installed packages
-(nor imports torch, which a plugin model needs for its layer table).
+A spec stays data: it names a registered name, never code. Entry points are read once per process: by the spec
+loader when a spec names something that is not built in (so `ltspec validate` of a spec without plugins never scans
+the installed packages, nor imports torch, which a plugin model needs for its layer table), by each Ray task (a
+worker process has not loaded the spec), and by `ltspec schema`. A notebook that builds a plugin's model by hand
+calls `ltspec.plugins.load()` first. A registered mask generator enters the spec's models when the loader (or
+`ltspec schema`) rebuilds them (`ltspec.spec.models.rebuild`).
 """
 
 from __future__ import annotations
@@ -60,9 +63,7 @@ def _register(group: str, name: str, entry: object) -> None:
         datasets.register(entry)
     else:
         from ltspec import masks
-        from ltspec.spec import models
 
         if getattr(entry, "kind", name) != name:
             raise ValueError(f"the entry point is named `{name}` but the generator's kind is `{entry.kind}`")
         masks.register(entry)
-        models.rebuild()

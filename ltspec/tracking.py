@@ -1,30 +1,36 @@
 """MLflow logging: one experiment per spec, one parent run per dense trunk, one nested run per stage.
 
 Runs are found again by the stage key tag, so a re-run never logs a stage twice: a FINISHED run means the stage is
-done, and an unfinished one (a crash, a Ctrl-C) is picked up and continued rather than duplicated. Metrics go in
-batches (`log_batch` is ~50x faster than one call per value).
+done, and an unfinished one (a crash, a Ctrl-C) is picked up and continued rather than duplicated. Finishing a
+run is idempotent (`finish_stage_run` logs only what the run lacks), so a kill at any point between a stage's
+record and its run's end costs nothing but the time to finish it again. Metrics go in batches (`log_batch` is
+~50x faster than one call per value). Opening the store, and what can go wrong with it, is `tracking_store`'s.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from ltspec import __version__
 from ltspec.plan import Stage
+from ltspec.tracking_store import TrackingError, creating, opening, sqlite_path, translated  # noqa: F401
+
+log = logging.getLogger(__name__)
 
 STAGE_KEY = "ltspec.stage_key"
 ROLE = "ltspec.role"
+REUSED = "ltspec.reused"  # "true" when the stage was computed elsewhere and only logged from its record here
+LOGGED = "ltspec.logged"  # "true" once the run has every metric of the stage's record; written with the last
+ERROR = "error.txt"  # a failed attempt's traceback, an artifact of its run
 BATCH = 900  # MLflow accepts at most 1000 metrics and 100 params in one log_batch
 
 
@@ -55,31 +61,17 @@ class Tracker:
     tags: dict[str, str]
 
 
-@contextmanager
-def _creating(uri: str) -> Iterator[None]:
-    """Serialise creating things in a sqlite store (its tables, a trunk's parent run) across processes: two
-    processes migrating a new database at once corrupt it, and two looking up a trunk run at once create two."""
-    if not uri.startswith("sqlite:///"):
-        yield
-        return
-    database = Path(uri.removeprefix("sqlite:///")).resolve()
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with open(database.parent / f".{database.name}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def connect(uri: str, experiment: str, tags: dict[str, str]) -> Tracker:
-    """Open (or create) the spec's experiment; artifacts of a sqlite store live beside the database file."""
-    for chatty in ("mlflow.store.db.utils", "alembic"):  # "Creating initial MLflow database tables..." on every new store
-        logging.getLogger(chatty).setLevel(logging.WARNING)
-    with _creating(uri):
+    """Open (or create) the spec's experiment; artifacts of a sqlite store live beside the database file.
+
+    Any fault of the store (see `ltspec.tracking_store`) is a `TrackingError` naming the URI, within seconds.
+    """
+    with opening(uri):
         client = MlflowClient(tracking_uri=uri)
         found = client.get_experiment_by_name(experiment)
         if found is None:
-            location = None
-            if uri.startswith("sqlite:///"):
-                location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+            database = sqlite_path(uri)
+            location = (database.parent / "mlartifacts").as_uri() if database else None
             experiment_id = client.create_experiment(experiment, artifact_location=location)
         else:
             experiment_id = found.experiment_id
@@ -90,12 +82,14 @@ def connect(uri: str, experiment: str, tags: dict[str, str]) -> Tracker:
 
 def _runs(tracker: Tracker, filter_string: str) -> list:
     runs, token = [], None
-    while True:
-        page = tracker.client.search_runs([tracker.experiment_id], filter_string, max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    with translated(tracker.client.tracking_uri):
+        while True:
+            page = tracker.client.search_runs([tracker.experiment_id], filter_string, max_results=1000,
+                                              page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
 
 
 def stage_runs(tracker: Tracker) -> dict[str, Any]:
@@ -141,7 +135,7 @@ def flat_params(config: dict, prefix: str = "") -> dict[str, str]:
 
 def trunk_run(tracker: Tracker, trunk: Stage) -> str:
     """The parent run of a dense trunk, created once (under the store's lock) and reused by every later run."""
-    with _creating(tracker.client.tracking_uri):
+    with creating(tracker.client.tracking_uri):
         runs = _runs(tracker, f"tags.`{ROLE}` = 'trunk' and tags.`ltspec.trunk` = '{trunk.key}'")
         return runs[0].info.run_id if runs else _new_trunk_run(tracker, trunk)
 
@@ -154,13 +148,16 @@ def _new_trunk_run(tracker: Tracker, trunk: Stage) -> str:
     return run.info.run_id
 
 
-def start_stage(tracker: Tracker, stage: Stage, parent_run_id: str | None, earlier: list) -> str:
-    """A run for a stage about to execute, given the stage's `earlier` runs asked fresh under its claim.
+def start_stage(tracker: Tracker, stage: Stage, parent_run_id: str | None, earlier: list, *,
+                reused: bool = False) -> str:
+    """A run for a stage about to execute (or, `reused`, to be logged from a record another run computed), given
+    the stage's `earlier` runs asked fresh under its claim.
 
     Holding the claim, no other attempt can be running, so every unfinished run is a dead attempt's: the newest
-    is continued (the checkpoint says which epochs it has); older ones still RUNNING (a Ray task retried after its
-    worker was lost, say) are marked KILLED rather than left so forever, and FAILED ones keep their status. With
-    none, a new run.
+    is continued (the checkpoint says which epochs it has), keeping its `ltspec.reused` tag, since that says
+    where the stage was computed; older ones still RUNNING (a Ray task retried after its worker was lost, say)
+    are marked KILLED rather than left so forever, and FAILED ones keep their status. With none, a new run. The
+    run gets whichever of the stage's params it lacks: a dead attempt may have died before logging them.
     """
     unfinished = sorted((run for run in earlier if run.info.status != "FINISHED"),
                         key=lambda run: run.info.start_time, reverse=True)
@@ -168,27 +165,100 @@ def start_stage(tracker: Tracker, stage: Stage, parent_run_id: str | None, earli
         if dead.info.status == "RUNNING":
             tracker.client.set_terminated(dead.info.run_id, "KILLED")
     if unfinished:
-        tracker.client.update_run(unfinished[0].info.run_id, status="RUNNING")
-        return unfinished[0].info.run_id
-    tags = {**tracker.tags, **stage_tags(stage)}
-    if parent_run_id:
-        tags["mlflow.parentRunId"] = parent_run_id
-    run = tracker.client.create_run(tracker.experiment_id, tags=tags)
-    params = [Param(k, v[:6000]) for k, v in flat_params(stage.config).items()]
-    params.append(Param("stage.epochs", str(stage.epochs)))
+        run = unfinished[0]
+        tracker.client.update_run(run.info.run_id, status="RUNNING")
+    else:
+        tags = {**tracker.tags, **stage_tags(stage), REUSED: str(reused).lower()}
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run = tracker.client.create_run(tracker.experiment_id, tags=tags)
+    _log_missing_params(tracker, run, stage)
+    return run.info.run_id
+
+
+def finish_stage_run(tracker: Tracker, run_id: str, stage: Stage, record: dict, files: Iterable[Path] = (), *,
+                     history_logged: bool = False) -> None:
+    """Close a stage's run from its completion record, logging only what the run lacks.
+
+    Safe to repeat after a kill anywhere in it or before it (between `record.json` and the run's end, say): no
+    metric row is ever logged twice. It logs the params the run lacks; the record's history and final metrics
+    (at step `stage.epochs`), only the (name, step) pairs the run does not have yet, with the tag
+    `ltspec.logged = true` in the same (last) batch, so that a run with the tag is known whole and not asked
+    again; the record's small JSON artifacts and `files` (each overwrites itself); it deletes the `error.txt` an
+    earlier failed attempt left; and marks the run FINISHED. `history_logged`: the caller created the run and logged
+    every epoch of the history to it itself, so only the final metrics are missing and nothing needs asking.
+    """
+    client = tracker.client
+    run = client.get_run(run_id)
+    _log_missing_params(tracker, run, stage)
+    if history_logged:
+        log_metrics(tracker, run_id, [(stage.epochs, record["metrics"])], tags={LOGGED: "true"})
+    elif run.data.tags.get(LOGGED) != "true":
+        rows = [(int(step), values) for step, values in record["history"]] + [(stage.epochs, record["metrics"])]
+        values = {(name, step): value for step, row in rows for name, value in row.items()}
+        asked = {name for name, _ in values} & set(run.data.metrics)
+        present = {(m.key, m.step) for name in asked for m in client.get_metric_history(run_id, name)}
+        missing = [(step, {name: value}) for (name, step), value in values.items() if (name, step) not in present]
+        log_metrics(tracker, run_id, missing, tags={LOGGED: "true"})
+    for name, value in record["artifacts"].items():
+        log_json(tracker, run_id, f"{name}.json", value)
+    for path in files:
+        log_file(tracker, run_id, path)
+    _delete_stale_error(tracker, run)
+    client.set_terminated(run_id, "FINISHED")
+
+
+def fail_stage_run(tracker: Tracker, run_id: str, status: str, error_text: str | None = None) -> None:
+    """Close a stage's run as FAILED or KILLED, with the traceback as its `error.txt`.
+
+    It runs while another error is on its way, which it must not hide: on a full disk or a lost server, logging
+    fails too. So it never raises; each thing it could not do is one warning line.
+    """
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    steps = {f"log {ERROR} to": lambda: tracker.client.log_text(run_id, error_text, ERROR),
+             f"mark {status}": lambda: tracker.client.set_terminated(run_id, status)}
+    for what, step in steps.items():
+        if error_text is None and what.startswith("log"):
+            continue
+        try:
+            step()
+        except (MlflowException, SQLAlchemyError, OSError) as error:
+            log.warning("could not %s MLflow run %s: %s", what, run_id, " ".join(str(error).split())[:300])
+
+
+def _log_missing_params(tracker: Tracker, run, stage: Stage) -> None:
+    wanted = {**{k: v[:6000] for k, v in flat_params(stage.config).items()}, "stage.epochs": str(stage.epochs)}
+    params = [Param(k, v) for k, v in wanted.items() if k not in run.data.params]
     for start in range(0, len(params), 100):
         tracker.client.log_batch(run.info.run_id, params=params[start:start + 100])
-    return run.info.run_id
+
+
+def _delete_stale_error(tracker: Tracker, run) -> None:
+    """Delete the traceback of an earlier failed attempt from a run that now finishes; where the artifact store
+    cannot delete, say so in one line rather than fail the stage."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    if not any(item.path == ERROR for item in tracker.client.list_artifacts(run.info.run_id)):
+        return
+    try:
+        get_artifact_repository(run.info.artifact_uri).delete_artifacts(ERROR)
+    except (NotImplementedError, MlflowException, OSError) as error:
+        log.warning("run %s finished, but its stale %s could not be deleted: %s", run.info.run_id, ERROR, error)
 
 
 def log_metrics(tracker: Tracker, run_id: str, rows: Iterable[tuple[int, dict[str, float]]],
                 tags: dict[str, str] | None = None) -> None:
-    """Log (step, {name: value}) rows, and any tags, in as few batches as MLflow allows."""
+    """Log (step, {name: value}) rows in as few batches as MLflow allows, and any tags with the last batch: a
+    tag that says the metrics are logged (`ltspec.logged`) arrives in the same write as the last of them."""
     now = int(time.time() * 1000)
     metrics = [Metric(name, float(value), now, step) for step, values in rows for name, value in values.items()]
     run_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
-    for start in range(0, max(len(metrics), 1), BATCH):
-        tracker.client.log_batch(run_id, metrics=metrics[start:start + BATCH], tags=run_tags if start == 0 else [])
+    last = max(len(metrics) - 1, 0) // BATCH * BATCH
+    for start in range(0, last + 1, BATCH):
+        tracker.client.log_batch(run_id, metrics=metrics[start:start + BATCH], tags=run_tags if start == last else [])
 
 
 def log_json(tracker: Tracker, run_id: str, name: str, obj: Any) -> None:
@@ -202,4 +272,3 @@ def log_file(tracker: Tracker, run_id: str, path: Path, folder: str | None = Non
 def end_stage(tracker: Tracker, run_id: str, status: str = "FINISHED") -> None:
     """Close a stage run as FINISHED, FAILED or KILLED."""
     tracker.client.set_terminated(run_id, status)
-

@@ -14,6 +14,9 @@ relative store path and a tracking URI that is a local file (sqlite, file:).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -21,13 +24,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import ray
+from ray._private import ray_constants
 from ray.exceptions import RayError
 import torch
 from mlflow import MlflowClient
 from rich.console import Console
 from rich.progress import Progress
 
-from ltspec import architectures, tracking
+from ltspec import architectures, plugins, tracking
 from ltspec.plan import Plan, Stage
 from ltspec.runners.common import Summary, connect, log_spec, progress_columns, stage_threads
 from ltspec.spec import LoadedSpec, Spec
@@ -120,6 +124,7 @@ def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_
     """
     if any(parent["status"] in ("failed", "blocked") for parent in parents):
         return {"key": key, "status": "blocked"}
+    plugins.load()  # a worker process has not loaded the spec: a plugin's model, dataset or generator may be named
     torch.set_num_threads(workspace.threads)
     trunk = trunk_of(stages[key])
     ctx = Context(store=Store(Path(workspace.store_root)),
@@ -172,15 +177,76 @@ def run_ray(loaded: LoadedSpec, plan: Plan, *, address: str | None = None, gpu_s
 
 @contextmanager
 def _connected(address: str | None) -> Iterator[None]:
-    """Join the cluster unless this process already has (a notebook, a test), and leave only what it joined."""
+    """Join the cluster unless this process already has (a notebook, a test), and leave only what it joined.
+
+    With an address (or RAY_ADDRESS), join that cluster. Without one, start a cluster private to this run, on the
+    loopback interface only: Ray's local-only mode (its default on macOS and Windows, switched on here by its
+    `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` and node address 127.0.0.1) binds every server it starts, GCS, raylet,
+    workers and agents, to 127.0.0.1, where on Linux they would listen on every interface. The cluster is shut
+    down when the run ends, fails or is interrupted. If the driver dies without a word (SIGKILL, the OOM killer),
+    Ray's GCS, raylet and workers die with it, but its agents linger a minute, waiting on the dead GCS; so a
+    reaper process, told the cluster's processes when it starts, kills those left when the driver's end of its
+    pipe closes (the kernel closes it however the driver dies).
+    """
     if ray.is_initialized():
         yield
         return
-    ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    private = address is None and not os.environ.get("RAY_ADDRESS")
+    if private:
+        local_only, cluster_mode = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", ray_constants.ENABLE_RAY_CLUSTER
+        inherited = os.environ.get(local_only)
+        os.environ[local_only], ray_constants.ENABLE_RAY_CLUSTER = "0", False  # children inherit; this process reads
+        try:
+            ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+        finally:
+            ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
+            if inherited is None:
+                del os.environ[local_only]
+            else:
+                os.environ[local_only] = inherited
+        reaper = subprocess.Popen([sys.executable, "-c", REAPER, *_descendants(os.getpid())], stdin=subprocess.PIPE,
+                                  start_new_session=True) if Path("/proc").is_dir() else None
+    else:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        reaper = None
     try:
         yield
     finally:
         ray.shutdown()
+        if reaper is not None:
+            reaper.stdin.close()
+            reaper.wait()
+
+
+REAPER = """
+import os, signal, sys
+sys.stdin.read()  # returns when the driver's end closes: a normal end or any death
+for process in sys.argv[1:]:
+    pid, started = process.split(":")
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            if stat.read().rsplit(")", 1)[1].split()[19] == started:  # the same process, not a reused pid
+                os.kill(int(pid), signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+def _descendants(pid: int) -> list[str]:
+    """`pid:start-time` of every process below `pid`, from /proc (the start time tells a reused pid apart)."""
+    children: dict[str, list[tuple[str, str]]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(fields[1], []).append((stat.parent.name, fields[19]))
+    found, frontier = [], [str(pid)]
+    while frontier:
+        for child, started in children.get(frontier.pop(), []):
+            found.append(f"{child}:{started}")
+            frontier.append(child)
+    return found
 
 
 def _submit(pending: list[Stage], driver: Context, spec: Spec, gpu_share: float | None) -> dict[str, ray.ObjectRef]:

@@ -8,8 +8,8 @@ ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "specs" / "quickstart.toml"
 
 
-def ltspec(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
-    """Run `ltspec ARGS` in `cwd` and wait for it, capturing its output as text."""
+def ltspec(*args: str, cwd: Path = ROOT, **kwargs) -> subprocess.CompletedProcess:
+    """Run `ltspec ARGS` in `cwd` (the repository by default) and wait for it, capturing its output as text."""
     return subprocess.run([sys.executable, "-m", "ltspec", *args], capture_output=True, text=True, cwd=cwd, **kwargs)
 
 

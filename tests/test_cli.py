@@ -53,6 +53,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_ui_serves_the_tracking_store_on_loopback(tmp_path):
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "ltspec", "ui", "--port", str(port)], cwd=tmp_path,

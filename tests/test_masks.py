@@ -243,7 +243,7 @@ def test_the_new_generators_run_end_to_end_and_appear_in_the_report(tmp_path):
     gradual = next(stage for stage in plan.stages if stage.kind == "mask" and stage.labels["generator"] == "gradual")
     assert store.has(gradual.key, "weights")  # it trains: its network is the `trained` start point of its arms
 
-    code = write_report(path, out_dir=tmp_path / "report", console=Console(quiet=True))
+    code = write_report(loaded, out_dir=tmp_path / "report", console=Console(quiet=True))
     assert code == 0
     for name in masks_made:
         table = (tmp_path / "report" / f"arms-{name}.md").read_text()

@@ -4,13 +4,12 @@ after another on one store."""
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 
+from conftest import ROOT, ltspec
 from ltspec.plan import compile_plan
 from ltspec.plan.combine import combine
 from ltspec.report.collect import Results, sweep_points
@@ -18,15 +17,10 @@ from ltspec.report.tables import build_tables
 from ltspec.spec import load_spec
 from test_plan import compiled, specs
 
-ROOT = Path(__file__).resolve().parent.parent
 PAPER = sorted((ROOT / "specs" / "paper").glob("*.toml"))
 # Every figure and table of the paper (main text, appendix, Table 1)
 FIGURES = ["Fig. 2", "Fig. 4", "Fig. 5a/b", "Fig. 5c/d", "Fig. 6a", "Fig. 6b", "Fig. 6c", "Fig. 7", "App. A1",
            "App. B2", "App. C3", "App. D4", "App. D5", "App. D6", "App. E7-E10", "App. E11-E12", "App. G13", "Table 1"]
-
-
-def ltspec(*args, cwd=ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ltspec", *args], capture_output=True, text=True, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

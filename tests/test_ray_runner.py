@@ -16,6 +16,7 @@ import ray
 import torch
 from rich.console import Console
 
+from conftest import write_spec
 from ltspec import tracking
 from ltspec.plan import compile_plan
 from ltspec.spec import load_spec
@@ -72,9 +73,7 @@ root = "{folder}/store"
 
 
 def _load(folder: Path):
-    path = folder / "spec.toml"
-    path.write_text(SPEC.format(folder=folder))
-    loaded = load_spec(path)
+    loaded = load_spec(write_spec(folder, SPEC))
     return loaded, compile_plan(loaded)
 
 
@@ -106,6 +105,7 @@ def runs(cluster, tmp_path_factory):
     return plan, local, Store(local_folder / "store"), ray_loaded, on_ray, Store(ray_folder / "store")
 
 
+@pytest.mark.slow
 def test_same_records_as_the_local_runner(runs):
     plan, local, local_store, _, on_ray, ray_store = runs
     assert on_ray.ran == local.ran and on_ray.failed == local.failed and on_ray.blocked == local.blocked
@@ -117,6 +117,7 @@ def test_same_records_as_the_local_runner(runs):
             assert mine["history"] == theirs["history"], stage.describe()
 
 
+@pytest.mark.slow
 def test_a_failed_stage_blocks_its_dependents_and_nothing_else(runs):
     plan, _, _, _, on_ray, ray_store = runs
     boom = {stage.key for stage in plan.stages if stage.labels.get("arm") == "boom"}
@@ -128,6 +129,7 @@ def test_a_failed_stage_blocks_its_dependents_and_nothing_else(runs):
     assert all(ray_store.is_complete(key) for key in on_ray.ran) and not on_ray.ok
 
 
+@pytest.mark.slow
 def test_every_stage_is_logged_to_mlflow_with_the_plan_on_its_trunk(runs):
     plan, _, _, ray_loaded, on_ray, _ = runs
     tracker = connect(ray_loaded, plan)
@@ -138,6 +140,7 @@ def test_every_stage_is_logged_to_mlflow_with_the_plan_on_its_trunk(runs):
     assert {artifact.path for artifact in tracker.client.list_artifacts(trunk_run)} >= {"plan.json", "spec.toml"}
 
 
+@pytest.mark.slow
 def test_a_rerun_trains_nothing_again(runs):
     _, _, _, ray_loaded, first, ray_store = runs
     records = {key: ray_store.record(key) for key in first.ran}
@@ -179,6 +182,7 @@ def test_gpu_share_small_nets_pack_large_nets_take_a_gpu_none_without_gpus():
     assert gpus_per_stage("resnet20", None, cluster_gpus=0) == 0.0
 
 
+@pytest.mark.slow
 def test_relative_tracking_paths_are_resolved_against_the_driver_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert absolute_uri("sqlite:///mlflow.db") == f"sqlite:///{tmp_path.resolve()}/mlflow.db"

@@ -162,7 +162,7 @@ def reported(filled, tmp_path_factory) -> tuple[Path, Path, int, str]:
 
 def report(spec_path: Path, out_dir: Path, **options) -> tuple[int, str]:
     console = Console(record=True, width=200, soft_wrap=True)
-    code = write_report(spec_path, out_dir=out_dir, console=console, **options)
+    code = write_report(load_spec(spec_path), out_dir=out_dir, console=console, **options)
     return code, console.export_text()
 
 
@@ -383,10 +383,11 @@ def test_the_report_files_are_the_artifacts_of_one_report_run(reported):
 
 def test_a_new_report_replaces_the_previous_report_run(spec_path, tmp_path):
     loaded = load_spec(spec_path)
-    plan, uri = compile_plan(loaded), loaded.spec.tracking.uri
+    uri, name, spec_hash = loaded.spec.tracking.uri, loaded.spec.name, loaded.spec_hash
     page = tmp_path / "page.md"
     page.write_text("# a report\n")
-    first, second = log_report(uri, EXPERIMENT, plan, [page]), log_report(uri, EXPERIMENT, plan, [page])
+    first = log_report(uri, EXPERIMENT, name, spec_hash, [page])
+    second = log_report(uri, EXPERIMENT, name, spec_hash, [page])
     client = MlflowClient(tracking_uri=uri)
     experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
     (current,) = client.search_runs([experiment_id], "tags.`ltspec.role` = 'report'")

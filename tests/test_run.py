@@ -20,6 +20,8 @@ from ltspec.store import Store
 from ltspec import tracking
 from ltspec.tracking import STAGE_KEY, rp_metric
 from ltspec.stages import Context, StageFailed, run_stage
+
+pytestmark = pytest.mark.slow  # every test here trains and logs real runs
 from ltspec.runners.common import connect
 from ltspec.runners.local import run_local
 

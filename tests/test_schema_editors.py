@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from ltspec.spec import SpecError, load_spec
 from ltspec.spec.schema import schema
 
-ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "schemas" / "ltspec.schema.json"
 SPECS = sorted((ROOT / "specs").glob("*.toml"))
 BASE = (ROOT / "specs" / "vgg16.toml").read_text()

@@ -4,15 +4,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import ROOT, ltspec
 from ltspec.plan import compile_plan
 from ltspec.spec import SpecError, load_spec, parse_spec
 from ltspec.spec.schema import schema_text
 
-ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").rglob("*.toml"))
 
 MINIMAL = """\
@@ -187,14 +186,10 @@ def test_committed_schema_is_current():
     assert "weight_decay" in json.dumps(json.loads(committed))
 
 
-def run_cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "ltspec", *args], capture_output=True, text=True, cwd=cwd)
-
-
 def test_validate_exits_2_with_no_traceback(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(MINIMAL.replace("weight_decay", "weight_dcay"))
-    result = run_cli("validate", str(bad), cwd=tmp_path)
+    result = ltspec("validate", str(bad), cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr + result.stdout
     assert "did you mean `weight_decay`?" in result.stderr

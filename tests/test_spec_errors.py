@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from ltspec.cli import app
 from ltspec.spec import SpecError, load_spec, parse_spec
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
 from test_spec import MINIMAL, problems  # noqa: E402
 from test_spec import only_problem as only  # noqa: E402

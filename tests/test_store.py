@@ -1,5 +1,6 @@
 """The store's contract: round trips, completion, atomic writes under a crash, unreadable checkpoints, claims."""
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -13,11 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import ltspec
-from ltspec.store import Store
+from ltspec.store import Store, StoreError
 
 KEY = "ab12cd34ef56"
+RECORD = {"kind": "dense", "metrics": {"test_accuracy": 0.91}, "history": [[1, {"train_loss": 0.5}]], "artifacts": {}}
 OTHER_KEY = "ab99"
 PACKAGE_PARENT = Path(ltspec.__file__).resolve().parents[1]
 
@@ -87,8 +91,10 @@ def test_completion_is_the_record(store):
     assert not store.is_complete(KEY) and store.record(KEY) is None
     store.write_tensors(KEY, "trained", {"w": torch.zeros(3)})
     assert not store.is_complete(KEY), "artifacts alone do not complete a stage"
-    record = {"kind": "dense", "epochs": 3, "metrics": {"test_accuracy": 0.91}}
-    store.complete(KEY, record)
+    store.complete(KEY, RECORD)
+    trained = (store.stage_dir(KEY) / "trained.pt").read_bytes()
+    record = {**RECORD, "checksums": {"trained.pt": {
+        "size": len(trained), "sha256": hashlib.sha256(trained).hexdigest()}}}
     assert store.is_complete(KEY) and store.record(KEY) == record
     assert (store.stage_dir(KEY) / "record.json").read_text() == json.dumps(record, sort_keys=True, indent=2) + "\n"
     assert not store.is_complete(OTHER_KEY)
@@ -164,12 +170,12 @@ def test_failed_write_leaves_nothing_under_the_final_name(store, monkeypatch):
         raise OSError("simulated crash before the rename")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="simulated crash"):
+    with pytest.raises(StoreError, match="trained.pt: simulated crash"):
         store.write_tensors(KEY, "trained", {"w": torch.randn(10)})
-    with pytest.raises(OSError, match="simulated crash"):
+    with pytest.raises(StoreError, match="metrics.json: simulated crash"):
         store.write_json(KEY, "metrics", {"version": 2})
-    with pytest.raises(OSError, match="simulated crash"):
-        store.complete(KEY, {"kind": "dense"})
+    with pytest.raises(StoreError, match="record.json: simulated crash"):
+        store.complete(KEY, RECORD)
     monkeypatch.undo()
 
     assert not store.has(KEY, "trained") and not store.is_complete(KEY)
@@ -182,7 +188,7 @@ import os, signal, sys
 from ltspec.store import Store
 
 os.replace = lambda source, destination: os.kill(os.getpid(), signal.SIGKILL)
-Store(sys.argv[1]).complete(sys.argv[2], {"kind": "dense"})
+Store(sys.argv[1]).complete(sys.argv[2], {"metrics": {}, "history": [], "artifacts": {}})
 """
 
 
@@ -198,8 +204,8 @@ def test_process_killed_while_completing_leaves_the_stage_incomplete(store):
     assert not store.is_complete(KEY) and store.record(KEY) is None
     assert torch.equal(store.read_tensors(KEY, "trained")["w"], torch.ones(3))
 
-    store.complete(KEY, {"kind": "dense"})
-    assert store.record(KEY) == {"kind": "dense"}
+    store.complete(KEY, RECORD)
+    assert store.record(KEY)["metrics"] == RECORD["metrics"]
 
 
 def _train_once(root, key, log_path, barrier):
@@ -213,7 +219,7 @@ def _train_once(root, key, log_path, barrier):
             with open(log_path, "a") as log:
                 log.write("train\n")
             time.sleep(0.4)
-            store.complete(key, {"kind": "dense"})
+            store.complete(key, RECORD)
         with open(log_path, "a") as log:
             log.write(f"leave {os.getpid()} {threading.get_ident()}\n")
 
@@ -263,3 +269,85 @@ def test_claims_on_different_stages_do_not_wait_for_each_other(store):
         other.start()
         assert acquired.wait(timeout=10)
         other.join()
+
+
+# Integrity: the record vouches for its artifacts
+
+
+def _completed(store):
+    store.write_tensors(KEY, "trained", {"w": torch.randn(64, 64)})
+    store.write_json(KEY, "mask_excluded", ["fc.bias"])
+    store.save_checkpoint(KEY, {"epoch": 1})
+    (store.stage_dir(KEY) / ".trained.pt.123.abc.tmp").write_bytes(b"half")
+    store.complete(KEY, RECORD)
+    return store.stage_dir(KEY) / "trained.pt"
+
+
+def test_the_record_vouches_for_every_artifact_and_nothing_else(store):
+    _completed(store)
+    assert sorted(store.record(KEY)["checksums"]) == ["mask_excluded.json", "trained.pt"]
+    assert store.is_complete(KEY) and store.verify_stage(KEY, full=True) == []
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"\x00\xff garbage", b"{}", b"[]", b'{"metrics": {}}',
+                                     b'{"metrics": {}, "history": [], "artifacts": {}, "checksums": {"a.pt": 3}}'])
+def test_a_record_that_is_not_a_record_means_not_done_with_one_line_naming_it(store, caplog, content):
+    path = _completed(store).with_name("record.json")
+    path.write_bytes(content)
+    assert not store.is_complete(KEY) and store.record(KEY) is None
+    assert len(caplog.records) == 1 and str(path) in caplog.records[0].getMessage()
+    assert [item.path for item in store.verify_stage(KEY)] == [path]
+
+
+def test_a_truncated_artifact_means_not_done_and_is_written_again(store, caplog):
+    path = _completed(store)
+    os.truncate(path, path.stat().st_size // 2)
+    assert not store.is_complete(KEY)
+    assert f"{path}: " in caplog.text and "bytes, its stage's record vouches for" in caplog.text
+    assert not store.has(KEY, "trained"), "a stage recomputed must not keep the damaged file"
+    path.unlink()
+    assert not store.is_complete(KEY) and "missing" in store.verify_stage(KEY)[0].reason
+
+
+def test_changed_bytes_are_found_by_a_full_check_and_by_a_read_which_sets_the_file_aside(store):
+    path = _completed(store)
+    data = bytearray(path.read_bytes())
+    data[-40] ^= 0xFF
+    path.write_bytes(data)
+    assert store.is_complete(KEY), "sizes alone are checked on every is_complete"
+    assert [str(item) for item in store.verify_stage(KEY, full=True)] == [
+        f"{path}: its content differs from the hash in its stage's record"]
+    with pytest.raises(StoreError, match=f"{path} is damaged.*moved aside to .trained.pt.*damaged"):
+        store.read_tensors(KEY, "trained")
+    assert not path.exists() and not store.is_complete(KEY)
+    assert [p.name for p in store.stage_dir(KEY).glob(".trained.pt.*.damaged")], "set aside, never deleted"
+
+
+def test_verify_can_set_damaged_files_aside(store):
+    path = _completed(store)
+    reversed_bytes = path.read_bytes()[::-1]
+    path.write_bytes(reversed_bytes)
+    damage = store.verify_stage(KEY, full=True)
+    assert store.is_complete(KEY)
+    [aside] = store.set_aside(damage)
+    assert aside.parent == path.parent and aside.name.startswith(".") and aside.read_bytes() == reversed_bytes
+    assert not store.is_complete(KEY) and store.read_json(KEY, "mask_excluded") == ["fc.bias"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["trained.pt", "mask_excluded.json"]), data=st.data())
+def test_no_damage_to_an_artifact_goes_unnoticed(tmp_path_factory, name, data):
+    """Cut or change any byte of any artifact: the full check names the file, and a read never returns it."""
+    store = Store(tmp_path_factory.mktemp("store"))
+    path = _completed(store).with_name(name)
+    original = path.read_bytes()
+    if data.draw(st.booleans(), label="cut"):
+        damaged = original[:data.draw(st.integers(0, len(original) - 1), label="kept")]
+    else:
+        at = data.draw(st.integers(0, len(original) - 1), label="at")
+        damaged = original[:at] + bytes([original[at] ^ data.draw(st.integers(1, 255), label="xor")]) + original[at + 1:]
+    path.write_bytes(damaged)
+    assert [item.path for item in store.verify_stage(KEY, full=True)] == [path]
+    read = store.read_tensors if name.endswith(".pt") else store.read_json
+    with pytest.raises(StoreError, match="is damaged"):
+        read(KEY, path.stem)

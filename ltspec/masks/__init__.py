@@ -37,11 +37,7 @@ def register(generator: Generator) -> None:
 
 
 def generator(kind: str) -> Generator:
-    """The generator of a kind; plugins are looked up when the kind is not built in."""
-    if kind not in REGISTRY:
-        from ltspec import plugins
-
-        plugins.load()
+    """The generator of a kind, built in or registered by a plugin (`ltspec.plugins.load`)."""
     return REGISTRY[kind]
 
 

@@ -7,10 +7,8 @@ absent from the index, and every aggregate counts it as missing instead of quiet
 
 from __future__ import annotations
 
-import os
 import statistics
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ltspec.plan import Plan, compile_plan
 from ltspec.spec import LoadedSpec, Spec
 from ltspec.tracking import Tracker, stage_runs
+from ltspec.tracking_store import environment
 
 # A report only reads: fail in seconds on an unreachable server rather than after MLflow's 4-minute retry budget.
 QUICK_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
@@ -134,15 +133,3 @@ def fetch_stage_metrics(uri: str, experiment: str, keys: Iterable[str]) -> dict[
         raise TrackingUnavailable(f"cannot read the MLflow tracking store at {uri}: {reason}") from None
     return {key: dict(run.data.metrics) for key, run in runs.items()
             if key in wanted and run.info.status == "FINISHED"}
-
-
-@contextmanager
-def environment(defaults: dict[str, str]) -> Iterator[None]:
-    """Set environment variables the user has not set, for the duration of a block."""
-    added = {name: value for name, value in defaults.items() if name not in os.environ}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)

@@ -18,33 +18,33 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
-from ltspec.plan import Plan, compile_plan
 from ltspec.report.claims import check_claims
 from ltspec.report.collect import Results, TrackingUnavailable, fetch_stage_metrics, sweep_points
 from ltspec.report.figures import write_figures
 from ltspec.report.render import RENDERERS, claims_markdown, claims_table, markdown, rich_tables
 from ltspec.report.tables import Table, build_tables
-from ltspec.spec import load_spec
+from ltspec.spec import LoadedSpec
 from ltspec.tracking import ROLE, connect, log_file
 
 SUMMARY = "report.md"
 CLAIMS = "claims.md"
 
 
-def write_report(spec_path: Path, *, formats: Sequence[str] = ("md", "tex", "csv"), out_dir: Path | None = None,
+def write_report(loaded: LoadedSpec, *, formats: Sequence[str] = ("md", "tex", "csv"), out_dir: Path | None = None,
                  console: Console) -> int:
-    """Render a spec's report; returns the exit code: 0 written, 1 nothing to report or no tracking store.
+    """Render a loaded spec's report; returns the exit code: 0 written, 1 nothing to report or no tracking store.
 
-    Raises `SpecError` for an invalid spec (the CLI prints it) and `ValueError` for an unknown format.
+    Each sweep point is compiled once, on its own (a stage two points share counts in both); the runs are fetched
+    for the stages of all of them. Raises `ValueError` for an unknown format.
     """
     unknown = sorted(set(formats) - set(RENDERERS))
     if unknown:
         raise ValueError(f"unknown report format {', '.join(unknown)}; choose from {', '.join(RENDERERS)}")
-    loaded = load_spec(spec_path)
-    spec, plan = loaded.spec, compile_plan(loaded)
+    spec, spec_path, points = loaded.spec, loaded.path, sweep_points(loaded)
     experiment, uri = spec.tracking.experiment or spec.name, spec.tracking.uri
     try:
-        metrics = fetch_stage_metrics(uri, experiment, (stage.key for stage in plan.stages))
+        keys = {stage.key for point in points for stage in point.plan.stages}
+        metrics = fetch_stage_metrics(uri, experiment, keys)
     except TrackingUnavailable as error:
         console.print(f"[bold red]error:[/] {escape(str(error))}")
         return 1
@@ -52,7 +52,7 @@ def write_report(spec_path: Path, *, formats: Sequence[str] = ("md", "tex", "csv
         console.print(f"No runs found for spec {spec.name} in experiment {experiment} at URI {uri}: run "
                       f"`ltspec run {spec_path}` first (or check `[tracking]` in the spec).", markup=False)
         return 1
-    results = Results(sweep_points(loaded), metrics)
+    results = Results(points, metrics)
     tables = build_tables(results, spec.report.layouts)
     out_dir = Path("reports") / spec.name if out_dir is None else out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -71,11 +71,11 @@ def write_report(spec_path: Path, *, formats: Sequence[str] = ("md", "tex", "csv
     console.print(claims_table(claims))
     (out_dir / CLAIMS).write_text(claims_markdown(spec.name, claims), encoding="utf-8")
     written += [*figures, summary, out_dir / CLAIMS]
-    done = sum(stage.key in metrics for stage in plan.stages)
-    console.print(f"{done} of {len(plan.stages)} stages have finished runs; wrote "
+    done = sum(key in metrics for key in keys)
+    console.print(f"{done} of {len(keys)} stages have finished runs; wrote "
                   f"{len(written)} files to {out_dir}")
     try:
-        run_id = log_report(uri, experiment, plan, written)
+        run_id = log_report(uri, experiment, spec.name, loaded.spec_hash, written)
     except (MlflowException, SQLAlchemyError, OSError) as error:
         console.print(f"[yellow]warning:[/] the files were written but not logged to MLflow: {escape(str(error))}")
     else:
@@ -94,13 +94,13 @@ def summary_markdown(name: str, tables: list[Table], figures: list[Path]) -> str
     return "\n".join(parts)
 
 
-def log_report(uri: str, experiment: str, plan: Plan, files: list[Path]) -> str:
+def log_report(uri: str, experiment: str, name: str, spec_hash: str, files: list[Path]) -> str:
     """Log the files as a new report run of this spec, then delete the spec's earlier report runs."""
-    tracker = connect(uri, experiment, {ROLE: "report", "ltspec.spec": plan.name, "ltspec.spec_hash": plan.spec_hash})
+    tracker = connect(uri, experiment, {ROLE: "report", "ltspec.spec": name, "ltspec.spec_hash": spec_hash})
     earlier = tracker.client.search_runs(
-        [tracker.experiment_id], f"tags.`{ROLE}` = 'report' and tags.`ltspec.spec` = '{plan.name}'", max_results=1000)
+        [tracker.experiment_id], f"tags.`{ROLE}` = 'report' and tags.`ltspec.spec` = '{name}'", max_results=1000)
     run_id = tracker.client.create_run(
-        tracker.experiment_id, tags={**tracker.tags, "mlflow.runName": f"report {plan.name}"}).info.run_id
+        tracker.experiment_id, tags={**tracker.tags, "mlflow.runName": f"report {name}"}).info.run_id
     for path in files:
         log_file(tracker, run_id, path)
     tracker.client.set_terminated(run_id, "FINISHED")

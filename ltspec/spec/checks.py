@@ -36,7 +36,7 @@ def check(spec: Spec, unknown: frozenset[tuple] = frozenset()) -> list[Problem]:
 
 def _check_dataset(spec: Spec) -> list[Problem]:
     """A dataset of the table, built in or a plugin's."""
-    if spec.data.dataset in datasets.DATASETS or datasets.known(spec.data.dataset):
+    if spec.data.dataset in datasets.DATASETS:
         return []
     names = list(datasets.DATASETS)
     hint = did_you_mean(spec.data.dataset, names) or "one of " + ", ".join(names)

@@ -26,7 +26,7 @@ from ltspec.datasets import DATASETS
 from ltspec.spec import messages
 from ltspec.spec.errors import Problem, SpecError, dotted, locate
 from ltspec.spec.limits import MAX_DEPTH, MAX_FILE_BYTES, MAX_PROBLEMS, MAX_STAGES, MAX_SWEEP_POINTS, stage_bound
-from ltspec.spec.models import Spec
+from ltspec.spec.models import Spec, rebuild
 from ltspec.spec.positions import Layout, layout
 from ltspec.spec.validate import type_problems, validate
 
@@ -146,6 +146,7 @@ def _load_plugins_if_named(data: dict, path: str | Path) -> None:
         plugins.load()
     except plugins.PluginError as error:
         raise SpecError(path, [Problem((), str(error), "fix the plugin, or uninstall its package")]) from None
+    rebuild()
 
 def _toml(source: str, path: str | Path, where: Layout) -> dict:
     """The TOML document, or a syntax error at the line to fix."""

@@ -191,7 +191,8 @@ class Spec(Strict):
 
 
 def rebuild() -> None:
-    """Rebuild `Spec` after plugins registered more mask generators, so that their tables validate."""
+    """Rebuild `Spec` after plugins registered more mask generators, so that their tables validate (and show in
+    the JSON schema)."""
     Spec.model_fields["masks"].annotation = dict[str, mask_tables()]  # type: ignore[valid-type]
     with pydantic_plugins_off():
         Spec.model_rebuild(force=True)

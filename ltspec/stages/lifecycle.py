@@ -35,7 +35,7 @@ def run_stage(stage: Stage, ctx: Context) -> tuple[dict, bool]:
                 raise
             raise StageFailed(stage, f"{type(error).__name__}: {error}") from error
         record = _complete(stage, ctx, outcome)
-        run.finish(record, reused=False)
+        run.finish(record)
         return record, True
 
 

@@ -1,8 +1,9 @@
 """A stage's MLflow run: found or created under the stage's claim, fed its epochs, closed with its record.
 
 Runs are found by the stage key tag, so a re-run never logs a stage twice: a FINISHED run means the stage is
-logged; an unfinished one (a crash, a Ctrl-C) is continued. A stage that is complete in the store but has no
-finished run in this experiment (a dense run shared with another spec) is logged from its record, tagged reused.
+logged; an unfinished one (a crash, a Ctrl-C, a kill between the record and the run's end) is continued and
+finished with only what it lacks (`tracking.finish_stage_run`). A stage that is complete in the store but has no
+run in this experiment (a dense run shared with another spec) is logged from its record, tagged reused.
 """
 
 from __future__ import annotations
@@ -23,45 +24,44 @@ class StageRun:
         self.earlier = self._earlier_runs()
         self.needed = ctx.tracker is not None and all(run.info.status != "FINISHED" for run in self.earlier)
         self.run_id: str | None = None
+        self.fresh = False  # this attempt created the run, so it knows every row the run holds
 
     def log_reused(self, record: dict) -> None:
-        """Log a stage found complete in the store, from its record."""
+        """Log a stage found complete in the store, from its record: into the run a dead attempt left unfinished
+        (only what it lacks), or into a new run tagged reused (computed for another experiment)."""
         if self.needed:
-            self.start()
-            self.log_epochs([(epoch, values) for epoch, values in record["history"]])
-            self.finish(record, reused=True)
+            self.start(reused=True)
+            self.finish(record, logged_here=False)
 
-    def start(self) -> None:
+    def start(self, reused: bool = False) -> None:
         if self.needed:
             trunk = trunk_of(self.stage)
             if trunk not in self.ctx.trunk_runs:
                 self.ctx.trunk_runs[trunk] = tracking.trunk_run(self.ctx.tracker, self.ctx.stages[trunk])
-            self.run_id = tracking.start_stage(self.ctx.tracker, self.stage, self.ctx.trunk_runs[trunk], self.earlier)
+            self.fresh = not self.earlier
+            self.run_id = tracking.start_stage(self.ctx.tracker, self.stage, self.ctx.trunk_runs[trunk], self.earlier,
+                                               reused=reused)
 
     def log_epochs(self, rows: list) -> None:
         if self.run_id is not None and rows:
             tracking.log_metrics(self.ctx.tracker, self.run_id, rows)
 
-    def finish(self, record: dict, *, reused: bool) -> None:
+    def finish(self, record: dict, *, logged_here: bool = True) -> None:
+        """Close the run with the record's final metrics, artifacts and the mask file; `logged_here`: this attempt
+        ran the stage and logged its epochs (to a run it created, or continued from a dead attempt's)."""
         if self.run_id is None:
             return
-        tracker = self.ctx.tracker
-        for name, value in record["artifacts"].items():
-            tracking.log_json(tracker, self.run_id, f"{name}.json", value)
-        if self.stage.kind == "mask":
-            tracking.log_file(tracker, self.run_id, self.ctx.store.stage_dir(self.stage.key) / "mask.pt")
-        tracking.log_metrics(tracker, self.run_id, [(self.stage.epochs, record["metrics"])],
-                             tags={"ltspec.reused": str(reused).lower()})
-        tracking.end_stage(tracker, self.run_id, "FINISHED")
+        files = [self.ctx.store.stage_dir(self.stage.key) / "mask.pt"] if self.stage.kind == "mask" else []
+        tracking.finish_stage_run(self.ctx.tracker, self.run_id, self.stage, record, files,
+                                  history_logged=logged_here and self.fresh)
 
     def fail(self, error: BaseException) -> None:
         """A failure keeps its traceback as `error.txt` and marks the run FAILED; an interrupt marks it KILLED."""
         if self.run_id is None:
             return
         interrupted = isinstance(error, KeyboardInterrupt)
-        if not interrupted:
-            self.ctx.tracker.client.log_text(self.run_id, traceback.format_exc(), "error.txt")
-        tracking.end_stage(self.ctx.tracker, self.run_id, "KILLED" if interrupted else "FAILED")
+        tracking.fail_stage_run(self.ctx.tracker, self.run_id, "KILLED" if interrupted else "FAILED",
+                                None if interrupted else traceback.format_exc())
 
     def _earlier_runs(self) -> list:
         """The FINISHED run of the runner's snapshot (a rerun asks nothing more), else all of them asked fresh."""

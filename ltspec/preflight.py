@@ -1,0 +1,134 @@
+"""Before a run starts: is every dataset it needs there, and what will the run cost?
+
+A missing dataset found by the first stage fails every trunk once and leaves a FAILED MLflow run for each; found
+here, it is one error naming the folder and the flag, and nothing is run or logged. The estimate counts the epochs
+left to train and times a few real training steps of each architecture on the chosen device, so a user learns that a
+plan is GPU work before the first of its epochs, not after.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ltspec import datasets
+from ltspec.data import DatasetError, load_dataset
+from ltspec.plan import Plan, Stage
+from ltspec.stages.context import DATA_SEED, model
+from ltspec.stages.harness import recipe
+from ltspec.training import make_optimizer, make_scheduler, train_epoch
+
+DAY = 24 * 3600.0
+TIMING_EXAMPLES = 128  # at most this many examples per timed step; the time per example is scaled to the batch
+TIMING_SECONDS = 2.0  # stop timing an architecture after this long (at least two steps: one warms up)
+
+
+def check_datasets(plans: list[Plan], done: set[str]) -> list[str]:
+    """One message for each dataset a stage still to run needs but that is neither present nor downloadable.
+
+    Loading is the check: it is what the stages do first, and a dataset that loads here loads there.
+    """
+    needed = {}
+    for plan in plans:
+        for stage in plan.stages:
+            if stage.key not in done and "data" in stage.config and "root" in stage.runtime:
+                data = stage.config["data"]
+                needed[(data["dataset"], stage.runtime["root"])] = stage.runtime["download"]
+    problems = []
+    for (name, root), download in needed.items():
+        try:
+            load_dataset(name, root=root, download=download, seed=DATA_SEED)
+        except DatasetError as error:
+            problems.append(f"{name}: {error}")
+    return problems
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Epochs left to train and the time they take on one device, in total and by architecture."""
+
+    device: str
+    epochs: int
+    seconds: float | None  # None when a dataset's size is unknown (a plugin's without sizes)
+    by_arch: dict[str, tuple[int, float | None]]
+
+    def describe(self) -> str:
+        if self.epochs == 0:
+            return "nothing left to train"
+        total = "unknown time" if self.seconds is None else f"about {duration(self.seconds)}"
+        parts = ", ".join(f"{arch} {epochs} epochs" + ("" if seconds is None else f" ({duration(seconds)})")
+                          for arch, (epochs, seconds) in sorted(self.by_arch.items()))
+        return f"{self.epochs} epochs to train, {total} on {self.device}, one stage at a time: {parts}"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * DAY:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / DAY:.1f} days"
+
+
+def estimate(plans: list[Plan], done: set[str], device: torch.device) -> Estimate:
+    """Time a few training steps of each architecture (at its batch size, precision and data shape) and multiply by
+    the steps of the epochs left; evaluation is counted as a third of a training step per example."""
+    epochs: dict[tuple, int] = {}
+    stages: dict[tuple, Stage] = {}
+    seen = set()
+    for plan in plans:
+        for stage in plan.stages:
+            if stage.key in done or stage.key in seen or not stage.epochs:
+                continue
+            seen.add(stage.key)
+            what = _training_shape(stage)
+            epochs[what] = epochs.get(what, 0) + stage.epochs
+            stages.setdefault(what, stage)
+    by_arch: dict[str, tuple[int, float | None]] = {}
+    for what, count in epochs.items():
+        seconds = _epoch_seconds(stages[what], device)
+        arch = what[0]
+        known, total = by_arch.get(arch, (0, 0.0))
+        by_arch[arch] = (known + count, None if seconds is None or total is None else total + count * seconds)
+    seconds = [value for _, value in by_arch.values()]
+    total = None if None in seconds else sum(seconds)
+    return Estimate(device.type, sum(epochs.values()), total, by_arch)
+
+
+def _training_shape(stage: Stage) -> tuple:
+    config = stage.config
+    train = config["train"]
+    return (config["model"]["arch"], config["data"]["dataset"], config["data"]["batch_size"], train["precision"],
+            stage.runtime["eval_batch_size"], repr(config["model"]))
+
+
+def _epoch_seconds(stage: Stage, device: torch.device) -> float | None:
+    data = datasets.info(stage.config["data"]["dataset"])
+    if data.train_size is None or data.test_size is None:
+        return None
+    per_example = _seconds_per_example(stage, device)
+    return per_example * (data.train_size + data.test_size / 3)
+
+
+def _seconds_per_example(stage: Stage, device: torch.device) -> float:
+    """Seconds per training example: real steps of the stage's model on random inputs of the dataset's shape."""
+    config = stage.config
+    data = datasets.info(config["data"]["dataset"])
+    network = model(config, seed=0).to(device)
+    shape = (data.in_channels, *(data.input_size,) * (2 if data.input_kind == "image" else 1))
+    batch = min(TIMING_EXAMPLES, config["data"]["batch_size"])
+    x = torch.randn(batch, *shape, device=device)
+    y = torch.randint(0, data.num_classes, (batch,), device=device)
+    planned = recipe(config["train"])
+    optimizer = make_optimizer(network.parameters(), planned.optimizer)
+    scheduler = make_scheduler(optimizer, planned.schedule, epochs=1, steps_per_epoch=1)
+    train_epoch(network, [(x, y)], optimizer, scheduler, precision=planned.precision)  # warm up
+    # train_epoch reads its loss back to the host, so each call ends when the device has finished the step
+    steps, started = 0, time.perf_counter()
+    while steps < 5 and (steps == 0 or time.perf_counter() - started < TIMING_SECONDS):
+        train_epoch(network, [(x, y)], optimizer, scheduler, precision=planned.precision)
+        steps += 1
+    return (time.perf_counter() - started) / (steps * batch)

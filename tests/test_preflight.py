@@ -1,0 +1,67 @@
+"""Looking before running: a missing dataset stops `ltspec run` before anything is run or logged, and the work is
+estimated (and confirmed when it is more than a day on a CPU)."""
+
+import pytest
+
+from conftest import QUICKSTART, ltspec, write_spec
+from ltspec.preflight import DAY, Estimate, duration
+
+CIFAR_SPEC = """\
+name = "needs-cifar"
+seeds = [0]
+
+[data]
+dataset = "cifar10"
+root = "{folder}/data"
+
+[model]
+arch = "{arch}"
+
+[train]
+epochs = {epochs}
+lr = 0.1
+
+[tracking]
+uri = "sqlite:///{folder}/mlflow.db"
+
+[storage]
+root = "{folder}/store"
+"""
+
+
+@pytest.mark.slow
+def test_a_missing_dataset_is_one_error_naming_the_folder_and_nothing_is_run_or_logged(tmp_path):
+    spec = write_spec(tmp_path, CIFAR_SPEC, arch="resnet20", epochs=2)
+    result = ltspec("run", str(spec), "--device", "cpu", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    message = " ".join(result.stderr.split())
+    assert "nothing was run" in message and str(tmp_path / "data") in message and "download = true" in message
+    assert result.stderr.count("cifar10 was not found") == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "store").exists()
+
+
+@pytest.mark.slow
+def test_more_than_a_day_on_a_cpu_asks_first_and_a_no_runs_nothing(tmp_path):
+    spec = write_spec(tmp_path, CIFAR_SPEC, arch="vgg11", epochs=3000)
+    result = ltspec("run", str(spec), "--device", "cpu", cwd=tmp_path, input="n\n")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "3000 epochs to train" in result.stdout and "days on cpu" in result.stdout
+    assert "GPU work" in result.stdout and "Start it on the CPU anyway?" in result.stdout
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_plan_estimate_prints_the_epochs_and_the_time(tmp_path):
+    result = ltspec("plan", str(QUICKSTART), "--estimate", "--device", "cpu", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("estimate:"))
+    assert "768 epochs to train, about" in line and "on cpu" in line and "lenet300100 768 epochs" in line
+
+
+@pytest.mark.parametrize("seconds, text", [(42, "42 s"), (600, "10 min"), (3 * 3600, "3.0 h"), (3 * DAY, "3.0 days")])
+def test_durations_read_naturally(seconds, text):
+    assert duration(seconds) == text
+
+
+def test_an_estimate_with_an_unknown_dataset_size_says_so():
+    estimate = Estimate("cpu", 10, None, {"tinynet": (10, None)})
+    assert estimate.describe() == "10 epochs to train, unknown time on cpu, one stage at a time: tinynet 10 epochs"

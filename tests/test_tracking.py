@@ -1,0 +1,218 @@
+"""The tracking store under faults: killed while created, half-built, damaged, unreachable; stage runs finished
+exactly once whatever was interrupted. Every test uses a real MLflow store (sqlite, or a closed port)."""
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mlflow import MlflowClient
+
+from ltspec import tracking
+from ltspec.plan import Stage
+from ltspec.tracking import LOGGED, TrackingError
+
+STAGE = Stage("dense", {"seed": 0, "model": {"arch": "mlp"}, "train": {"epochs": 3, "lr": 0.1}}, epochs=3,
+              labels={"seed": 0})
+RECORD = {"metrics": {"final_test_accuracy": 0.9, "sparsity": 0.0},
+          "history": [[epoch, {"train_loss": 1.0 / epoch, "test_accuracy": 0.3 * epoch}] for epoch in (1, 2, 3)],
+          "artifacts": {"layers": {"fc1": 0.5}}}
+
+KILLED_MID_MIGRATION = """
+import os, signal, sys
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+schema_changes = 0
+
+
+@event.listens_for(Engine, "after_cursor_execute")
+def kill_half_way(connection, cursor, statement, *args):
+    global schema_changes
+    if statement.lstrip().upper().startswith(("ALTER", "CREATE TABLE", "DROP")):
+        schema_changes += 1
+        if schema_changes == 100:  # of about 220: deep inside MLflow's migrations
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+if sys.argv[2] == "ltspec":
+    from ltspec import tracking
+    tracking.connect(sys.argv[1], "x", {})
+else:
+    from mlflow import MlflowClient
+    MlflowClient(tracking_uri=sys.argv[1]).get_experiment_by_name("x")
+"""
+
+
+def killed_mid_migration(uri: str, opener: str) -> None:
+    """SIGKILL a process while it migrates a new sqlite store, at a fixed schema change (deterministic)."""
+    result = subprocess.run([sys.executable, "-c", KILLED_MID_MIGRATION, uri, opener], capture_output=True)
+    assert result.returncode == -signal.SIGKILL, result.stderr.decode()[-2000:]
+
+
+def uri_of(folder: Path) -> str:
+    return f"sqlite:///{folder}/mlflow.db"
+
+
+# Item 1: the store is created atomically; a half-built one is rebuilt when empty, reported when not
+
+
+def test_a_kill_while_ltspec_creates_the_store_leaves_no_broken_database(tmp_path):
+    killed_mid_migration(uri_of(tmp_path), "ltspec")
+    assert not (tmp_path / "mlflow.db").exists(), "the store appears only when whole"
+    tracker = tracking.connect(uri_of(tmp_path), "spec", {})
+    assert tracker.client.get_experiment(tracker.experiment_id).name == "spec"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".mlflow.db.lock", "mlflow.db"], "leftovers removed"
+
+
+def test_a_half_built_store_without_runs_is_moved_aside_and_rebuilt(tmp_path, caplog):
+    killed_mid_migration(uri_of(tmp_path), "mlflow")
+    half_built = (tmp_path / "mlflow.db").read_bytes()
+    copy = tmp_path / "copy" / "mlflow.db"
+    copy.parent.mkdir()
+    copy.write_bytes(half_built)
+    with pytest.raises(Exception, match="already exists|duplicate column"):
+        MlflowClient(tracking_uri=f"sqlite:///{copy}").get_experiment_by_name("x")  # what MLflow alone makes of it
+    tracker = tracking.connect(uri_of(tmp_path), "spec", {})
+    assert tracker.client.get_experiment_by_name("spec") is not None
+    [aside] = tmp_path.glob("mlflow.db.half-built-*")
+    assert aside.read_bytes() == half_built, "moved aside, never deleted"
+    assert "is half-built" in caplog.text and str(tmp_path / "mlflow.db") in caplog.text
+
+
+def test_a_broken_schema_with_runs_is_reported_with_the_command_and_left_alone(tmp_path):
+    tracker = tracking.connect(uri_of(tmp_path), "spec", {})
+    tracker.client.create_run(tracker.experiment_id)
+    with sqlite3.connect(tmp_path / "mlflow.db") as connection:
+        connection.execute("drop table datasets")
+    before = (tmp_path / "mlflow.db").read_bytes()
+    with pytest.raises(TrackingError) as raised:
+        tracking.connect(uri_of(tmp_path), "spec", {})
+    message = str(raised.value)
+    assert f"{tmp_path / 'mlflow.db'} is half-built" in message and "holds 1 runs" in message
+    assert f"mv {tmp_path / 'mlflow.db'} {tmp_path / 'mlflow.db'}.broken" in message
+    assert (tmp_path / "mlflow.db").read_bytes() == before
+
+
+def test_a_damaged_database_is_one_paragraph_naming_the_file(tmp_path):
+    tracker = tracking.connect(uri_of(tmp_path), "spec", {})
+    for _ in range(20):
+        tracker.client.create_run(tracker.experiment_id, tags={"ltspec.role": "stage"})
+    database = tmp_path / "mlflow.db"
+    data = bytearray(database.read_bytes())
+    data[4096:len(data) - 4096] = os.urandom(len(data) - 8192)  # keep the header, ruin every page
+    database.write_bytes(data)
+    with pytest.raises(TrackingError, match=rf"the MLflow database {database} is damaged \(.*Move it aside"):
+        tracking.stage_runs(tracking.connect(uri_of(tmp_path), "spec", {}))
+
+
+# Item 4: a missing driver, a path too long; item 6: an unreachable server fails in seconds
+
+
+@pytest.mark.parametrize("uri, words", [
+    ("postgresql://user:secret@127.0.0.1:1/mlflow", "needs the database driver `psycopg"),
+    ("sqlite:///" + "/tmp/" + "d" * 10_000 + "/mlflow.db", "too long"),
+    ("http://127.0.0.1:{port}", "cannot reach the MLflow tracking server at http://127.0.0.1:"),
+])
+def test_a_store_that_cannot_be_opened_is_one_tracking_error(uri, words):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(TrackingError, match=words.replace("(", r"\(")):
+        tracking.connect(uri.format(port=port), "spec", {})
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ, "quick settings only for the first contact"
+
+
+# Item 2: finishing a stage's run is idempotent
+
+
+def metric_rows(client: MlflowClient, run_id: str) -> list[tuple[str, int]]:
+    run = client.get_run(run_id)
+    return sorted((m.key, m.step) for key in run.data.metrics for m in client.get_metric_history(run_id, key))
+
+
+EXPECTED_ROWS = sorted([(name, epoch) for epoch in (1, 2, 3) for name in ("train_loss", "test_accuracy")]
+                       + [("final_test_accuracy", 3), ("sparsity", 3)])
+
+
+@pytest.fixture
+def tracker(tmp_path):
+    return tracking.connect(uri_of(tmp_path), "spec", {"ltspec.spec_name": "spec"})
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(logged_before=st.sets(st.sampled_from(EXPECTED_ROWS)), params_logged=st.booleans(),
+       finishes=st.integers(1, 3))
+def test_finishing_logs_every_metric_once_whatever_an_earlier_attempt_logged(tracker, logged_before, params_logged,
+                                                                            finishes):
+    """An attempt killed anywhere leaves some rows (live epochs, part of a batch) and maybe no params."""
+    earlier = []
+    if params_logged:
+        earlier = [tracker.client.get_run(tracking.start_stage(tracker, STAGE, None, []))]
+        tracker.client.set_terminated(earlier[0].info.run_id, "KILLED")
+    run_id = tracking.start_stage(tracker, STAGE, None, earlier)
+    values = {(name, step): value for step, row in RECORD["history"] + [[3, RECORD["metrics"]]]
+              for name, value in row.items()}
+    tracking.log_metrics(tracker, run_id, [(step, {name: values[name, step]}) for name, step in logged_before])
+    for _ in range(finishes):
+        tracking.finish_stage_run(tracker, run_id, STAGE, RECORD)
+    run = tracker.client.get_run(run_id)
+    assert metric_rows(tracker.client, run_id) == EXPECTED_ROWS
+    assert run.info.status == "FINISHED" and run.data.tags[LOGGED] == "true"
+    assert run.data.params["stage.epochs"] == "3" and run.data.params["train.lr"] == "0.1"
+
+
+KILLED_WHILE_FINISHING = """
+import os, signal, sys, json
+from ltspec import tracking
+from ltspec.plan import Stage
+
+stage, record = Stage(**json.loads(sys.argv[3])), json.loads(sys.argv[4])
+tracker = tracking.connect(sys.argv[1], "spec", {})
+real = tracker.client.log_batch
+
+
+def log_batch(run_id, metrics=(), params=(), tags=()):
+    if metrics:  # the final metrics reach the store, then the process dies before the run ends
+        real(run_id, metrics=metrics, params=params, tags=tags)
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(run_id, metrics=metrics, params=params, tags=tags)
+
+
+tracker.client.log_batch = log_batch
+tracking.finish_stage_run(tracker, sys.argv[2], stage, record)
+"""
+
+
+def test_a_kill_between_the_final_metrics_and_the_end_of_the_run_logs_nothing_twice(tracker, tmp_path):
+    run_id = tracking.start_stage(tracker, STAGE, None, [])
+    tracker.client.log_text(run_id, "Traceback: an earlier attempt failed", "error.txt")
+    stage = json.dumps({"kind": STAGE.kind, "config": STAGE.config, "epochs": STAGE.epochs, "labels": STAGE.labels})
+    killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_FINISHING, uri_of(tmp_path), run_id, stage,
+                             json.dumps(RECORD)], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    assert tracker.client.get_run(run_id).info.status == "RUNNING"
+    resumed = tracking.start_stage(tracker, STAGE, None, tracking.runs_of_stage(tracker, STAGE.key), reused=True)
+    assert resumed == run_id
+    tracking.finish_stage_run(tracker, run_id, STAGE, RECORD)
+    run = tracker.client.get_run(run_id)
+    assert metric_rows(tracker.client, run_id) == EXPECTED_ROWS
+    assert run.info.status == "FINISHED" and run.data.tags[tracking.REUSED] == "false", "computed by this run"
+    assert [item.path for item in tracker.client.list_artifacts(run_id)] == ["layers.json"], "stale error.txt gone"
+
+
+def test_failing_a_run_never_hides_the_error_on_its_way(tracker, tmp_path, caplog):
+    run_id = tracking.start_stage(tracker, STAGE, None, [])
+    artifacts = tmp_path / "mlartifacts"
+    assert not artifacts.exists()
+    artifacts.write_text("a file where the artifact folder should be: logging error.txt fails, as on a full disk")
+    tracking.fail_stage_run(tracker, run_id, "FAILED", "Traceback: the stage's own error")
+    assert tracker.client.get_run(run_id).info.status == "FAILED"
+    assert f"could not log error.txt to MLflow run {run_id}" in caplog.text
