@@ -32,9 +32,10 @@ def stage_threads(spec: Spec) -> int:
     """The intra-op threads of every stage, in both runners: `resources.cpus` (default 1), whole.
 
     One setting for both, because a CPU result depends on the thread count (reductions split differently), and
-    Ray runs each stage on its `resources.cpus` CPUs. One thread is also the fastest setting for small nets:
-    LeNet-300-100 on the digits trains 2x faster on one thread than on two (benchmarks/threads.py), whose
-    per-step work is too small to split. Raise it for a large net trained on a CPU; on a GPU it hardly matters.
+    Ray runs each stage on its `resources.cpus` CPUs. One thread is also the fastest setting for small nets, whose
+    per-step work is too small to split: a LeNet-300-100 epoch on the digits took 1.24x as long on two threads, 10x
+    with spinning OpenMP threads (benchmarks/threads.py). Raise it for a large net on a CPU; on a GPU it hardly
+    matters.
     """
     return max(1, int(spec.resources.cpus))
 
