@@ -25,13 +25,22 @@ Conventions, each chosen so that the number is reproducible and means what the p
   weights, never BatchNorm parameters or biases) belongs to the caller.
 
 All the work stays on the tensors' device; the per-layer counts come back to the host in one transfer at the end.
+Each tensor is sorted once (`magnitude_ranks`) however many p and pairs it is measured at.
 """
 
 import math
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+
+class Ranks(NamedTuple):
+    """A tensor's flat entries ranked by magnitude, and how many of them are kept (N_l, a 0-d tensor)."""
+
+    rank: Tensor
+    kept: Tensor
 
 
 def top_p_indices(w: Tensor, p: float, keep: Tensor | None = None) -> Tensor:
@@ -56,12 +65,28 @@ def overlap_by_layer(
     """
     _check_p(p)
     _check_layers(a, b, mask)
+    return overlap_of_ranks(magnitude_ranks(a, mask), magnitude_ranks(b, mask), p)
+
+
+def magnitude_ranks(weights: Mapping[str, Tensor], mask: Mapping[str, Tensor] | None = None) -> dict[str, Ranks]:
+    """Each tensor's entries ranked by decreasing magnitude (0 = largest; ties to the lower index; pruned entries
+    last), with its kept count N_l: sorted once, a tensor answers top-p membership for every p (`rank < k_l`)."""
+    ranked = {}
+    for name, w in weights.items():
+        keep = None if mask is None else mask.get(name)
+        order = _magnitude_order(w, keep)
+        rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=order.device))
+        ranked[name] = Ranks(rank, _kept_count(w, keep))
+    return ranked
+
+
+def overlap_of_ranks(a: Mapping[str, Ranks], b: Mapping[str, Ranks], p: float) -> dict[str, tuple[int, int]]:
+    """`overlap_by_layer` from `magnitude_ranks` of both sides (made with the same mask)."""
+    _check_p(p)
     terms = []
     for name in a:
-        keep = None if mask is None else mask.get(name)
-        k = _top_count(p, _kept_count(a[name], keep))
-        shared = (_in_top(a[name], k, keep) & _in_top(b[name], k, keep)).sum()
-        terms.append(torch.stack([shared, k]))
+        k = _top_count(p, a[name].kept)
+        terms.append(torch.stack([((a[name].rank < k) & (b[name].rank < k)).sum(), k]))
     if not terms:
         return {}
     return {name: (shared, k) for name, (shared, k) in zip(a, torch.stack(terms).tolist())}
@@ -101,13 +126,6 @@ def _magnitude_order(w: Tensor, keep: Tensor | None) -> Tensor:
     if keep is not None:
         key = key.masked_fill(~keep.flatten(), math.inf)
     return torch.sort(key, stable=True).indices
-
-
-def _in_top(w: Tensor, k: Tensor, keep: Tensor | None) -> Tensor:
-    """Whether each flat entry of w is in its top k, as a bool tensor: a rank comparison, so k needs no host sync."""
-    order = _magnitude_order(w, keep)
-    rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=order.device))
-    return rank < k
 
 
 def _kept_count(w: Tensor, keep: Tensor | None) -> Tensor:

@@ -189,16 +189,19 @@ def _image_folder_split(folder) -> Split:
     return Split(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(folder.targets))
 
 
-def load_digits(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Dataset:
-    """scikit-learn's 8x8 handwritten digits: tiny and shipped with the package, for quick offline runs."""
-    from sklearn.datasets import load_digits as scikit_learn_digits
-    from sklearn.model_selection import train_test_split
+DIGITS = Path(__file__).with_name("digits.npz")  # scikit-learn's digits (Alpaydin & Kaynak 1998), 8x8 pixels 0..16
 
-    digits = scikit_learn_digits()
-    images = np.round(digits.images * (255 / 16)).astype(np.uint8)[:, None]  # pixel values 0..16 -> 0..255
-    train_x, test_x, train_y, test_y = train_test_split(
-        images, digits.target, test_size=0.2, stratify=digits.target, random_state=_derive_seed(seed, "digits") % 2**32
-    )
+
+def load_digits(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Dataset:
+    """scikit-learn's 8x8 handwritten digits: tiny and shipped with the package, for quick offline runs.
+
+    The package keeps its own copy (`digits.npz`, 45 KB), so reading it costs no scikit-learn import (a second);
+    the train/test split is scikit-learn's stratified `train_test_split`, reproduced draw for draw."""
+    with np.load(DIGITS) as stored:
+        raw, labels = stored["images"], stored["labels"].astype(np.int64)
+    images = np.round(raw * (255 / 16)).astype(np.uint8)[:, None]  # pixel values 0..16 -> 0..255
+    train_index, test_index = stratified_split(labels, 0.2, _derive_seed(seed, "digits") % 2**32)
+    train_x, test_x, train_y, test_y = images[train_index], images[test_index], labels[train_index], labels[test_index]
     train = Split(torch.from_numpy(train_x), torch.from_numpy(train_y).long())
     mean, std = _channel_stats(train.x)
     return Dataset(
@@ -310,6 +313,42 @@ def _carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, 
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(_derive_seed(seed, "validation")))
     kept, held_out = order[count:], order[:count]
     return Split(train.x[kept], train.y[kept]), Split(train.x[held_out], train.y[held_out])
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test indices as scikit-learn's `train_test_split(..., test_size=test_fraction, stratify=labels,
+    random_state=seed)` draws them (StratifiedShuffleSplit: per-class counts by its `_approximate_mode`, then one
+    permutation per class and one of each side, all from one RandomState), so that results made with scikit-learn's
+    split stay the same. tests/test_data.py checks it against scikit-learn."""
+    rng = np.random.RandomState(seed)
+    n_test = math.ceil(test_fraction * len(labels))
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+    train_counts = _approximate_mode(counts, len(labels) - n_test, rng)
+    test_counts = _approximate_mode(counts - train_counts, n_test, rng)
+    train, test = [], []
+    for index in range(len(classes)):
+        shuffled = members[index].take(rng.permutation(counts[index]), mode="clip")
+        train.extend(shuffled[: train_counts[index]])
+        test.extend(shuffled[train_counts[index]: train_counts[index] + test_counts[index]])
+    return rng.permutation(train), rng.permutation(test)
+
+
+def _approximate_mode(counts: np.ndarray, draws: int, rng: np.random.RandomState) -> np.ndarray:
+    """How many of `draws` each class gets: its floored share, then one more for the largest remainders, ties
+    broken at random (scikit-learn's `sklearn.utils.extmath._approximate_mode`)."""
+    continuous = counts / counts.sum() * draws
+    floored = np.floor(continuous)
+    missing = int(draws - floored.sum())
+    remainder = continuous - floored
+    for value in np.sort(np.unique(remainder))[::-1] if missing > 0 else ():
+        (tied,) = np.where(remainder == value)
+        take = min(len(tied), missing)
+        floored[rng.choice(tied, size=take, replace=False)] += 1
+        missing -= take
+        if missing == 0:
+            break
+    return floored.astype(int)
 
 
 def _derive_seed(seed: int, *purpose: object) -> int:

@@ -47,7 +47,7 @@ def fault(action: str, path: Path, error: OSError, detail: str = "") -> StoreErr
     return StoreError(f"{action} {shown(str(path))}: {os_reason(error)}{detail}.")
 
 
-def write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+def write_atomically(path: Path, write: Callable[[IO[bytes]], object], durable: bool = True) -> None:
     """Write through a temporary file in the same directory, then rename it over `path` (atomic on POSIX).
 
     The file is fsynced before the rename and the directory after it, so that after a power loss the final name
@@ -55,6 +55,7 @@ def write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     (which is what lets the completion record vouch for the artifacts written before it). When the write fails
     for an OS fault (a full disk, say), the error raised names the path and the fault, whether `write` raised it,
     swallowed it (torch.save's `unexpected pos`, kept as the first error) or closing the file raised it again.
+    Without `durable` both fsyncs are skipped (checkpoints): the rename stays atomic while the machine stays up.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +68,8 @@ def write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     try:
         write(witness)
         file.flush()
-        os.fsync(file.fileno())
+        if durable:
+            os.fsync(file.fileno())
         file.close()
         os.replace(temporary, path)
     except BaseException as first:
@@ -79,7 +81,8 @@ def write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
             raise
         detail = "" if cause is first else f" (the write itself failed first: {type(first).__name__}: {first})"
         raise fault("cannot write", path, cause, detail) from first
-    fsync_directory(path.parent)
+    if durable:
+        fsync_directory(path.parent)
 
 
 class _Witness:

@@ -5,8 +5,8 @@ on shared filesystems). In it the stage writes its artifacts, `<name>.pt` (a dic
 an epoch checkpoint `checkpoint.pt` while it trains, and last of all its completion record `record.json`.
 
 The store's guarantees are what make re-runs cheap and crashes harmless:
-- every file is written to a temporary name in the same directory, fsynced, then renamed over its final name, so a
-  reader never sees half a file and a crash leaves at most a `.<name>.<pid>.*.tmp` file that nothing reads;
+- every file is written to a temporary name in the same directory, fsynced (checkpoints are not), then renamed over
+  its final name, so a reader never sees half a file and a crash leaves at most a `.<name>.<pid>.*.tmp` file;
 - a stage is complete exactly when `record.json` exists and is sound, and the record is written after every
   artifact, so a complete stage has all of its artifacts;
 - the record vouches for the artifact files beside it with their size and SHA-256 (`checksums`): a record
@@ -226,10 +226,12 @@ class Store:
     # Epoch checkpoints
 
     def save_checkpoint(self, key: str, state: dict) -> None:
-        """Replace the stage's checkpoint. `state` holds tensors and plain Python values (as state_dicts do)."""
+        """Replace the stage's checkpoint. `state` holds tensors and plain Python values (as state_dicts do).
+
+        Atomic but not fsynced: a checkpoint only saves time, and a torn one after a power loss loads as absent."""
         import torch
 
-        write_atomically(self.stage_dir(key) / CHECKPOINT, lambda f: torch.save(state, f))
+        write_atomically(self.stage_dir(key) / CHECKPOINT, lambda f: torch.save(state, f), durable=False)
 
     def load_checkpoint(self, key: str) -> dict | None:
         """The last checkpoint, or None if there is none or it cannot be read (the stage then starts over).

@@ -216,28 +216,35 @@ def finish_stage_run(tracker: Tracker, run_id: str, stage: Stage, record: dict, 
     `ltspec.logged = true` in the same (last) batch, so that a run with the tag is known whole and not asked
     again; the record's small JSON artifacts and `files` (each overwrites itself); it deletes the `error.txt` an
     earlier failed attempt left; and marks the run FINISHED. `history_logged`: the caller created the run and logged
-    every epoch of the history to it itself, so only the final metrics are missing and nothing needs asking. `tags`
-    go with the last batch.
+    every epoch of the history to it itself, so only the final metrics are missing and nothing needs asking: no
+    `get_run`, no artifact listing (two store round trips fewer per stage). `tags` go with the last batch.
     """
     client = tracker.client
+    closing = {**(tags or {}), LOGGED: "true"}
+    if history_logged:  # this attempt made the run: its params are in, and no earlier attempt left an error.txt
+        log_metrics(tracker, run_id, [(stage.epochs, record["metrics"])], tags=closing)
+        _log_artifacts(tracker, run_id, record, files)
+        client.set_terminated(run_id, "FINISHED")
+        return
     run = client.get_run(run_id)
     _log_missing_params(tracker, run, stage)
-    closing = {**(tags or {}), LOGGED: "true"}
-    if history_logged:
-        log_metrics(tracker, run_id, [(stage.epochs, record["metrics"])], tags=closing)
-    elif run.data.tags.get(LOGGED) != "true":
+    if run.data.tags.get(LOGGED) != "true":
         rows = [(int(step), values) for step, values in record["history"]] + [(stage.epochs, record["metrics"])]
         values = {(name, step): value for step, row in rows for name, value in row.items()}
         asked = {name for name, _ in values} & set(run.data.metrics)
         present = {(m.key, m.step) for name in asked for m in client.get_metric_history(run_id, name)}
         missing = [(step, {name: value}) for (name, step), value in values.items() if (name, step) not in present]
         log_metrics(tracker, run_id, missing, tags=closing)
+    _log_artifacts(tracker, run_id, record, files)
+    _delete_stale_error(tracker, run)
+    client.set_terminated(run_id, "FINISHED")
+
+
+def _log_artifacts(tracker: Tracker, run_id: str, record: dict, files: Iterable[Path]) -> None:
     for name, value in record["artifacts"].items():
         log_json(tracker, run_id, f"{name}.json", value)
     for path in files:
         log_file(tracker, run_id, path)
-    _delete_stale_error(tracker, run)
-    client.set_terminated(run_id, "FINISHED")
 
 
 def fail_stage_run(tracker: Tracker, run_id: str, status: str, error_text: str | None = None) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -11,7 +13,7 @@ from rich.text import Text
 
 from ltspec import tracking
 from ltspec.plan import Plan
-from ltspec.spec import LoadedSpec
+from ltspec.spec import LoadedSpec, Spec
 
 
 @dataclass
@@ -26,6 +28,29 @@ class Summary:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.blocked
+
+
+def stage_threads(spec: Spec) -> int:
+    """The intra-op threads of every stage, in both runners: `resources.cpus` (default 1), whole.
+
+    One setting for both, because a CPU result depends on the thread count (reductions split differently), and
+    Ray runs each stage on its `resources.cpus` CPUs. One thread is also the fastest setting for small nets, whose
+    per-step work is too small to split: a LeNet-300-100 epoch on the digits took 1.24x as long on two threads, 10x
+    with spinning OpenMP threads (benchmarks/threads.py). Raise it for a large net on a CPU; on a GPU it hardly
+    matters.
+    """
+    return max(1, int(spec.resources.cpus))
+
+
+@contextmanager
+def threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count set for a block, then restored (the process may be a notebook or a test)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve_device(name: str) -> torch.device:

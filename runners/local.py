@@ -1,7 +1,7 @@
 """The local runner: every stage of a plan in this process, on one device, in dependency order.
 
-It decides only where and when: what a stage does, and its life from claim to record, is
-`ltspec.stages.run_stage`. A failed stage does not stop the run: its descendants are skipped, everything
+It decides only where and when, on as many threads as a Ray task (`stage_threads`, so that both runners give the
+same numbers): what a stage does, and its life from claim to record, is `ltspec.stages.run_stage`. A failed stage does not stop the run: its descendants are skipped, everything
 independent of it still runs, and the summary lists the failures.
 """
 
@@ -15,7 +15,8 @@ from rich.progress import Progress
 from ltspec import tracking
 from ltspec.plan import Plan, Stage
 from ltspec.plan.status import status
-from ltspec.runners.common import Summary, connect, log_spec, progress_columns, resolve_device
+from ltspec.runners.common import (Summary, connect, log_spec, progress_columns, resolve_device, stage_threads,
+                                   threads)
 from ltspec.spec import LoadedSpec
 from ltspec.stages import Context, StageFailed, run_stage
 from ltspec.store import Store
@@ -43,9 +44,10 @@ def run_local(loaded: LoadedSpec, plan: Plan, *, device: str = "auto", console: 
 
         ctx.on_epoch = on_epoch
         try:
-            for count, stage in enumerate(plan.stages, 1):
-                _run_one(stage, ctx, summary, progress, current)
-                progress.update(overall, description=f"stages {count}/{len(plan.stages)}")
+            with threads(stage_threads(loaded.spec)):
+                for count, stage in enumerate(plan.stages, 1):
+                    _run_one(stage, ctx, summary, progress, current)
+                    progress.update(overall, description=f"stages {count}/{len(plan.stages)}")
         finally:
             if tracker is not None and plan_json is not None:
                 log_spec(tracker, loaded, plan_json, ctx.trunk_runs)

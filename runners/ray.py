@@ -33,7 +33,7 @@ from rich.progress import Progress
 
 from ltspec import architectures, plugins, tracking
 from ltspec.plan import Plan, Stage
-from ltspec.runners.common import Summary, connect, log_spec, progress_columns
+from ltspec.runners.common import Summary, connect, log_spec, progress_columns, stage_threads
 from ltspec.spec import LoadedSpec, Spec
 from ltspec.stages import Context, StageFailed, run_stage
 from ltspec.stages.context import trunk_of
@@ -259,8 +259,7 @@ def _submit(pending: list[Stage], driver: Context, spec: Spec, gpu_share: float 
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     share = gpu_share if gpu_share is not None else spec.resources.gpu_share
     workspace = Workspace(str(driver.store.root), absolute_uri(spec.tracking.uri), driver.tracker.experiment_id,
-                          driver.tracker.tags, threads=max(1, int(spec.resources.cpus)),
-                          log_weights=driver.tracker.log_weights)
+                          driver.tracker.tags, threads=stage_threads(spec), log_weights=driver.tracker.log_weights)
     stages = ray.put(driver.stages)
     refs: dict[str, ray.ObjectRef] = {}
     for stage in pending:

@@ -7,7 +7,8 @@ import torch
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from ltspec.correlation import check_sparse_dense_p, overlap_by_layer, overlap_ratio, top_p_indices
+from ltspec.correlation import (check_sparse_dense_p, magnitude_ranks, overlap_by_layer, overlap_of_ranks, overlap_ratio,
+                                top_p_indices)
 
 SHAPES = st.lists(st.tuples(st.integers(1, 6), st.integers(1, 12)), min_size=1, max_size=3)
 P = st.floats(0.05, 1.0)
@@ -104,6 +105,20 @@ def test_hand_computed_case():
     assert top_p_indices(b["fc.weight"], 0.3).tolist() == [0]
     assert overlap_by_layer(a, b, 0.3) == {"conv.weight": (2, 3), "fc.weight": (0, 1)}
     assert overlap_ratio(a, b, 0.3) == 0.5
+
+
+@settings(max_examples=40, deadline=None)
+@given(shapes=SHAPES, seeds=st.tuples(SEED, SEED, SEED), ps=st.lists(P, min_size=1, max_size=6), ties=st.booleans(),
+       masked=st.booleans())
+def test_one_sort_per_tensor_gives_every_p_the_intersection_of_top_sets(shapes, seeds, ps, ties, masked):
+    a, b = random_weights(shapes, seeds[0], ties=ties), random_weights(shapes, seeds[1], ties=ties)
+    mask = random_mask(a, seeds[2]) if masked else None
+    ranked_a, ranked_b = magnitude_ranks(a, mask), magnitude_ranks(b, mask)
+    for p in ps:
+        tops = {name: [set(top_p_indices(w[name], p, None if mask is None else mask[name]).tolist()) for w in (a, b)]
+                for name in a}
+        expected = {name: (len(top_a & top_b), len(top_a)) for name, (top_a, top_b) in tops.items()}
+        assert overlap_of_ranks(ranked_a, ranked_b, p) == expected
 
 
 @settings(max_examples=40, deadline=None)

@@ -1,6 +1,7 @@
 """Datasets (on their real on-disk formats where they have one) and the device loader, augmentation included."""
 
 import hashlib
+import math
 import pickle
 import random
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from scipy.stats import chi2_contingency, chisquare
@@ -18,11 +19,13 @@ from torchvision.transforms import functional as TF
 
 from ltspec.data import (
     CROP_PADDING,
+    DIGITS,
     DatasetError,
     DeviceLoader,
     Split,
     crop_and_flip,
     load_dataset,
+    stratified_split,
 )
 
 # ---------------------------------------------------------------- CIFAR in its real on-disk format
@@ -409,3 +412,26 @@ def test_augmentation_matches_torchvision_in_distribution():
     bound = 5 * (pooled * (1 - pooled) * 2 / (epochs * 8)).sqrt()
     assert torch.all((ours_zeros - theirs_zeros).abs() <= bound)
     assert pooled[0, 0] > 0.5 and pooled[16, 16] == 0  # corners are often padding, the centre never
+
+
+def test_the_packaged_digits_are_scikit_learns():
+    from sklearn.datasets import load_digits as scikit_learn_digits
+
+    digits = scikit_learn_digits()
+    with np.load(DIGITS) as stored:
+        assert np.array_equal(stored["images"], digits.images) and np.array_equal(stored["labels"], digits.target)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), fraction=st.sampled_from([0.1, 0.2, 0.25, 0.5]),
+       counts=st.lists(st.integers(2, 40), min_size=2, max_size=12))
+def test_the_stratified_split_is_scikit_learns_draw_for_draw(seed, fraction, counts):
+    from sklearn.model_selection import train_test_split
+
+    labels = np.random.RandomState(seed).permutation(np.repeat(np.arange(len(counts)), counts))
+    indices = np.arange(len(labels))
+    test_size = math.ceil(fraction * len(labels))
+    assume(min(test_size, len(labels) - test_size) >= len(counts))  # scikit-learn refuses fewer than one per class
+    expected_train, expected_test = train_test_split(indices, test_size=fraction, stratify=labels, random_state=seed)
+    train, test = stratified_split(labels, fraction, seed)
+    assert np.array_equal(train, expected_train) and np.array_equal(test, expected_test)

@@ -64,6 +64,7 @@ uri = "sqlite:///{folder}/mlflow.db"
 
 [storage]
 root = "{folder}/store"
+checkpoint_seconds = 0
 """
 
 
@@ -161,7 +162,8 @@ def final_metrics(folder: Path, spec: Path) -> dict:
     return {stage.key: store.record(stage.key)["metrics"] for stage in plan.stages}
 
 
-def test_sigkill_mid_stage_then_resume_gives_identical_results(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM])
+def test_a_signal_mid_stage_then_resume_gives_identical_results(tmp_path, stop):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     reference.mkdir(), killed.mkdir()
     spec_a, spec_b = write_spec(reference, epochs=8), write_spec(killed, epochs=8)
@@ -171,7 +173,7 @@ def test_sigkill_mid_stage_then_resume_gives_identical_results(tmp_path):
     victim = cli(killed, spec_b)
     checkpoint = Store(killed / "store").stage_dir(dense) / "checkpoint.pt"
     assert appears(checkpoint, victim), "the dense stage never checkpointed"
-    victim.send_signal(signal.SIGKILL)
+    victim.send_signal(stop)
     victim.wait()
     assert not all(Store(killed / "store").is_complete(stage.key) for stage in plan.stages)
     resumed = cli(killed, spec_b)

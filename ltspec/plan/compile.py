@@ -156,7 +156,8 @@ def recipe(spec: Spec, epochs: int | None = None, lr: float | None = None) -> di
 def runtime(spec: Spec) -> dict:
     return {"root": spec.data.root, "download": spec.data.download, "eval_batch_size": spec.data.eval_batch_size,
             "channels_last": spec.train.channels_last, "compile": spec.train.compile,
-            "eval_every": spec.train.eval_every, "checkpoint_every": spec.storage.checkpoint_every}
+            "eval_every": spec.train.eval_every, "checkpoint_every": spec.storage.checkpoint_every,
+            "checkpoint_seconds": spec.storage.checkpoint_seconds}
 
 
 def rewind_points(spec: Spec) -> list[int]:

@@ -157,6 +157,9 @@ class Tracking(Strict):
 class Storage(Strict):
     root: PathText = Field("results", description="Artifact store folder (weights, masks, checkpoints).")
     checkpoint_every: PositiveInt = Field(1, description="Epochs between resume checkpoints.")
+    checkpoint_seconds: float = Field(300.0, ge=0.0, le=86400.0, description="At most one resume checkpoint per "
+                                      "this many seconds (0: every `checkpoint_every` epochs); an interrupted run "
+                                      "always keeps its last finished epoch.")
 
 
 class Resources(Strict):

@@ -8,17 +8,16 @@ from its last one with the same batches and the same result: data order and augm
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 
 from torch import nn
 
+from ltspec.checkpoints import Policy
 from ltspec.plan import Stage
 from ltspec.stages.context import Context, StageFailed, channels_last, dataset, loaders
 from ltspec.training import (Diverged, EpochResult, Hook, OptimizerSettings, Recipe, ScheduleSettings,
                              compile_model, fit)
 
-FLUSH_SECONDS = 10.0  # epoch metrics reach MLflow at a checkpoint at most this often (and at the end)
 LogEpochs = Callable[[list], None]
 
 
@@ -30,49 +29,58 @@ def recipe(train: dict) -> Recipe:
 
 
 class StoreCheckpoints:
-    """A stage's checkpoint in the store: written every `checkpoint_every` epochs, never at the last one (the
-    stage's result is stored right after it)."""
+    """A stage's checkpoints in the store, by `ltspec.checkpoints.Policy`: a host snapshot every `checkpoint_every`
+    epochs, written in the background at most once per `checkpoint_seconds`, never at the last epoch (the stage's
+    result is stored right after it). Used as a context manager around `fit`: leaving it waits for the write in
+    flight, and leaving it by an exception (an interrupt, a failure) first writes the last finished epoch."""
 
-    def __init__(self, stage: Stage, ctx: Context):
+    def __init__(self, stage: Stage, ctx: Context, before_write: Callable[[], None] = lambda: None):
         self.stage, self.ctx = stage, ctx
+        self.policy = Policy(lambda state: ctx.store.save_checkpoint(stage.key, state),
+                             every=stage.runtime["checkpoint_every"],
+                             seconds=stage.runtime["checkpoint_seconds"],
+                             before_write=before_write)
 
     def load(self) -> dict | None:
         state = self.ctx.store.load_checkpoint(self.stage.key)
         return state if state is not None and "hooks" in state else None
 
     def save(self, epoch: int, state: Callable[[], dict], *, final: bool) -> None:
-        if not final and epoch % self.stage.runtime["checkpoint_every"] == 0:
-            self.ctx.store.save_checkpoint(self.stage.key, state())
+        if not final:
+            self.policy.epoch_done(epoch, state)
+
+    def __enter__(self) -> StoreCheckpoints:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self.policy.stop(keep_latest=kind is not None)
 
 
 class EpochLog(Hook):
-    """Epoch metrics to MLflow, in batches: pending rows go out when a checkpoint is taken (at most every
-    FLUSH_SECONDS) and at the last epoch. The count logged is checkpointed with them, so a resumed stage logs
-    each epoch exactly once."""
+    """Epoch metrics to MLflow, in batches: pending rows go out just before a checkpoint is written (`flush`) and at
+    the last epoch. The count logged is checkpointed with them, so a resumed stage logs each epoch exactly once."""
 
     name = "epoch_log"
 
     def __init__(self, log: LogEpochs, epochs: int):
         self.log, self.epochs = log, epochs
         self.rows: list = []
-        self.logged, self.flushed_at = 0, time.monotonic()
+        self.logged = 0
 
     def end_epoch(self, epoch: int, values: dict[str, float]) -> None:
         self.rows.append((epoch, values))
         if epoch == self.epochs:
-            self._flush()
+            self.flush()
 
     def state_dict(self) -> dict:
-        if time.monotonic() - self.flushed_at > FLUSH_SECONDS:
-            self._flush()
         return {"rows": [[e, v] for e, v in self.rows], "logged": self.logged}
 
     def load_state_dict(self, state: dict) -> None:
         self.rows, self.logged = [(e, v) for e, v in state["rows"]], state["logged"]
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         self.log(self.rows[self.logged:])
-        self.logged, self.flushed_at = len(self.rows), time.monotonic()
+        self.logged = len(self.rows)
 
 
 class Progress(Hook):
@@ -96,12 +104,15 @@ def train(stage: Stage, ctx: Context, model: nn.Module, train_config: dict, log:
     train_loader, evaluation = loaders(stage.config, stage.runtime, ctx, data)
     model.to(ctx.device)
     planned = recipe(train_config)
-    every_hook = [*hooks, EpochLog(log, epochs or planned.epochs), Progress(stage, ctx)]
+    epoch_log = EpochLog(log, epochs or planned.epochs)
+    every_hook = [*hooks, epoch_log, Progress(stage, ctx)]
     try:
-        return fit(model, train_loader.epoch, {name: loader.epoch for name, loader in evaluation.items()}, planned,
-                   steps_per_epoch=len(train_loader), hooks=every_hook, checkpoints=StoreCheckpoints(stage, ctx),
-                   epochs=epochs, eval_every=stage.runtime["eval_every"], channels_last=channels_last(stage.config, stage.runtime),
-                   compiled=compile_model(model) if stage.runtime["compile"] else None)
+        with StoreCheckpoints(stage, ctx, before_write=epoch_log.flush) as checkpoints:
+            return fit(model, train_loader.epoch, {name: loader.epoch for name, loader in evaluation.items()},
+                       planned, steps_per_epoch=len(train_loader), hooks=every_hook, checkpoints=checkpoints,
+                       epochs=epochs, eval_every=stage.runtime["eval_every"],
+                       channels_last=channels_last(stage.config, stage.runtime),
+                       compiled=compile_model(model) if stage.runtime["compile"] else None)
     except Diverged as error:
         raise StageFailed(stage, str(error)) from None
 

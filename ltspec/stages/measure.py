@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ltspec import points
-from ltspec.correlation import check_sparse_dense_p, overlap_by_layer
+from ltspec.correlation import Ranks, check_sparse_dense_p, magnitude_ranks, overlap_of_ranks
 from ltspec.plan import Stage
 from ltspec.pruning import Mask, select_prunable
 from ltspec.stages.context import Context, Outcome, StageFailed, weight_names
@@ -23,11 +23,18 @@ def run(stage: Stage, ctx: Context, log: LogEpochs) -> Outcome:
     mask = load_mask(ctx, stage.parents[1]).to(ctx.device) if len(stage.parents) > 1 else None
     counted, _ = select_prunable(weight_names(config["model"], config["tensors"]), config["exclude"])
     cache: dict[str, dict[str, Tensor]] = {}
+    ranked: dict[tuple[str, bool], dict[str, Ranks]] = {}
 
     def weights(term: str) -> dict[str, Tensor]:
         if term not in cache:
             cache[term] = _counted_weights(ctx, stage, points.parse(term), counted, mask)
         return cache[term]
+
+    def ranks(term: str, masked: bool) -> dict[str, Ranks]:
+        """Each weight point sorted once, for every p and every pair it is in."""
+        if (term, masked) not in ranked:
+            ranked[term, masked] = magnitude_ranks(weights(term), mask if masked else None)
+        return ranked[term, masked]
 
     metrics, layers = {}, {}
     for a, b in config["pairs"]:
@@ -35,7 +42,7 @@ def run(stage: Stage, ctx: Context, log: LogEpochs) -> Outcome:
         for p in config["p"]:
             if any(sparse) and not all(sparse):
                 _check_p_fits_the_sparsest_layer(stage, mask, counted, p)
-            terms = overlap_by_layer(weights(a), weights(b), p, mask=mask if all(sparse) else None)
+            terms = overlap_of_ranks(ranks(a, all(sparse)), ranks(b, all(sparse)), p)
             shared, slots = sum(s for s, _ in terms.values()), sum(k for _, k in terms.values())
             metrics[rp_metric(a, b, p)] = shared / slots
             layers[rp_metric(a, b, p)] = {name: s / k if k else None for name, (s, k) in terms.items()}
