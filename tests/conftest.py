@@ -19,3 +19,17 @@ def write_spec(folder: Path, template: str, name: str = "spec.toml", **values) -
     path = folder / name
     path.write_text(template.format(folder=folder.as_posix(), **values))
     return path
+
+
+def default_signals(command: list[str]) -> list[str]:
+    """`command`, started with SIGINT, SIGTERM and SIGHUP at their defaults whatever this process ignores (pytest
+    in the background ignores SIGINT, under nohup SIGHUP, and a child inherits the ignore): a small Python resets
+    them and execs it. (A `preexec_fn` would do it too, but is unsafe in a process with threads, as Ray's driver.)"""
+    return [sys.executable, "-c", RESET_SIGNALS, *command]
+
+
+RESET_SIGNALS = """import os, signal, sys
+for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(signum, signal.SIG_DFL)
+os.execvp(sys.argv[1], sys.argv[1:])
+"""
