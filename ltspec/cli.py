@@ -257,7 +257,7 @@ def run(specs: Annotated[Optional[list[Path]], typer.Argument(
         combined = combine([compiled for _, _, compiled in loaded_specs], "")
         console.print(f"{len(loaded_specs)} specs: {len(combined.plan.stages)} stages, {combined.plan.epochs} epochs "
                       f"in the combined plan ({combined.separate_epochs} if run apart)")
-    from ltspec.preemption import exit_code, preemptible, signal_name
+    from ltspec.preemption import cause, exit_code, preemptible
 
     ok = True
     try:
@@ -266,7 +266,7 @@ def run(specs: Annotated[Optional[list[Path]], typer.Argument(
                 ok &= _run_one(spec, loaded, compiled, console, device=device, runner=runner, address=address,
                                gpu_share=gpu_share)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM / SIGHUP (a scheduler's preemption)
-        _say("interrupted:", "yellow", f"by {signal_name(interrupt)}; finished epochs are kept in the store's "
+        _say("interrupted:", "yellow", f"by {cause(interrupt).name}; finished epochs are kept in the store's "
              "checkpoints and the current MLflow run is marked KILLED; run the same command again to resume",
              err=True)
         raise typer.Exit(exit_code(interrupt)) from None

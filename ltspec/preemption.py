@@ -16,6 +16,11 @@ from contextlib import contextmanager
 SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
+# The signal last turned into Preempted, for a caller that sees only a KeyboardInterrupt: Ray's blocking calls
+# (ray.wait, ray.get) replace the exception a signal handler raises with a plain KeyboardInterrupt.
+received: int | None = None
+
+
 class Preempted(KeyboardInterrupt):
     """A SIGTERM or SIGHUP, raised wherever the main thread was, so that the interrupted stage cleans up."""
 
@@ -24,17 +29,20 @@ class Preempted(KeyboardInterrupt):
         self.signum = signum
 
 
+def cause(interrupt: KeyboardInterrupt) -> signal.Signals:
+    """The signal behind a KeyboardInterrupt: SIGTERM or SIGHUP if `preemptible` caught one, else SIGINT."""
+    return signal.Signals(getattr(interrupt, "signum", None) or received or signal.SIGINT)
+
+
 def exit_code(interrupt: KeyboardInterrupt) -> int:
     """128 + the signal's number, as a shell reports a process the signal ended: 130 for Ctrl-C, 143 for SIGTERM,
     129 for SIGHUP."""
-    return 128 + getattr(interrupt, "signum", signal.SIGINT)
-
-
-def signal_name(interrupt: KeyboardInterrupt) -> str:
-    return signal.Signals(getattr(interrupt, "signum", signal.SIGINT)).name
+    return 128 + cause(interrupt)
 
 
 def _preempt(signum: int, frame) -> None:
+    global received
+    received = signum
     for each in SIGNALS:
         if signal.getsignal(each) is _preempt:
             signal.signal(each, signal.SIG_IGN)
@@ -57,6 +65,8 @@ def restore(saved: dict) -> None:
 def preemptible() -> Iterator[None]:
     """SIGTERM and SIGHUP raise `Preempted` inside the block (in the main thread); the handlers before it come
     back after it."""
+    global received
+    received = None
     saved = handlers()
     for signum, handler in saved.items():
         if handler is not signal.SIG_IGN:

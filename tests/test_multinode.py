@@ -72,7 +72,7 @@ root = "{root}"
 @pytest.fixture(scope="module")
 def two_nodes():
     """A head and a second node of one CPU each, this process their driver."""
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)

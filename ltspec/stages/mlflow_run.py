@@ -105,4 +105,3 @@ class StageRun:
         if run is not None and run.info.status == "FINISHED":
             return [run]
         return tracking.runs_of_stage(self.ctx.tracker, self.stage.key)
-
