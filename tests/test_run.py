@@ -434,9 +434,9 @@ def test_a_run_killed_after_the_record_is_finished_without_logging_a_row_twice(t
     client.update_run(dense.info.run_id, status="RUNNING")  # a kill between record.json and the run's end
     summary = run_local(loaded, plan, device="cpu")
     assert summary.ran == [] and summary.ok
+    assert metric_rows(tmp_path, dense.info.run_id) == rows
     again = client.get_run(dense.info.run_id)
     assert again.info.status == "FINISHED" and again.data.tags["ltspec.reused"] == "false"
-    assert metric_rows(tmp_path, dense.info.run_id) == rows
 
 
 def test_a_run_killed_before_its_params_gets_them(tmp_path):
@@ -449,3 +449,23 @@ def test_a_run_killed_before_its_params_gets_them(tmp_path):
     run = tracker.client.get_run(bare.info.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["stage.epochs"] == "2" and set(tracking.flat_params(dense.config)) <= set(run.data.params)
+
+
+def test_a_stage_stopped_by_system_exit_is_killed_not_failed(tmp_path):
+    """SystemExit is how a Ray worker answers SIGTERM: the stage's run is KILLED, without an error.txt, and the
+    exit goes on its way rather than becoming the stage's failure."""
+    loaded = load_spec(write_spec(tmp_path, epochs=4))
+    plan = compile_plan(loaded)
+    ctx = Context(store=Store(tmp_path / "store"), device=torch.device("cpu"),
+                  stages={stage.key: stage for stage in plan.stages}, tracker=connect(loaded, plan))
+
+    def stop(stage, epoch: int, values: dict) -> None:
+        if epoch == 2:
+            raise SystemExit(1)
+
+    ctx.on_epoch = stop
+    with pytest.raises(SystemExit):
+        run_stage(plan.trunks[0], ctx)
+    [run] = stage_runs(tmp_path)
+    assert run.info.status == "KILLED"
+    assert "error.txt" not in [artifact.path for artifact in ctx.tracker.client.list_artifacts(run.info.run_id)]
