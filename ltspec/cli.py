@@ -353,10 +353,19 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         console.print(f"{len(loaded_specs)} specs: {len(combined.plan.stages)} stages, {combined.plan.epochs} epochs "
                       f"in the combined plan ({combined.separate_epochs} if run apart)")
     _look_before_running(loaded_specs, device, runner, yes)
+    from ltspec.preemption import cause, exit_code, preemptible
+
     ok = True
-    for spec, loaded, compiled in loaded_specs:
-        ok &= _run_one(spec, loaded, compiled, console, device=device, runner=runner, address=address,
-                       gpu_share=gpu_share)
+    try:
+        with preemptible():
+            for spec, loaded, compiled in loaded_specs:
+                ok &= _run_one(spec, loaded, compiled, console, device=device, runner=runner, address=address,
+                               gpu_share=gpu_share)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM / SIGHUP (a scheduler's preemption)
+        _say("interrupted:", "yellow", f"by {cause(interrupt).name}; finished epochs are kept in the store's "
+             "checkpoints and the current MLflow run is marked KILLED; run the same command again to resume",
+             err=True)
+        raise typer.Exit(exit_code(interrupt)) from None
     if not ok:
         raise typer.Exit(1)
 
@@ -412,10 +421,6 @@ def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, add
 
             summary = run_local(loaded, compiled, device=device, console=console,
                                 plan_json=plan_json(compiled, set()))
-    except KeyboardInterrupt:
-        _say("interrupted:", "yellow", "finished epochs are kept in the store's checkpoints and the current MLflow "
-             "run is marked KILLED; run the same command again to resume", err=True)
-        raise typer.Exit(130) from None
     except EnvironmentFault as error:
         raise _fault(error) from None
     except (ValueError, MlflowException) as error:

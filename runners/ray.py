@@ -31,7 +31,7 @@ from mlflow import MlflowClient
 from rich.console import Console
 from rich.progress import Progress
 
-from ltspec import architectures, plugins, tracking
+from ltspec import architectures, plugins, preemption, tracking
 from ltspec.plan import Plan, Stage
 from ltspec.runners.common import Summary, connect, log_spec, progress_columns, stage_threads
 from ltspec.spec import LoadedSpec, Spec
@@ -42,6 +42,8 @@ from ltspec.store import Store
 SMALL_NET_GPU_SHARE = 0.25  # four small-net stages keep one GPU busy; one alone leaves it mostly idle
 LOST_WORKER_RETRIES = 2  # a worker lost to a dead node or the OOM killer; the stage resumes from its checkpoint
 LOCAL_URI_SCHEMES = ("", "file", "sqlite")  # a path on the machine that opens it, not a server
+NODE = "ltspec.ray_node"
+CANCEL_GRACE_SECONDS = 10  # stopped stages marking their runs KILLED
 
 
 class ClusterError(ValueError):
@@ -61,8 +63,10 @@ class Workspace:
     log_weights: bool = False
 
     def tracker(self) -> tracking.Tracker:
-        """The driver's experiment, opened from this worker (the driver created it, so no worker races to)."""
-        return tracking.Tracker(MlflowClient(tracking_uri=self.tracking_uri), self.experiment_id, self.tags,
+        """The driver's experiment, opened from this worker (the driver created it, so no worker races to); the
+        runs it creates name this worker's node (`ltspec.ray_node`, Ray's node id), to trace a stage to a machine."""
+        tags = {**self.tags, NODE: ray.get_runtime_context().get_node_id()}
+        return tracking.Tracker(MlflowClient(tracking_uri=self.tracking_uri), self.experiment_id, tags,
                                 self.log_weights)
 
 
@@ -167,10 +171,16 @@ def run_ray(loaded: LoadedSpec, plan: Plan, *, address: str | None = None, gpu_s
                 else:
                     pending.append(driver.stages[stage.key])
             if pending:
+                handlers = preemption.handlers()
                 with _connected(address):
+                    preemption.restore(handlers)  # ray.init put its own SIGTERM handler, which exits on the spot
                     check_cluster(ray.nodes(), spec.tracking.uri, spec.storage.root)
                     refs = _submit(pending, driver, spec, gpu_share)
-                    _collect(refs, plan, outcomes, progress, overall)
+                    try:
+                        _collect(refs, plan, outcomes, progress, overall)
+                    except KeyboardInterrupt:
+                        _cancel(list(refs.values()))
+                        raise
     finally:
         if plan_json is not None:
             log_spec(tracker, loaded, plan_json, driver.trunk_runs)
@@ -294,6 +304,15 @@ def _collect(refs: dict[str, ray.ObjectRef], plan: Plan, outcomes: dict[str, dic
             accuracy = outcome.get("metrics", {}).get("final_test_accuracy")
             score = f" test {accuracy:.3f}" if accuracy is not None else ""
             progress.update(overall, advance=1, info=f"{outcome['status']}: {stage.describe()}{score}")
+
+
+def _cancel(refs: list[ray.ObjectRef]) -> None:
+    """Stop every task on a Ctrl-C, SIGTERM or SIGHUP, as the local runner stops: a running stage gets a
+    KeyboardInterrupt, so its MLflow run is marked KILLED and its checkpoint stays. The driver waits up to
+    CANCEL_GRACE_SECONDS for them (a scheduler's grace before SIGKILL is often 30 s)."""
+    for ref in refs:
+        ray.cancel(ref)
+    ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_SECONDS)
 
 
 def _outcome(ref: ray.ObjectRef, stage: Stage, outcomes: dict[str, dict]) -> dict:

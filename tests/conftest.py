@@ -73,3 +73,17 @@ def trained_tickets(tmp_path_factory) -> Path:
     ran = ltspec("run", str(spec), "seeds=[0]", "--device", "cpu", cwd=folder)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     return spec
+
+
+def default_signals(command: list[str]) -> list[str]:
+    """`command`, started with SIGINT, SIGTERM and SIGHUP at their defaults whatever this process ignores (pytest
+    in the background ignores SIGINT, under nohup SIGHUP, and a child inherits the ignore): a small Python resets
+    them and execs it. (A `preexec_fn` would do it too, but is unsafe in a process with threads, as Ray's driver.)"""
+    return [sys.executable, "-c", RESET_SIGNALS, *command]
+
+
+RESET_SIGNALS = """import os, signal, sys
+for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(signum, signal.SIG_DFL)
+os.execvp(sys.argv[1], sys.argv[1:])
+"""

@@ -12,7 +12,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from conftest import ltspec
+from conftest import default_signals, ltspec
 from conftest import write_spec as write_template
 from ltspec.plan import compile_plan
 from ltspec.spec import load_spec
@@ -142,9 +142,11 @@ def test_a_second_run_trains_nothing_and_logs_nothing(finished):
     assert len(stage_runs(folder)) == before
 
 
-def cli(folder: Path, spec: Path, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ltspec", "run", str(spec), "--device", "cpu"], cwd=folder,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+def cli(folder: Path, spec: Path, *options: str, **kwargs) -> subprocess.Popen:
+    """`ltspec run SPEC` started in `folder`, its signals at their defaults, stderr with stdout unless asked."""
+    return subprocess.Popen(default_signals([sys.executable, "-m", "ltspec", "run", str(spec), "--device", "cpu",
+                                             *options]), cwd=folder, text=True,
+                            **{"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, **kwargs})
 
 
 def appears(path: Path, process: subprocess.Popen, polls: int = 4800) -> bool:
@@ -238,10 +240,45 @@ def test_ctrl_c_keeps_finished_epochs_and_marks_the_run_killed(tmp_path):
     process.send_signal(signal.SIGINT)
     output = process.communicate()[0]
     assert process.returncode == 130, output
-    assert "interrupted" in output and "Traceback" not in output
+    assert "interrupted: by SIGINT" in output and "Traceback" not in output
     killed = [run.data.tags[STAGE_KEY] for run in stage_runs(tmp_path) if run.info.status == "KILLED"]
     assert len(killed) == 1
     assert (Store(tmp_path / "store").stage_dir(killed[0]) / "checkpoint.pt").exists()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, Path]:
+    """An 8-epoch run of the tiny spec that nothing stopped: what a stopped and resumed run must equal."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    spec = write_spec(folder, epochs=8)
+    process = cli(folder, spec)
+    assert process.wait() == 0, process.stdout.read()
+    return folder, spec
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_like_ctrl_c_and_the_rerun_resumes_to_identical_results(tmp_path, uninterrupted,
+                                                                                         signum):
+    spec = write_spec(tmp_path, epochs=8)
+    plan = compile_plan(load_spec(spec))
+    process = cli(tmp_path, spec, stderr=subprocess.PIPE)
+    assert appears(Store(tmp_path / "store").stage_dir(plan.trunks[0].key) / "checkpoint.pt", process)
+    process.send_signal(signum)
+    stderr = process.communicate()[1]
+    assert process.returncode == 128 + signum, stderr
+    assert stderr.splitlines() == [stderr.splitlines()[0]] and stderr.startswith(
+        f"interrupted: by {signal.Signals(signum).name}; finished epochs are kept"), stderr
+    runs = stage_runs(tmp_path)
+    killed = [run for run in runs if run.info.status == "KILLED"]
+    assert len(killed) == 1 and {run.info.status for run in runs} <= {"FINISHED", "KILLED"}
+    assert (Store(tmp_path / "store").stage_dir(killed[0].data.tags[STAGE_KEY]) / "checkpoint.pt").exists()
+    resumed = cli(tmp_path, spec)
+    assert resumed.wait() == 0, resumed.stdout.read()
+    assert final_metrics(tmp_path, spec) == final_metrics(*uninterrupted)
+    runs = stage_runs(tmp_path)
+    assert sorted(run.data.tags[STAGE_KEY] for run in runs) == sorted(stage.key for stage in plan.stages)
+    assert {run.info.status for run in runs} == {"FINISHED"}
 
 
 
@@ -381,3 +418,58 @@ def test_plan_shows_every_stage_done_after_a_run(finished):
     shown = json.loads(result.stdout)
     assert [stage["key"] for stage in shown["stages"]] == [stage.key for stage in plan.stages]
     assert all(stage["done"] for stage in shown["stages"])
+
+
+def metric_rows(folder: Path, run_id: str) -> list:
+    """Every (metric, step) row of a run, repeats included."""
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder}/mlflow.db")
+    names = client.get_run(run_id).data.metrics
+    return sorted((m.key, m.step) for name in names for m in client.get_metric_history(run_id, name))
+
+
+def test_a_run_killed_after_the_record_is_finished_without_logging_a_row_twice(tmp_path):
+    loaded = load_spec(write_spec(tmp_path))
+    plan = compile_plan(loaded)
+    assert run_local(loaded, plan, device="cpu").ok
+    dense = {run.data.tags[STAGE_KEY]: run for run in stage_runs(tmp_path)}[plan.trunks[0].key]
+    rows = metric_rows(tmp_path, dense.info.run_id)
+    assert len(rows) == len(set(rows)) > 2
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    client.update_run(dense.info.run_id, status="RUNNING")  # a kill between record.json and the run's end
+    summary = run_local(loaded, plan, device="cpu")
+    assert summary.ran == [] and summary.ok
+    assert metric_rows(tmp_path, dense.info.run_id) == rows
+    again = client.get_run(dense.info.run_id)
+    assert again.info.status == "FINISHED" and again.data.tags["ltspec.reused"] == "false"
+
+
+def test_a_run_killed_before_its_params_gets_them(tmp_path):
+    loaded = load_spec(write_spec(tmp_path))
+    plan = compile_plan(loaded)
+    dense = plan.trunks[0]
+    tracker = connect(loaded, plan)
+    bare = tracker.client.create_run(tracker.experiment_id, tags={**tracker.tags, **tracking.stage_tags(dense)})
+    assert run_local(loaded, plan, device="cpu").ok
+    run = tracker.client.get_run(bare.info.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["stage.epochs"] == "2" and set(tracking.flat_params(dense.config)) <= set(run.data.params)
+
+
+def test_a_stage_stopped_by_system_exit_is_killed_not_failed(tmp_path):
+    """SystemExit is how a Ray worker answers SIGTERM: the stage's run is KILLED, without an error.txt, and the
+    exit goes on its way rather than becoming the stage's failure."""
+    loaded = load_spec(write_spec(tmp_path, epochs=4))
+    plan = compile_plan(loaded)
+    ctx = Context(store=Store(tmp_path / "store"), device=torch.device("cpu"),
+                  stages={stage.key: stage for stage in plan.stages}, tracker=connect(loaded, plan))
+
+    def stop(stage, epoch: int, values: dict) -> None:
+        if epoch == 2:
+            raise SystemExit(1)
+
+    ctx.on_epoch = stop
+    with pytest.raises(SystemExit):
+        run_stage(plan.trunks[0], ctx)
+    [run] = stage_runs(tmp_path)
+    assert run.info.status == "KILLED"
+    assert "error.txt" not in [artifact.path for artifact in ctx.tracker.client.list_artifacts(run.info.run_id)]

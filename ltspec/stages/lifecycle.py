@@ -12,13 +12,14 @@ from ltspec.plan import Stage
 from ltspec.stages.context import Context, Outcome, StageFailed
 from ltspec.stages.harness import LogEpochs
 from ltspec.stages.kinds import REGISTRY
-from ltspec.stages.mlflow_run import StageRun
+from ltspec.stages.mlflow_run import INTERRUPTS, StageRun
 
 
 def run_stage(stage: Stage, ctx: Context) -> tuple[dict, bool]:
     """Run one stage whose parents are complete, or find it done; returns (its record, whether it ran).
 
-    A failure marks the stage's run FAILED and an interrupt KILLED; the checkpoint stays for the next attempt.
+    A failure marks the stage's run FAILED and an interrupt (Ctrl-C, SIGTERM, SIGHUP) KILLED; the checkpoint stays
+    for the next attempt.
     """
     with ctx.store.claim(stage.key):
         run = StageRun(stage, ctx)
@@ -31,7 +32,7 @@ def run_stage(stage: Stage, ctx: Context) -> tuple[dict, bool]:
             outcome = execute(stage, ctx, run.log_epochs)
         except BaseException as error:
             run.fail(error)
-            if isinstance(error, (StageFailed, KeyboardInterrupt)):
+            if isinstance(error, (StageFailed, *INTERRUPTS)):
                 raise
             raise StageFailed(stage, f"{type(error).__name__}: {error}") from error
         record = _complete(stage, ctx, outcome)

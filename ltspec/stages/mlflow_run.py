@@ -1,8 +1,8 @@
 """A stage's MLflow run: found or created under the stage's claim, fed its epochs, closed with its record.
 
 Runs are found by the stage key tag, so a re-run never logs a stage twice: a FINISHED run means the stage is
-logged; an unfinished one (a crash, a Ctrl-C, a kill between the record and the run's end) is continued and
-finished with only what it lacks (`tracking.finish_stage_run`). A stage that is complete in the store but has no
+logged; an unfinished one (a crash, a Ctrl-C, a SIGTERM, a kill before its params or between the record and the
+run's end) is continued and finished with only what it lacks (`tracking.finish_stage_run`), no metric row twice. A stage that is complete in the store but has no
 run in this experiment (a dense run shared with another spec) is logged from its record, tagged reused.
 """
 
@@ -13,6 +13,8 @@ import traceback
 from ltspec import tracking
 from ltspec.plan import Stage
 from ltspec.stages.context import Context, trunk_of
+
+INTERRUPTS = (KeyboardInterrupt, SystemExit)  # SystemExit: how a Ray worker answers SIGTERM
 
 
 class StageRun:
@@ -60,10 +62,11 @@ class StageRun:
         tracking.extend_trunk(tracker, self.ctx.trunk_runs[trunk_of(self.stage)])
 
     def fail(self, error: BaseException) -> None:
-        """A failure keeps its traceback as `error.txt` and marks the run FAILED; an interrupt marks it KILLED."""
+        """A failure keeps its traceback as `error.txt` and marks the run FAILED; an interrupt (Ctrl-C, SIGTERM,
+        SIGHUP, a cancelled or stopped Ray task) marks it KILLED."""
         if self.run_id is None:
             return
-        interrupted = isinstance(error, KeyboardInterrupt)
+        interrupted = isinstance(error, INTERRUPTS)
         tracking.fail_stage_run(self.ctx.tracker, self.run_id, "KILLED" if interrupted else "FAILED",
                                 None if interrupted else traceback.format_exc())
 

@@ -1,0 +1,224 @@
+"""Two Ray nodes on one machine (`ray.cluster_utils.Cluster`), an MLflow server on 127.0.0.1 and the store in one
+folder both nodes see by the same absolute path: what a real multi-node cluster with NFS and a tracking server
+looks like to ltspec. The stages spread over both nodes, and the report equals the local runner's; a tracking URI
+that is a file or a relative store is refused before anything runs."""
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import ray
+import torch
+from mlflow import MlflowClient
+from ray.cluster_utils import Cluster
+from rich.console import Console
+
+from conftest import default_signals, ltspec, write_spec
+from ltspec.plan import compile_plan
+from ltspec.report import write_report
+from ltspec.runners.local import run_local
+from ltspec.runners.ray import NODE, ClusterError, check_cluster, run_ray
+from ltspec.spec import load_spec
+from ltspec.store import Store
+from ltspec.tracking import STAGE_KEY
+
+pytestmark = pytest.mark.slow
+
+SPEC = """\
+name = "{spec_name}"
+seeds = [0, 1]
+
+[data]
+dataset = "digits"
+batch_size = 128
+
+[model]
+arch = "mlp"
+
+[train]
+epochs = {epochs}
+lr = 0.05
+
+[masks.oneshot]
+kind = "oneshot"
+sparsities = [0.5, 0.8]
+
+[arms]
+lottery = {{ start = "init" }}
+reinit = {{ start = "reinit" }}
+
+[measure]
+p = [0.2]
+pairs = [["init", "trained"], ["init*mask", "lottery"]]
+
+[resources]
+cpus = 1
+
+[tracking]
+uri = "{uri}"
+
+[storage]
+root = "{root}"
+"""
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    """A head and a second node of one CPU each, this process their driver."""
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """`mlflow server` on 127.0.0.1 over its own sqlite store, stopped (its whole session) at the end."""
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    with open(folder / "server.log", "w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                                   f"sqlite:///{folder}/mlflow.db", "--host", "127.0.0.1", "--port", str(port),
+                                   "--workers", "1"], cwd=folder, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            assert server.poll() is None, (folder / "server.log").read_text()
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield uri
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait()
+
+
+def quiet() -> Console:
+    return Console(file=io.StringIO())
+
+
+def reports(spec: Path, out: Path) -> dict[str, str]:
+    assert write_report(spec, formats=["csv", "md"], out_dir=out, console=quiet()) == 0
+    return {path.name: path.read_text() for path in sorted(out.iterdir()) if path.suffix in (".csv", ".md")}
+
+
+def spec_in(folder: Path, uri: str, *, root: str | None = None, epochs: int = 2, name: str = "two-nodes") -> Path:
+    """The spec, its store in `folder` (by an absolute path, a folder every node sees) unless `root` says."""
+    return write_spec(folder, SPEC, uri=uri, root=root or (folder / "store").as_posix(), epochs=epochs,
+                      spec_name=name)
+
+
+def run_locally(folder: Path, epochs: int, name: str) -> Path:
+    """The spec run by the local runner into `folder`, with as many threads as a Ray task of `cpus = 1`."""
+    spec = spec_in(folder, f"sqlite:///{folder.as_posix()}/mlflow.db", epochs=epochs, name=name)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        loaded = load_spec(spec)
+        assert run_local(loaded, compile_plan(loaded), device="cpu", console=quiet()).ok
+    finally:
+        torch.set_num_threads(threads)
+    return spec
+
+
+def final_metrics(spec: Path) -> dict:
+    loaded = load_spec(spec)
+    store = Store(Path(loaded.spec.storage.root))
+    return {stage.key: store.record(stage.key)["metrics"] for stage in compile_plan(loaded).stages}
+
+
+def stage_runs(uri: str, experiment: str) -> list:
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(experiment).experiment_id
+    return client.search_runs([experiment], "tags.`ltspec.role` = 'stage'")
+
+
+def test_stages_spread_over_both_nodes_and_the_report_equals_the_local_runners(two_nodes, mlflow_server,
+                                                                               tmp_path):
+    shared, alone = tmp_path / "shared", tmp_path / "alone"
+    shared.mkdir(), alone.mkdir()
+    spec = spec_in(shared, mlflow_server)
+    loaded = load_spec(spec)
+    plan = compile_plan(loaded)
+    summary = run_ray(loaded, plan, console=quiet())
+    assert summary.ok and sorted(summary.ran) == sorted(stage.key for stage in plan.stages)
+
+    runs = stage_runs(mlflow_server, "two-nodes")
+    assert sorted(run.data.tags[STAGE_KEY] for run in runs) == sorted(stage.key for stage in plan.stages)
+    nodes = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+    assert len(nodes) == 2 and {run.data.tags[NODE] for run in runs} == nodes, "the stages ran on one node only"
+
+    reference = run_locally(alone, epochs=2, name="two-nodes")
+    assert final_metrics(spec) == final_metrics(reference)
+    assert reports(spec, tmp_path / "report-ray") == reports(reference, tmp_path / "report-local")
+
+
+def test_a_tracking_file_or_a_relative_store_is_refused_on_two_nodes(two_nodes, mlflow_server, tmp_path):
+    nodes = ray.nodes()
+    with pytest.raises(ClusterError, match="sqlite:///.*is a file on this machine"):
+        check_cluster(nodes, f"sqlite:///{tmp_path}/mlflow.db", str(tmp_path / "store"))
+    with pytest.raises(ClusterError, match="`store` is a relative path"):
+        check_cluster(nodes, mlflow_server, "store")
+    check_cluster(nodes, mlflow_server, str(tmp_path / "store"))
+
+    spec = spec_in(tmp_path, "sqlite:///mlflow.db", root="store")
+    result = ltspec("run", str(spec), "--runner", "ray", "--address", two_nodes.address, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    message = " ".join(result.stderr.split())
+    assert "refusing to run on a 2-node Ray cluster" in message and "`store` is a relative path" in message
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("record.json"))
+
+
+def test_sigterm_cancels_the_tasks_on_both_nodes_and_the_rerun_resumes_to_identical_results(two_nodes, mlflow_server,
+                                                                                           tmp_path):
+    """The driver, `ltspec run --runner ray` as a scheduler runs it, is sent SIGTERM mid-training."""
+    stopped, alone = tmp_path / "stopped", tmp_path / "alone"
+    stopped.mkdir(), alone.mkdir()
+    spec = spec_in(stopped, mlflow_server, epochs=12, name="stopped")
+    plan = compile_plan(load_spec(spec))
+    command = default_signals([sys.executable, "-m", "ltspec", "run", str(spec), "--runner", "ray", "--address",
+                               two_nodes.address])
+    driver = subprocess.Popen(command, cwd=stopped, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint = Store(stopped / "store").stage_dir(plan.trunks[0].key) / "checkpoint.pt"
+    for _ in range(2400):
+        if checkpoint.exists() or driver.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert checkpoint.exists(), driver.communicate()
+    driver.send_signal(signal.SIGTERM)
+    stderr = driver.communicate(timeout=120)[1]
+    assert driver.returncode == 143, stderr
+    assert [line for line in stderr.splitlines() if "interrupted" in line] == [
+        next(line for line in stderr.splitlines() if line.startswith("interrupted: by SIGTERM"))], stderr
+    assert "Traceback" not in stderr
+    statuses = [run.info.status for run in stage_runs(mlflow_server, "stopped")]
+    assert "KILLED" in statuses and "RUNNING" not in statuses, statuses
+
+    resumed = subprocess.run(command, cwd=stopped, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert final_metrics(spec) == final_metrics(run_locally(alone, epochs=12, name="stopped"))
+    runs = stage_runs(mlflow_server, "stopped")
+    assert sorted(run.data.tags[STAGE_KEY] for run in runs) == sorted(stage.key for stage in plan.stages)
+    assert {run.info.status for run in runs} == {"FINISHED"}
