@@ -15,7 +15,11 @@ The server is MLflow's own (`mlflow ui`), with its ASGI app wrapped by `app` bel
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
+import time
 
 from ltspec import tracking
 from ltspec.plan import Plan
@@ -71,6 +75,17 @@ def command(uri: str, port: int) -> list[str]:
             "--workers", "1"]
 
 
+def _stop_when_orphaned(parent: int) -> None:
+    """Stop this server's whole process group (it leads its own session) once `ltspec ui`, its parent, is gone,
+    however it went: a SIGKILL leaves no handler to run, and the server would listen on forever."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.killpg(0, signal.SIGTERM)
+
+    threading.Thread(target=watch, name="stop-when-orphaned", daemon=True).start()
+
+
 def serve(arguments: list[str]) -> None:
     """Run `mlflow ui ARGUMENTS` serving `app` instead of MLflow's own app, which it wraps.
 
@@ -80,6 +95,7 @@ def serve(arguments: list[str]) -> None:
     import mlflow.server
     from mlflow.cli import cli
 
+    _stop_when_orphaned(os.getppid())
     build = getattr(mlflow.server, "_build_uvicorn_command", None)
     if build is not None:
         def wrapped(options, host, port, workers, app, *rest, **named):

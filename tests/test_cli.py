@@ -73,3 +73,26 @@ def test_ui_serves_the_tracking_store_on_loopback(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_killed_ui_takes_its_mlflow_server_with_it(tmp_path):
+    """SIGKILL of `ltspec ui` runs no handler; the server it started must still not listen on, orphaned."""
+    import psutil
+
+    port = free_port()
+    ui = subprocess.Popen([sys.executable, "-m", "ltspec", "ui", "--port", str(port)], cwd=tmp_path,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(180):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    server = psutil.Process(ui.pid).children()
+    assert server, "ltspec ui started no server"
+    group = [server[0], *server[0].children(recursive=True)]
+    ui.kill()
+    ui.wait()
+    gone, alive = psutil.wait_procs(group, timeout=30)
+    assert not alive, f"left running: {[process.cmdline() for process in alive]}"
