@@ -66,6 +66,7 @@ uri = "{uri}"
 
 [storage]
 root = "{root}"
+checkpoint_seconds = 0
 """
 
 
@@ -119,7 +120,7 @@ def quiet() -> Console:
 
 
 def reports(spec: Path, out: Path) -> dict[str, str]:
-    assert write_report(spec, formats=["csv", "md"], out_dir=out, console=quiet()) == 0
+    assert write_report(load_spec(spec), formats=["csv", "md"], out_dir=out, console=quiet()) == 0
     return {path.name: path.read_text() for path in sorted(out.iterdir()) if path.suffix in (".csv", ".md")}
 
 
