@@ -150,6 +150,17 @@ class Generator:
             raise ValueError(f"generator `{self.kind}`: its settings need `kind: Literal[{self.kind!r}]`")
 
 
+def magnitude_pruning_of(point: str) -> Callable[[dict, Sources], Made]:
+    """`make` of a generator that prunes a dense weight point (`init`, `trained`) by magnitude."""
+    def make(config: dict, sources: Sources) -> Made:
+        from ltspec.pruning import magnitude_mask
+
+        weights, excluded = sources.prunable(sources.network(point))
+        return Made(magnitude_mask(weights, config["sparsity"], scope=config["scope"], exclude=excluded))
+
+    return make
+
+
 def per_sparsity(settings: AtSparsities, plan: Expansion, extra: dict | None = None,
                  epochs: int = 0) -> Iterator[str]:
     """The usual expansion: one mask stage from the trunk per target sparsity, its config the common settings,

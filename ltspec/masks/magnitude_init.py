@@ -7,7 +7,7 @@ mask would do as well as a lottery ticket. Layerwise or global, like one-shot pr
 
 from typing import Literal
 
-from ltspec.masks.base import AtSparsities, Generator, Made, Sources, per_sparsity
+from ltspec.masks.base import AtSparsities, Generator, magnitude_pruning_of, per_sparsity
 
 
 class MagnitudeInit(AtSparsities):
@@ -16,12 +16,5 @@ class MagnitudeInit(AtSparsities):
     kind: Literal["magnitude_init"]
 
 
-def make(config: dict, sources: Sources) -> Made:
-    from ltspec.pruning import magnitude_mask
-
-    weights, excluded = sources.prunable(sources.network("init"))
-    return Made(magnitude_mask(weights, config["sparsity"], scope=config["scope"], exclude=excluded))
-
-
-GENERATOR = Generator("magnitude_init", MagnitudeInit, frozenset({"init"}), per_sparsity, make,
+GENERATOR = Generator("magnitude_init", MagnitudeInit, frozenset({"init"}), per_sparsity, magnitude_pruning_of("init"),
                       description="magnitude pruning of θ0 (Frankle et al. 2021)")

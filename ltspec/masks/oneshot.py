@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from ltspec.masks.base import AtSparsities, Generator, Made, Sources, per_sparsity
+from ltspec.masks.base import AtSparsities, Generator, magnitude_pruning_of, per_sparsity
 
 
 class OneShot(AtSparsities):
@@ -11,12 +11,5 @@ class OneShot(AtSparsities):
     kind: Literal["oneshot"]
 
 
-def make(config: dict, sources: Sources) -> Made:
-    from ltspec.pruning import magnitude_mask
-
-    weights, excluded = sources.prunable(sources.network("trained"))
-    return Made(magnitude_mask(weights, config["sparsity"], scope=config["scope"], exclude=excluded))
-
-
-GENERATOR = Generator("oneshot", OneShot, frozenset({"trained"}), per_sparsity, make,
+GENERATOR = Generator("oneshot", OneShot, frozenset({"trained"}), per_sparsity, magnitude_pruning_of("trained"),
                       description="magnitude pruning of θT, once per target sparsity")
