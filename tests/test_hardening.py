@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from conftest import ltspec
+
 from ltspec.plan import compile_plan
 from ltspec.spec import load_spec
 from ltspec.store import Store
@@ -40,11 +42,6 @@ def write_spec(folder: Path, uri: str | None = None, root: str | None = None) ->
     path = folder / "spec.toml"
     path.write_text(SPEC.format(uri=uri or f"sqlite:///{folder}/mlflow.db", root=root or f"{folder}/store"))
     return path
-
-
-def ltspec(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ltspec", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def one_paragraph(result: subprocess.CompletedProcess) -> str:
