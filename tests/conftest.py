@@ -15,6 +15,15 @@ def ltspec(*args: str, cwd: Path = ROOT, **kwargs) -> subprocess.CompletedProces
     return subprocess.run([sys.executable, "-m", "ltspec", *args], capture_output=True, text=True, cwd=cwd, **kwargs)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def own_cache(tmp_path_factory) -> None:
+    """The session's own cache folder (where ltspec keeps its MLflow store template), for it and its
+    subprocesses: the tests neither read nor write the user's `~/.cache`."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 def write_spec(folder: Path, template: str, name: str = "spec.toml", **values) -> Path:
     """Write `template` (str.format fields; `{folder}` is the folder, for tracking and storage paths) to
     `folder/name`, so that every store, database and report of the test lives in its own folder."""

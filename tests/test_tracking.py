@@ -51,9 +51,11 @@ else:
 """
 
 
-def killed_mid_migration(uri: str, opener: str) -> None:
-    """SIGKILL a process while it migrates a new sqlite store, at a fixed schema change (deterministic)."""
-    result = subprocess.run([sys.executable, "-c", KILLED_MID_MIGRATION, uri, opener], capture_output=True)
+def killed_mid_migration(uri: str, opener: str, cache: Path) -> None:
+    """SIGKILL a process while it migrates a new sqlite store, at a fixed schema change (deterministic); with an
+    empty `cache`, ltspec migrates its store template there."""
+    result = subprocess.run([sys.executable, "-c", KILLED_MID_MIGRATION, uri, opener], capture_output=True,
+                            env={**os.environ, "XDG_CACHE_HOME": str(cache)})
     assert result.returncode == -signal.SIGKILL, result.stderr.decode()[-2000:]
 
 
@@ -64,16 +66,35 @@ def uri_of(folder: Path) -> str:
 # Item 1: the store is created atomically; a half-built one is rebuilt when empty, reported when not
 
 
-def test_a_kill_while_ltspec_creates_the_store_leaves_no_broken_database(tmp_path):
-    killed_mid_migration(uri_of(tmp_path), "ltspec")
-    assert not (tmp_path / "mlflow.db").exists(), "the store appears only when whole"
-    tracker = tracking.connect(uri_of(tmp_path), "spec", {})
+def test_a_kill_while_ltspec_creates_the_store_leaves_no_broken_database(tmp_path, monkeypatch):
+    store, cache = tmp_path / "store", tmp_path / "cache"
+    killed_mid_migration(uri_of(store), "ltspec", cache)
+    assert not (store / "mlflow.db").exists(), "the store appears only when whole"
+    assert not list((cache / "ltspec").glob("*.db")), "the template too"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    tracker = tracking.connect(uri_of(store), "spec", {})
     assert tracker.client.get_experiment(tracker.experiment_id).name == "spec"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".mlflow.db.lock", "mlflow.db"], "leftovers removed"
+    assert sorted(p.name for p in store.iterdir()) == [".mlflow.db.lock", "mlflow.db"], "leftovers removed"
+    assert not list((cache / "ltspec").glob(".*.building")), "and the template's"
+
+
+def test_new_stores_are_copies_of_one_template_pointed_at_their_own_folder(tmp_path, monkeypatch):
+    """The template is migrated once per MLflow version; each store is a copy whose default experiment keeps its
+    artifacts beside it, as MLflow would have made it. A damaged template is built again, not copied."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    tracking.connect(uri_of(tmp_path / "a"), "spec", {})
+    [template] = (tmp_path / "cache" / "ltspec").glob("mlflow-*.db")
+    for name in ("b", "c"):
+        client = tracking.connect(uri_of(tmp_path / name), "spec", {}).client
+        assert client.get_experiment("0").artifact_location == (tmp_path / name / "mlartifacts" / "0").as_uri()
+        assert client.get_experiment_by_name("spec").artifact_location == (tmp_path / name / "mlartifacts").as_uri()
+        template.write_bytes(b"not a database")
+    client = tracking.connect(uri_of(tmp_path / "d"), "spec", {}).client
+    assert client.get_experiment_by_name("spec") is not None and template.read_bytes()[:6] == b"SQLite"
 
 
 def test_a_half_built_store_without_runs_is_moved_aside_and_rebuilt(tmp_path, caplog):
-    killed_mid_migration(uri_of(tmp_path), "mlflow")
+    killed_mid_migration(uri_of(tmp_path), "mlflow", tmp_path / "cache")
     half_built = (tmp_path / "mlflow.db").read_bytes()
     copy = tmp_path / "copy" / "mlflow.db"
     copy.parent.mkdir()
