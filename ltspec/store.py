@@ -257,8 +257,10 @@ class Store:
     # Mutual exclusion
 
     @contextmanager
-    def claim(self, key: str) -> Iterator[None]:
-        """Hold the stage's lock, waiting for any other holder, so that no two workers run the same stage.
+    def claim(self, key: str) -> Iterator[bool]:
+        """Hold the stage's lock, waiting for any other holder, so that no two workers run the same stage; yields
+        whether this is the stage's first claim ever (this claim created its lock file), so nothing, no attempt and
+        no MLflow run of it, can predate it.
 
         The holder that arrives second must check `is_complete` again once inside: it usually finds the work done.
         flock locks an open file, not a process, so threads that claim separately also exclude each other; on NFS
@@ -267,15 +269,19 @@ class Store:
         complete stage is claimed without a lock (it is only read); any other claim fails naming the folder.
         """
         path = self.stage_dir(key) / LOCK
+        first = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            lock_file = open(path, "a")
+            try:
+                lock_file, first = open(path, "x"), True  # exclusive creation: one claimant alone is first
+            except FileExistsError:
+                lock_file = open(path, "a")
         except OSError as error:
             if error.errno not in READ_ONLY or not self.is_complete(key):
                 raise fault("cannot lock stage in", path.parent, error) from None
             lock_file = None
         if lock_file is None:
-            yield
+            yield False
             return
         with lock_file:
             try:
@@ -284,7 +290,7 @@ class Store:
                 log.info("stage %s is claimed by another worker; waiting", key)
                 fcntl.flock(lock_file, fcntl.LOCK_EX)
             try:
-                yield
+                yield first
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
 

@@ -108,15 +108,21 @@ def _runs(tracker: Tracker, filter_string: str) -> list:
                 return runs
 
 
-def stage_runs(tracker: Tracker) -> dict[str, Any]:
-    """Every stage run of the experiment by stage key, a FINISHED one preferred over unfinished ones."""
-    found: dict[str, Any] = {}
+def runs_by_stage(tracker: Tracker) -> dict[str, list]:
+    """Every stage run of the experiment, grouped by stage key: one query for a whole plan (a runner's snapshot)."""
+    found: dict[str, list] = {}
     for run in _runs(tracker, f"tags.`{ROLE}` = 'stage'"):
-        key = run.data.tags.get(STAGE_KEY)
-        known = found.get(key)
-        if known is None or known.info.status != "FINISHED" and run.info.status == "FINISHED":
-            found[key] = run
+        found.setdefault(run.data.tags.get(STAGE_KEY), []).append(run)
     return found
+
+
+def stage_runs(tracker: Tracker) -> dict[str, Any]:
+    """Every stage's run by stage key, a FINISHED one preferred over unfinished ones."""
+    return {key: finished_first(runs)[0] for key, runs in runs_by_stage(tracker).items()}
+
+
+def finished_first(runs: list) -> list:
+    return sorted(runs, key=lambda run: run.info.status != "FINISHED")
 
 
 def runs_of_stage(tracker: Tracker, key: str) -> list:
@@ -207,7 +213,7 @@ def start_stage(tracker: Tracker, stage: Stage, parent_run_id: str | None, earli
 
 
 def finish_stage_run(tracker: Tracker, run_id: str, stage: Stage, record: dict, files: Iterable[Path] = (), *,
-                     history_logged: bool = False, tags: dict[str, str] | None = None) -> None:
+                     logged_epochs: set[int] | None = None, tags: dict[str, str] | None = None) -> None:
     """Close a stage's run from its completion record, logging only what the run lacks.
 
     Safe to repeat after a kill anywhere in it or before it (between `record.json` and the run's end, say): no
@@ -215,14 +221,16 @@ def finish_stage_run(tracker: Tracker, run_id: str, stage: Stage, record: dict, 
     (at step `stage.epochs`), only the (name, step) pairs the run does not have yet, with the tag
     `ltspec.logged = true` in the same (last) batch, so that a run with the tag is known whole and not asked
     again; the record's small JSON artifacts and `files` (each overwrites itself); it deletes the `error.txt` an
-    earlier failed attempt left; and marks the run FINISHED. `history_logged`: the caller created the run and logged
-    every epoch of the history to it itself, so only the final metrics are missing and nothing needs asking: no
-    `get_run`, no artifact listing (two store round trips fewer per stage). `tags` go with the last batch.
+    earlier failed attempt left; and marks the run FINISHED. `logged_epochs`: the caller created the run and knows
+    every epoch of the history it logged to it, so the run needs the other epochs and the final metrics, and
+    nothing needs asking (no `get_run`, no artifact listing): the run is closed by one metric batch, its artifacts
+    and its status. `tags` go with the last batch.
     """
     client = tracker.client
     closing = {**(tags or {}), LOGGED: "true"}
-    if history_logged:  # this attempt made the run: its params are in, and no earlier attempt left an error.txt
-        log_metrics(tracker, run_id, [(stage.epochs, record["metrics"])], tags=closing)
+    if logged_epochs is not None:  # this attempt made the run: its params are in, and no earlier attempt left an error.txt
+        rows = [(int(epoch), values) for epoch, values in record["history"] if int(epoch) not in logged_epochs]
+        log_metrics(tracker, run_id, [*rows, (stage.epochs, record["metrics"])], tags=closing)
         _log_artifacts(tracker, run_id, record, files)
         client.set_terminated(run_id, "FINISHED")
         return

@@ -154,13 +154,20 @@ def prepare_sqlite(database: Path) -> None:
 
 
 def inspect_sqlite(database: Path) -> tuple[str | None, str]:
-    """(what is wrong with the schema or None, what the database holds, empty when nothing), read-only."""
+    """(what is wrong with the schema or None, what the database holds, empty when nothing), only reading.
+
+    A writer killed inside a transaction (a SIGKILL during a `log_batch`) leaves a hot journal, which the next
+    connection must roll back before it can read: a read-only connection cannot, and fails with "attempt to write
+    a readonly database". So the database is opened for writing where it may be written (nothing is written but
+    that rollback, as MLflow's own connection would do), read-only elsewhere.
+    """
     from mlflow.store.db.base_sql_model import Base
     from mlflow.store.db.utils import _get_latest_schema_revision
     import mlflow.store.tracking.dbmodels.models  # noqa: F401  (registers the tables on Base)
 
     try:
-        connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        mode = "rw" if os.access(database, os.W_OK) and os.access(database.parent, os.W_OK) else "ro"
+        connection = sqlite3.connect(f"file:{database}?mode={mode}", uri=True)
         try:
             tables = {row[0] for row in connection.execute("select name from sqlite_master where type = 'table'")}
             version = (connection.execute("select version_num from alembic_version").fetchone() or [None])[0] \

@@ -69,9 +69,14 @@ def connect(loaded: LoadedSpec, plan: Plan) -> tracking.Tracker:
                             description=spec.description, log_weights=spec.tracking.log_weights)
 
 
-def log_spec(tracker: tracking.Tracker, loaded: LoadedSpec, plan_json: dict, trunk_runs: dict[str, str]) -> None:
-    """The resolved spec and the plan, as artifacts of every trunk run this run touched."""
+def close_trunks(tracker: tracking.Tracker, trunk_runs: dict[str, str], loaded: LoadedSpec,
+                 plan_json: dict | None) -> None:
+    """At the end of a run, every trunk run it touched: its end moved to now, so that its duration spans the stage
+    runs under it, and (`plan_json` given) the spec file, the plan and the resolved spec as its artifacts."""
     for run_id in trunk_runs.values():
+        tracking.extend_trunk(tracker, run_id)
+        if plan_json is None:
+            continue
         tracking.log_file(tracker, run_id, loaded.path)
         tracking.log_json(tracker, run_id, "plan.json", plan_json)
         tracking.log_json(tracker, run_id, "spec.resolved.json",

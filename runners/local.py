@@ -15,7 +15,7 @@ from rich.progress import Progress
 from ltspec import tracking
 from ltspec.plan import Plan, Stage
 from ltspec.plan.status import status
-from ltspec.runners.common import (Summary, connect, log_spec, progress_columns, resolve_device, stage_threads,
+from ltspec.runners.common import (Summary, close_trunks, connect, progress_columns, resolve_device, stage_threads,
                                    threads)
 from ltspec.spec import LoadedSpec
 from ltspec.stages import Context, StageFailed, run_stage
@@ -30,7 +30,7 @@ def run_local(loaded: LoadedSpec, plan: Plan, *, device: str = "auto", console: 
     tracker = connect(loaded, plan) if track else None
     ctx = Context(store=Store(Path(loaded.spec.storage.root)), device=where,
                   stages={stage.key: stage for stage in plan.stages}, tracker=tracker,
-                  runs=tracking.stage_runs(tracker) if tracker else {})
+                  runs=tracking.runs_by_stage(tracker) if tracker else None)
     summary, left = Summary(), status(plan, ctx.store).epochs_left
     with Progress(*progress_columns(), console=console, transient=False) as progress:
         overall = progress.add_task(f"stages 0/{len(plan.stages)}", total=max(left, 1), info="epochs", eta=True)
@@ -49,8 +49,8 @@ def run_local(loaded: LoadedSpec, plan: Plan, *, device: str = "auto", console: 
                     _run_one(stage, ctx, summary, progress, current)
                     progress.update(overall, description=f"stages {count}/{len(plan.stages)}")
         finally:
-            if tracker is not None and plan_json is not None:
-                log_spec(tracker, loaded, plan_json, ctx.trunk_runs)
+            if tracker is not None:
+                close_trunks(tracker, ctx.trunk_runs, loaded, plan_json)
     return summary
 
 

@@ -33,7 +33,7 @@ from rich.progress import Progress
 
 from ltspec import architectures, plugins, preemption, tracking
 from ltspec.plan import Plan, Stage
-from ltspec.runners.common import Summary, connect, log_spec, progress_columns, stage_threads
+from ltspec.runners.common import Summary, close_trunks, connect, progress_columns, stage_threads
 from ltspec.spec import LoadedSpec, Spec
 from ltspec.stages import Context, StageFailed, run_stage
 from ltspec.stages.context import trunk_of
@@ -121,12 +121,14 @@ def _located(stage: Stage) -> Stage:
 
 
 @ray.remote(max_retries=LOST_WORKER_RETRIES, retry_exceptions=False)
-def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_run: str, *parents: dict) -> dict:
+def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_run: str, known_runs: list,
+                *parents: dict) -> dict:
     """Run one stage in a worker, or report it blocked when a parent failed.
 
     A StageFailed is the stage's real outcome (a diverged loss, say), so it comes back as a record, not an
     exception: Ray never retries it, and retries only a worker that died. The retry continues the dead attempt's
-    MLflow run and checkpoint (`run_stage` looks both up under the stage's claim).
+    MLflow run and checkpoint (`run_stage` looks both up under the stage's claim). `known_runs`: the stage's runs
+    in the driver's snapshot.
     """
     if any(parent["status"] in ("failed", "blocked") for parent in parents):
         return {"key": key, "status": "blocked"}
@@ -135,7 +137,7 @@ def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_
     trunk = trunk_of(stages[key])
     ctx = Context(store=Store(Path(workspace.store_root)),
                   device=torch.device("cuda" if ray.get_gpu_ids() else "cpu"), stages=stages,
-                  tracker=workspace.tracker(), trunk_runs={trunk: trunk_run})
+                  tracker=workspace.tracker(), trunk_runs={trunk: trunk_run}, runs={key: known_runs})
     try:
         record, ran = run_stage(stages[key], ctx)
     except StageFailed as failure:
@@ -157,7 +159,7 @@ def run_ray(loaded: LoadedSpec, plan: Plan, *, address: str | None = None, gpu_s
     tracker = connect(loaded, plan)
     driver = Context(store=Store(Path(spec.storage.root).resolve()), device=torch.device("cpu"),
                      stages={stage.key: _located(stage) for stage in plan.stages}, tracker=tracker,
-                     runs=tracking.stage_runs(tracker))
+                     runs=tracking.runs_by_stage(tracker))
     outcomes: dict[str, dict] = {}
     try:
         with Progress(*progress_columns(), console=console, transient=False) as progress:
@@ -182,8 +184,7 @@ def run_ray(loaded: LoadedSpec, plan: Plan, *, address: str | None = None, gpu_s
                         _cancel(list(refs.values()))
                         raise
     finally:
-        if plan_json is not None:
-            log_spec(tracker, loaded, plan_json, driver.trunk_runs)
+        close_trunks(tracker, driver.trunk_runs, loaded, plan_json)
     return _summary(plan, outcomes)
 
 
@@ -280,7 +281,7 @@ def _submit(pending: list[Stage], driver: Context, spec: Spec, gpu_share: float 
         task = _stage_task.options(num_cpus=spec.resources.cpus, num_gpus=gpus_per_stage(arch, share, cluster_gpus),
                                    name=stage.describe())
         refs[stage.key] = task.remote(stage.key, stages, workspace, driver.trunk_runs[trunk],
-                                      *(refs[p] for p in stage.parents if p in refs))
+                                      driver.runs.get(stage.key, []), *(refs[p] for p in stage.parents if p in refs))
     return refs
 
 

@@ -78,17 +78,48 @@ def stage_runs(folder: Path) -> list:
     return [run for run in client.search_runs([experiment.experiment_id], "tags.`ltspec.role` = 'stage'")]
 
 
+COUNTED = ("search_runs", "create_run", "log_batch", "set_terminated", "get_run", "get_metric_history")
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
+    """The tiny spec run once, with every call of COUNTED that the run made to MLflow counted (`calls`)."""
     folder = tmp_path_factory.mktemp("run")
     loaded = load_spec(write_spec(folder))
     plan = compile_plan(loaded)
-    summary = run_local(loaded, plan, device="cpu")
-    return folder, loaded, plan, summary
+    calls = dict.fromkeys(COUNTED, 0)
+
+    def counted(name):
+        method = getattr(MlflowClient, name)
+
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return method(*args, **kwargs)
+        return call
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in COUNTED:
+            patch.setattr(MlflowClient, name, counted(name))
+        summary = run_local(loaded, plan, device="cpu")
+    return folder, loaded, plan, summary, calls
+
+
+def test_a_fresh_run_asks_mlflow_nothing_per_stage_and_closes_each_run_in_one_batch(finished):
+    """One search for the whole plan and one per trunk; per stage: its run, its params, the epochs logged before
+    each checkpoint (every epoch here) but the last, whose row goes with the final metrics in the one batch that
+    closes the run, and its status. Each trunk's end is moved once, when the run ends."""
+    _, _, plan, _, calls = finished
+    trunks = [stage for stage in plan.stages if stage.kind == "dense"]
+    trained = [stage for stage in plan.stages if stage.epochs > 0]
+    assert calls["search_runs"] == 1 + len(trunks)
+    assert calls["create_run"] == len(plan.stages) + len(trunks)
+    assert calls["log_batch"] == 2 * len(plan.stages) + sum(stage.epochs - 1 for stage in trained)
+    assert calls["set_terminated"] == len(plan.stages) + 2 * len(trunks)
+    assert calls["get_run"] == calls["get_metric_history"] == 0
 
 
 def test_every_stage_runs_and_is_logged_once(finished):
-    folder, _, plan, summary = finished
+    folder, _, plan, summary, _ = finished
     assert summary.ok and sorted(summary.ran) == sorted(stage.key for stage in plan.stages)
     runs = stage_runs(folder)
     assert sorted(run.data.tags[STAGE_KEY] for run in runs) == sorted(stage.key for stage in plan.stages)
@@ -98,7 +129,7 @@ def test_every_stage_runs_and_is_logged_once(finished):
 
 
 def test_results_make_sense(finished):
-    folder, _, plan, _ = finished
+    folder, _, plan, _, _ = finished
     store = Store(folder / "store")
     for stage in plan.stages:
         metrics = store.record(stage.key)["metrics"]
@@ -113,7 +144,7 @@ def test_results_make_sense(finished):
 
 
 def test_mlflow_runs_carry_tags_metrics_and_nesting(finished):
-    folder, _, plan, _ = finished
+    folder, _, plan, _, _ = finished
     runs = {run.data.tags[STAGE_KEY]: run for run in stage_runs(folder)}
     lottery = next(a for a in plan.arms if a.arm == "lottery" and a.generator == "imp" and a.round == 2)
     run = runs[lottery.stage]
@@ -128,14 +159,14 @@ def test_mlflow_runs_carry_tags_metrics_and_nesting(finished):
 
 
 def test_imp_lottery_arm_is_the_imp_round(finished):
-    _, _, plan, _ = finished
+    _, _, plan, _, _ = finished
     rounds = [s for s in plan.stages if s.kind == "train" and s.labels.get("generator") == "imp"
               and s.config["start"] == "init"]
     assert len(rounds) == 2 and {s.labels["arm"] for s in rounds} == {"lottery"}
 
 
 def test_a_second_run_trains_nothing_and_logs_nothing(finished):
-    folder, loaded, plan, _ = finished
+    folder, loaded, plan, _, _ = finished
     before = len(stage_runs(folder))
     summary = run_local(loaded, plan, device="cpu")
     assert summary.ran == [] and len(summary.done) == len(plan.stages)
@@ -413,7 +444,7 @@ def test_admm_resumes_from_its_checkpoint_with_identical_results(tmp_path):
 
 
 def test_plan_shows_every_stage_done_after_a_run(finished):
-    folder, loaded, plan, _ = finished
+    folder, loaded, plan, _, _ = finished
     result = ltspec("plan", str(loaded.path), "--json", cwd=folder)
     shown = json.loads(result.stdout)
     assert [stage["key"] for stage in shown["stages"]] == [stage.key for stage in plan.stages]

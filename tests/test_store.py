@@ -212,9 +212,9 @@ def _train_once(root, key, log_path, barrier):
     """What a runner does with a stage: claim it, and train only if nobody finished it meanwhile."""
     store = Store(root)
     barrier.wait()
-    with store.claim(key):
+    with store.claim(key) as first:
         with open(log_path, "a") as log:
-            log.write(f"enter {os.getpid()} {threading.get_ident()}\n")
+            log.write(f"enter {os.getpid()} {threading.get_ident()} {first}\n")
         if not store.is_complete(key):
             with open(log_path, "a") as log:
                 log.write("train\n")
@@ -252,8 +252,9 @@ def test_claim_is_exclusive_and_the_stage_trains_once(store, tmp_path, run_worke
 
     events = [line.split() for line in log_path.read_text().splitlines()]
     assert [event[0] for event in events] == ["enter", "train", "leave", "enter", "leave"], events
-    first_holder, second_holder = events[0][1:], events[3][1:]
+    first_holder, second_holder = events[0][1:3], events[3][1:3]
     assert events[2][1:] == first_holder and events[4][1:] == second_holder and first_holder != second_holder
+    assert sorted([events[0][3], events[3][3]]) == ["False", "True"], "one claim alone is the stage's first"
     assert store.is_complete(KEY)
 
 

@@ -93,6 +93,28 @@ def test_new_stores_are_copies_of_one_template_pointed_at_their_own_folder(tmp_p
     assert client.get_experiment_by_name("spec") is not None and template.read_bytes()[:6] == b"SQLite"
 
 
+HOT_JOURNAL = """
+import os, signal, sqlite3, sys
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection.execute("pragma cache_size = 1")  # spill pages to the file before the commit
+connection.execute("begin immediate")
+for i in range(200):
+    connection.execute("insert into tags (key, value, run_uuid) values (?, ?, ?)", (f"k{i}", "v" * 500, sys.argv[2]))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_writer_killed_inside_a_transaction_leaves_a_store_that_opens_as_before(tmp_path):
+    """A SIGKILL inside a write leaves a hot journal; the next run rolls it back (it once called the store
+    damaged: a read-only look cannot roll back)."""
+    tracker = tracking.connect(uri_of(tmp_path), "spec", {})
+    run_id = tracking.start_stage(tracker, STAGE, None, [])
+    result = subprocess.run([sys.executable, "-c", HOT_JOURNAL, str(tmp_path / "mlflow.db"), run_id])
+    assert result.returncode == -signal.SIGKILL and (tmp_path / "mlflow.db-journal").stat().st_size > 0
+    tracker = tracking.connect(uri_of(tmp_path), "spec", {})
+    assert not any(key.startswith("k1") for key in tracker.client.get_run(run_id).data.tags), "rolled back"
+
+
 def test_a_half_built_store_without_runs_is_moved_aside_and_rebuilt(tmp_path, caplog):
     killed_mid_migration(uri_of(tmp_path), "mlflow", tmp_path / "cache")
     half_built = (tmp_path / "mlflow.db").read_bytes()

@@ -43,7 +43,7 @@ class Context:
     tracker: Tracker | None = None
     on_epoch: EpochCallback | None = None
     datasets: dict[tuple, Dataset] = field(default_factory=dict)
-    runs: dict[str, Any] = field(default_factory=dict)
+    runs: dict[str, list] | None = None  # the experiment's stage runs by key when the run began; None: not taken
     trunk_runs: dict[str, str] = field(default_factory=dict)
 
 

@@ -57,20 +57,20 @@ class StoreCheckpoints:
 
 
 class EpochLog(Hook):
-    """Epoch metrics to MLflow, in batches: pending rows go out just before a checkpoint is written (`flush`) and at
-    the last epoch. The count logged is checkpointed with them, so a resumed stage logs each epoch exactly once."""
+    """Epoch metrics to MLflow, in batches: pending rows go out just before a checkpoint is written (`flush`, at
+    most once per `storage.checkpoint_seconds`); the rest go with the stage's final metrics, in the one batch that
+    closes its run (`StageRun.finish`). The count logged is checkpointed with them, so a resumed stage logs each
+    epoch exactly once."""
 
     name = "epoch_log"
 
-    def __init__(self, log: LogEpochs, epochs: int):
-        self.log, self.epochs = log, epochs
+    def __init__(self, log: LogEpochs):
+        self.log = log
         self.rows: list = []
         self.logged = 0
 
     def end_epoch(self, epoch: int, values: dict[str, float]) -> None:
         self.rows.append((epoch, values))
-        if epoch == self.epochs:
-            self.flush()
 
     def state_dict(self) -> dict:
         return {"rows": [[e, v] for e, v in self.rows], "logged": self.logged}
@@ -104,7 +104,7 @@ def train(stage: Stage, ctx: Context, model: nn.Module, train_config: dict, log:
     train_loader, evaluation = loaders(stage.config, stage.runtime, ctx, data)
     model.to(ctx.device)
     planned = recipe(train_config)
-    epoch_log = EpochLog(log, epochs or planned.epochs)
+    epoch_log = EpochLog(log)
     every_hook = [*hooks, epoch_log, Progress(stage, ctx)]
     try:
         with StoreCheckpoints(stage, ctx, before_write=epoch_log.flush) as checkpoints:

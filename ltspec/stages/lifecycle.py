@@ -21,8 +21,8 @@ def run_stage(stage: Stage, ctx: Context) -> tuple[dict, bool]:
     A failure marks the stage's run FAILED and an interrupt (Ctrl-C, SIGTERM, SIGHUP) KILLED; the checkpoint stays
     for the next attempt.
     """
-    with ctx.store.claim(stage.key):
-        run = StageRun(stage, ctx)
+    with ctx.store.claim(stage.key) as first_claim:
+        run = StageRun(stage, ctx, first_claim)
         if ctx.store.is_complete(stage.key):
             record = ctx.store.record(stage.key)
             run.log_reused(record)

@@ -21,12 +21,13 @@ class StageRun:
     """The MLflow side of running one stage; every method does nothing without a tracker, or once the stage's run
     in this experiment is already FINISHED."""
 
-    def __init__(self, stage: Stage, ctx: Context):
+    def __init__(self, stage: Stage, ctx: Context, first_claim: bool = False):
         self.stage, self.ctx = stage, ctx
-        self.earlier = self._earlier_runs()
+        self.earlier = self._earlier_runs(first_claim)
         self.needed = ctx.tracker is not None and all(run.info.status != "FINISHED" for run in self.earlier)
         self.run_id: str | None = None
         self.fresh = False  # this attempt created the run, so it knows every row the run holds
+        self.logged_epochs: set[int] = set()
 
     def log_reused(self, record: dict) -> None:
         """Log a stage found complete in the store, from its record: into the run a dead attempt left unfinished
@@ -47,6 +48,7 @@ class StageRun:
     def log_epochs(self, rows: list) -> None:
         if self.run_id is not None and rows:
             tracking.log_metrics(self.ctx.tracker, self.run_id, rows)
+            self.logged_epochs.update(epoch for epoch, _ in rows)
 
     def finish(self, record: dict, *, logged_here: bool = True) -> None:
         """Close the run with the record's final metrics, artifacts and the mask file; `logged_here`: this attempt
@@ -57,9 +59,8 @@ class StageRun:
         files = [folder / "mask.pt"] if self.stage.kind == "mask" else []
         files += [folder / "final.pt"] if self.stage.kind == "train" and tracker.log_weights else []
         tracking.finish_stage_run(tracker, self.run_id, self.stage, record, files,
-                                  history_logged=logged_here and self.fresh,
+                                  logged_epochs=self.logged_epochs if logged_here and self.fresh else None,
                                   tags={tracking.STORE_PATH: str(folder.resolve())})
-        tracking.extend_trunk(tracker, self.ctx.trunk_runs[trunk_of(self.stage)])
 
     def fail(self, error: BaseException) -> None:
         """A failure keeps its traceback as `error.txt` and marks the run FAILED; an interrupt (Ctrl-C, SIGTERM,
@@ -70,11 +71,16 @@ class StageRun:
         tracking.fail_stage_run(self.ctx.tracker, self.run_id, "KILLED" if interrupted else "FAILED",
                                 None if interrupted else traceback.format_exc())
 
-    def _earlier_runs(self) -> list:
-        """The FINISHED run of the runner's snapshot (a rerun asks nothing more), else all of them asked fresh."""
+    def _earlier_runs(self, first_claim: bool) -> list:
+        """The stage's runs: the FINISHED one of the runner's snapshot (a rerun asks nothing more); on the stage's
+        first claim, the snapshot's (no attempt can have made one since: runs are made under the claim); else, or
+        without a snapshot, all of them asked fresh: another process or a retried Ray task may have made one."""
         if self.ctx.tracker is None:
             return []
-        run = self.ctx.runs.get(self.stage.key)
-        if run is not None and run.info.status == "FINISHED":
-            return [run]
+        if self.ctx.runs is not None:
+            known = tracking.finished_first(self.ctx.runs.get(self.stage.key, []))
+            if known and known[0].info.status == "FINISHED":
+                return known[:1]
+            if first_claim:
+                return known
         return tracking.runs_of_stage(self.ctx.tracker, self.stage.key)
