@@ -2,4 +2,5 @@
 
 from ltspec.cli import app
 
-app(prog_name="ltspec")
+if __name__ == "__main__":  # the local runner's worker processes import this module again as `__mp_main__`
+    app(prog_name="ltspec")

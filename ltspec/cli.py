@@ -331,7 +331,10 @@ def _shown(spec: Path) -> str:
 @_frozen_at_exit
 def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-        runner: Annotated[str, typer.Option(help="local (this process) or ray (a Ray cluster).")] = "local",
+        runner: Annotated[str, typer.Option(help="local (this machine) or ray (a Ray cluster).")] = "local",
+        workers: Annotated[Optional[int], typer.Option(
+            min=1, help="Stages at once on the local runner [default: on a CPU one per `resources.cpus` cores, "
+            "on a GPU 1].")] = None,
         address: Annotated[Optional[str], typer.Option(help="Ray cluster address (ray runner).")] = None,
         gpu_share: Annotated[Optional[float], typer.Option(help="GPUs per stage on Ray; overrides the spec.")] = None,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Start without asking, however long the estimate.")]
@@ -359,8 +362,8 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
     try:
         with preemptible():
             for spec, loaded, compiled in loaded_specs:
-                ok &= _run_one(spec, loaded, compiled, console, device=device, runner=runner, address=address,
-                               gpu_share=gpu_share)
+                ok &= _run_one(spec, loaded, compiled, console, device=device, runner=runner, workers=workers,
+                               address=address, gpu_share=gpu_share)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM / SIGHUP (a scheduler's preemption)
         _say("interrupted:", "yellow", f"by {cause(interrupt).name}; finished epochs are kept in the store's "
              "checkpoints and the current MLflow run is marked KILLED; run the same command again to resume",
@@ -401,7 +404,7 @@ def _look_before_running(loaded_specs: list[tuple], device: str, runner: str, ye
         raise typer.Exit(2)
 
 
-def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, address, gpu_share) -> bool:
+def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, workers, address, gpu_share) -> bool:
     """Run one spec's plan; returns whether every stage finished."""
     console.print(f"[bold]{compiled.name}[/]: {len(compiled.stages)} stages, {compiled.epochs} epochs in the plan; "
                   f"store {loaded.spec.storage.root}, MLflow {loaded.spec.tracking.uri}")
@@ -417,10 +420,11 @@ def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, add
             summary = run_ray(loaded, compiled, address=address, gpu_share=gpu_share, console=console,
                               plan_json=plan_json(compiled, set()))
         else:
-            from ltspec.runners.local import run_local
+            from ltspec.runners.common import resolve_device
+            from ltspec.runners.local import default_workers, run_local
 
-            summary = run_local(loaded, compiled, device=device, console=console,
-                                plan_json=plan_json(compiled, set()))
+            summary = run_local(loaded, compiled, device=device, console=console, plan_json=plan_json(compiled, set()),
+                                workers=workers or default_workers(loaded.spec, resolve_device(device)))
     except EnvironmentFault as error:
         raise _fault(error) from None
     except (ValueError, MlflowException) as error:

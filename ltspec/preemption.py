@@ -5,6 +5,10 @@ finished epochs stays, its MLflow run is marked KILLED, the runner stops and the
 SIGHUP would end the process on the spot, the run left RUNNING. Under `preemptible()` they raise `Preempted`, a
 KeyboardInterrupt, so the same cleanup runs, and a second signal cannot cut it short (SIGKILL still can). A
 signal the process was started ignoring (`nohup` ignores SIGHUP) stays ignored.
+
+A signal must not land inside a write to the tracking store: an sqlite write cut short by an exception keeps its
+lock until the process ends, so the cleanup's own write ("mark the run KILLED") would wait on it and fail. Such
+writes run `deferred()`: a signal that arrives inside one, Ctrl-C included, is raised as soon as it ends.
 """
 
 from __future__ import annotations
@@ -41,18 +45,46 @@ def exit_code(interrupt: KeyboardInterrupt) -> int:
 
 
 def _preempt(signum: int, frame) -> None:
-    global received
+    global received, pending
+    if signum == signal.SIGINT:
+        if deferring:
+            pending = signal.SIGINT
+            return
+        raise KeyboardInterrupt
     received = signum
     for each in SIGNALS:
         if signal.getsignal(each) is _preempt:
             signal.signal(each, signal.SIG_IGN)
+    if deferring:
+        pending = signum
+        return
     raise Preempted(signum)
 
 
+deferring = 0  # how many `deferred` blocks the main thread is in
+pending: int | None = None  # a signal that arrived in one, raised when the outermost ends
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A block that a signal must not cut in half (a write to the tracking store); under `preemptible`, a SIGINT,
+    SIGTERM or SIGHUP that arrives inside it is raised when the block ends (not when it fails: its own error goes
+    on, and the signal comes out of the next block)."""
+    global deferring, pending
+    deferring += 1
+    try:
+        yield
+    finally:
+        deferring -= 1
+    if not deferring and pending is not None:
+        signum, pending = pending, None
+        raise KeyboardInterrupt if signum == signal.SIGINT else Preempted(signum)
+
+
 def handlers() -> dict:
-    """This process's SIGTERM and SIGHUP handlers, to `restore` after code that replaces them (`ray.init` installs
-    a SIGTERM handler that exits without any cleanup)."""
-    return {signum: signal.getsignal(signum) for signum in SIGNALS}
+    """This process's SIGINT, SIGTERM and SIGHUP handlers, to `restore` after code that replaces them (`ray.init`
+    installs a SIGTERM handler that exits without any cleanup)."""
+    return {signum: signal.getsignal(signum) for signum in (signal.SIGINT, *SIGNALS)}
 
 
 def restore(saved: dict) -> None:
@@ -63,10 +95,10 @@ def restore(saved: dict) -> None:
 
 @contextmanager
 def preemptible() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise `Preempted` inside the block (in the main thread); the handlers before it come
-    back after it."""
-    global received
-    received = None
+    """SIGTERM and SIGHUP raise `Preempted` inside the block (in the main thread), SIGINT a KeyboardInterrupt as
+    always, each held back while a `deferred` block runs; the handlers before it come back after it."""
+    global received, pending
+    received = pending = None
     saved = handlers()
     for signum, handler in saved.items():
         if handler is not signal.SIG_IGN:

@@ -5,15 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
+from mlflow import MlflowClient
 from rich.progress import BarColumn, MofNCompleteColumn, Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Column
 from rich.text import Text
 
-from ltspec import tracking
+from ltspec import preemption, tracking
 from ltspec.plan import Plan
 from ltspec.spec import LoadedSpec, Spec
+from ltspec.store import Store
 
 
 @dataclass
@@ -28,6 +32,44 @@ class Summary:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.blocked
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where a worker process (a Ray task's, or a local worker's) finds the store and the MLflow experiment, paths
+    made absolute where the run began: a Ray worker's working directory is wherever `ray start` ran, so a relative
+    path would name another folder there. `tracking_uri` None: the run logs nothing."""
+
+    store_root: str
+    tracking_uri: str | None
+    experiment_id: str | None
+    tags: dict[str, str]
+    threads: int
+    log_weights: bool = False
+
+    @classmethod
+    def of(cls, store: Store, tracker: tracking.Tracker | None, threads: int) -> Workspace:
+        if tracker is None:
+            return cls(str(store.root.resolve()), None, None, {}, threads)
+        return cls(str(store.root.resolve()), absolute_uri(tracker.client.tracking_uri), tracker.experiment_id,
+                   tracker.tags, threads, tracker.log_weights)
+
+    def tracker(self, tags: dict[str, str] | None = None) -> tracking.Tracker | None:
+        """The run's experiment, opened from this worker (the run's start created it, so no worker races to), its
+        runs tagged with `tags` besides the run's own."""
+        if self.tracking_uri is None:
+            return None
+        return tracking.Tracker(MlflowClient(tracking_uri=self.tracking_uri), self.experiment_id,
+                                {**self.tags, **(tags or {})}, self.log_weights)
+
+
+def absolute_uri(uri: str) -> str:
+    """The tracking URI with a relative sqlite or plain path resolved against this working directory."""
+    if uri.startswith("sqlite:///"):
+        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+    if not urlparse(uri).scheme:
+        return str(Path(uri).resolve())
+    return uri
 
 
 def stage_threads(spec: Spec) -> int:
@@ -69,6 +111,7 @@ def connect(loaded: LoadedSpec, plan: Plan) -> tracking.Tracker:
                             description=spec.description, log_weights=spec.tracking.log_weights)
 
 
+@preemption.deferred()
 def close_trunks(tracker: tracking.Tracker, trunk_runs: dict[str, str], loaded: LoadedSpec,
                  plan_json: dict | None) -> None:
     """At the end of a run, every trunk run it touched: its end moved to now, so that its duration spans the stage

@@ -1,69 +1,170 @@
-"""The local runner: every stage of a plan in this process, on one device, in dependency order.
+"""The local runner: every stage of a plan on this machine and one device, in dependency order, one at a time in
+this process or several side by side in worker processes (`ltspec.runners.workers`, `ltspec run --workers`).
 
 It decides only where and when, on as many threads as a Ray task (`stage_threads`, so that both runners give the
-same numbers): what a stage does, and its life from claim to record, is `ltspec.stages.run_stage`. A failed stage does not stop the run: its descendants are skipped, everything
-independent of it still runs, and the summary lists the failures.
+same numbers): what a stage does, and its life from claim to record, is `ltspec.stages.run_stage`. A failed stage
+does not stop the run: its descendants are skipped, everything independent of it still runs, and the summary lists
+the failures.
 """
 
 from __future__ import annotations
 
+import heapq
+import os
 from pathlib import Path
+
+import torch
 
 from rich.console import Console
 from rich.progress import Progress
 
-from ltspec import tracking
+from ltspec import preemption, tracking
 from ltspec.plan import Plan, Stage
 from ltspec.plan.status import status
-from ltspec.runners.common import (Summary, close_trunks, connect, progress_columns, resolve_device, stage_threads,
-                                   threads)
-from ltspec.spec import LoadedSpec
+from ltspec.runners.common import (Summary, Workspace, close_trunks, connect, progress_columns, resolve_device,
+                                   stage_threads, threads)
+from ltspec.runners.workers import Job, Workers
+from ltspec.spec import LoadedSpec, Spec
 from ltspec.stages import Context, StageFailed, run_stage
+from ltspec.stages.context import trunk_of
 from ltspec.store import Store
 
 
 def run_local(loaded: LoadedSpec, plan: Plan, *, device: str = "auto", console: Console | None = None,
-              plan_json: dict | None = None, track: bool = True) -> Summary:
-    """Execute every stage of the plan that is not done yet; Ctrl-C stops after marking the current run KILLED."""
+              plan_json: dict | None = None, track: bool = True, workers: int = 1) -> Summary:
+    """Execute every stage of the plan that is not done yet, `workers` stages at a time (see `default_workers`);
+    Ctrl-C stops after marking the current runs KILLED."""
     console = console or Console()
     where = resolve_device(device)
     tracker = connect(loaded, plan) if track else None
     ctx = Context(store=Store(Path(loaded.spec.storage.root)), device=where,
                   stages={stage.key: stage for stage in plan.stages}, tracker=tracker,
                   runs=tracking.runs_by_stage(tracker) if tracker else None)
-    summary, left = Summary(), status(plan, ctx.store).epochs_left
     with Progress(*progress_columns(), console=console, transient=False) as progress:
-        overall = progress.add_task(f"stages 0/{len(plan.stages)}", total=max(left, 1), info="epochs", eta=True)
-        current = progress.add_task("", total=1, info="", visible=False)
-
-        def on_epoch(stage: Stage, epoch: int, values: dict[str, float]) -> None:
-            accuracy = f"test {values['test_accuracy']:.3f}" if "test_accuracy" in values else \
-                f"acc {values['train_accuracy']:.3f}"
-            progress.update(current, completed=epoch, info=f"{accuracy} loss {values['train_loss']:.3f}")
-            progress.advance(overall)
-
-        ctx.on_epoch = on_epoch
+        display = Display(progress, plan, status(plan, ctx.store).epochs_left)
+        ctx.on_epoch = lambda stage, epoch, values: display.epoch(stage.key, epoch, values)
         try:
             with threads(stage_threads(loaded.spec)):
-                for count, stage in enumerate(plan.stages, 1):
-                    _run_one(stage, ctx, summary, progress, current)
-                    progress.update(overall, description=f"stages {count}/{len(plan.stages)}")
+                if workers > 1:
+                    _side_by_side(plan, ctx, workers, display)
+                else:
+                    for stage in plan.stages:
+                        _in_process(stage, ctx, display)
         finally:
             if tracker is not None:
                 close_trunks(tracker, ctx.trunk_runs, loaded, plan_json)
-    return summary
+    return display.summary
 
 
-def _run_one(stage: Stage, ctx: Context, summary: Summary, progress: Progress, current) -> None:
-    if any(parent in summary.failed or parent in summary.blocked for parent in stage.parents):
-        summary.blocked.append(stage.key)
+def default_workers(spec: Spec, device: torch.device) -> int:
+    """How many stages `ltspec run` trains at once: on a CPU, as many as its cores hold at `resources.cpus`
+    threads each (one core per small-net stage is its fastest setting, so N cores train N stages in about the
+    time of one); on a GPU one, since stages on one device only contend (pack small nets on a GPU with Ray's
+    `resources.gpu_share`)."""
+    if device.type != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // stage_threads(spec))
+
+
+class Display:
+    """The run's progress: epochs left overall with an ETA, a bar for each stage running, and the summary."""
+
+    def __init__(self, progress: Progress, plan: Plan, epochs_left: int):
+        self.progress, self.plan, self.summary = progress, plan, Summary()
+        self.overall = progress.add_task(f"stages 0/{len(plan.stages)}", total=max(epochs_left, 1), info="epochs",
+                                         eta=True)
+        self.bars: dict[str, int] = {}
+
+    def start(self, stage: Stage) -> None:
+        self.bars[stage.key] = self.progress.add_task(stage.describe(), total=max(stage.epochs, 1), info="",
+                                                      visible=stage.epochs > 0)
+
+    def epoch(self, key: str, epoch: int, values: dict[str, float]) -> None:
+        """A stage's finished epoch; the epochs of a done parent replayed inside a stage (a rewind point it lacks)
+        have no bar and are not in the plan's count, so they move nothing."""
+        if key not in self.bars:
+            return
+        accuracy = f"test {values['test_accuracy']:.3f}" if "test_accuracy" in values else \
+            f"acc {values['train_accuracy']:.3f}"
+        self.progress.update(self.bars[key], completed=epoch, info=f"{accuracy} loss {values['train_loss']:.3f}")
+        self.progress.advance(self.overall)
+
+    def end(self, key: str, outcome: str, message: str | None = None) -> None:
+        """A stage's outcome: ran, done (found complete), failed (with its message) or blocked (a parent failed)."""
+        summary = self.summary
+        if outcome == "failed":
+            summary.failed[key] = message
+            self.progress.console.print(f"[red]failed:[/] {message}")
+        else:
+            {"ran": summary.ran, "done": summary.done, "blocked": summary.blocked}[outcome].append(key)
+        if key in self.bars:
+            self.progress.remove_task(self.bars.pop(key))
+        settled = len(summary.ran) + len(summary.done) + len(summary.failed) + len(summary.blocked)
+        self.progress.update(self.overall, description=f"stages {settled}/{len(self.plan.stages)}")
+
+    def parent_failed(self, stage: Stage) -> bool:
+        """Whether a parent of the stage failed or was blocked, so that the stage is blocked."""
+        return any(parent in self.summary.failed or parent in self.summary.blocked for parent in stage.parents)
+
+
+def _in_process(stage: Stage, ctx: Context, display: Display) -> None:
+    if display.parent_failed(stage):
+        display.end(stage.key, "blocked")
         return
-    progress.update(current, description=stage.describe(), total=max(stage.epochs, 1), completed=0, info="",
-                    visible=stage.epochs > 0)
+    display.start(stage)
     try:
         _, ran = run_stage(stage, ctx)
     except StageFailed as failure:
-        summary.failed[stage.key] = str(failure)
-        progress.console.print(f"[red]failed:[/] {failure}")
+        display.end(stage.key, "failed", str(failure))
         return
-    (summary.ran if ran else summary.done).append(stage.key)
+    display.end(stage.key, "ran" if ran else "done")
+
+
+def _side_by_side(plan: Plan, ctx: Context, count: int, display: Display) -> None:
+    """The stages not complete in the store, on `count` worker processes, each as soon as its parents are done
+    (the first in plan order when several are ready); complete ones are settled here, logged to this experiment
+    where it lacks them, without starting a worker."""
+    left = []
+    for stage in plan.stages:
+        if ctx.store.is_complete(stage.key):
+            _in_process(stage, ctx, display)
+        else:
+            left.append(stage)
+    if not left:
+        return
+    if ctx.tracker is not None:  # created here, before any worker starts, so that two never race to create one
+        with preemption.deferred():
+            for trunk in dict.fromkeys(trunk_of(stage) for stage in left):
+                ctx.trunk_runs.setdefault(trunk, tracking.trunk_run(ctx.tracker, ctx.stages[trunk]))
+    order = {stage.key: index for index, stage in enumerate(left)}
+    waiting = {stage.key: sum(parent in order for parent in stage.parents) for stage in left}
+    children: dict[str, list[str]] = {}
+    for stage in left:
+        for parent in stage.parents:
+            children.setdefault(parent, []).append(stage.key)
+    ready = [order[key] for key, count_left in waiting.items() if count_left == 0]
+    heapq.heapify(ready)
+
+    def settle(key: str, outcome: str, message: str | None = None) -> None:
+        display.end(key, outcome, message)
+        for child in children.get(key, []):
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                heapq.heappush(ready, order[child])
+
+    job = Job(Workspace.of(ctx.store, ctx.tracker, torch.get_num_threads()), str(ctx.device), ctx.stages, ctx.runs,
+              ctx.trunk_runs)
+    with Workers(min(count, len(left)), job) as pool:
+        while True:
+            while ready and pool.idle():
+                stage = left[heapq.heappop(ready)]
+                if display.parent_failed(stage):
+                    settle(stage.key, "blocked")
+                    continue
+                display.start(stage)
+                pool.send(pool.idle()[0], stage.key)
+            if not pool.busy():  # and so nothing ready either: every stage is settled
+                return
+            for key, outcome, message in pool.messages(display.epoch):
+                settle(key, outcome, message)

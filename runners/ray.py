@@ -19,7 +19,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -27,13 +27,13 @@ import ray
 from ray._private import ray_constants
 from ray.exceptions import RayError
 import torch
-from mlflow import MlflowClient
 from rich.console import Console
 from rich.progress import Progress
 
 from ltspec import architectures, plugins, preemption, tracking
 from ltspec.plan import Plan, Stage
-from ltspec.runners.common import Summary, close_trunks, connect, progress_columns, stage_threads
+from ltspec.runners.common import (Summary, Workspace, close_trunks, connect, progress_columns,
+                                   stage_threads)
 from ltspec.spec import LoadedSpec, Spec
 from ltspec.stages import Context, StageFailed, run_stage
 from ltspec.stages.context import trunk_of
@@ -48,26 +48,6 @@ CANCEL_GRACE_SECONDS = 10  # stopped stages marking their runs KILLED
 
 class ClusterError(ValueError):
     """A cluster this spec cannot run on as it stands; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class Workspace:
-    """Where every task finds the store and the MLflow experiment, paths made absolute on the driver: a worker's
-    working directory is wherever `ray start` ran, so a relative path would name another folder there."""
-
-    store_root: str
-    tracking_uri: str
-    experiment_id: str
-    tags: dict[str, str]
-    threads: int
-    log_weights: bool = False
-
-    def tracker(self) -> tracking.Tracker:
-        """The driver's experiment, opened from this worker (the driver created it, so no worker races to); the
-        runs it creates name this worker's node (`ltspec.ray_node`, Ray's node id), to trace a stage to a machine."""
-        tags = {**self.tags, NODE: ray.get_runtime_context().get_node_id()}
-        return tracking.Tracker(MlflowClient(tracking_uri=self.tracking_uri), self.experiment_id, tags,
-                                self.log_weights)
 
 
 def check_cluster(nodes: list[dict], tracking_uri: str, store_root: str) -> None:
@@ -103,15 +83,6 @@ def gpus_per_stage(arch: str, gpu_share: float | None, cluster_gpus: float) -> f
     return SMALL_NET_GPU_SHARE if architectures.is_small(arch) else 1.0
 
 
-def absolute_uri(uri: str) -> str:
-    """The tracking URI with a relative sqlite or plain path resolved against this working directory."""
-    if uri.startswith("sqlite:///"):
-        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
-    if not urlparse(uri).scheme:
-        return str(Path(uri).resolve())
-    return uri
-
-
 def _located(stage: Stage) -> Stage:
     """The stage with its data folder resolved against the driver's working directory (the key does not change)."""
     root = stage.runtime.get("root")
@@ -135,9 +106,11 @@ def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_
     plugins.load()  # a worker process has not loaded the spec: a plugin's model, dataset or generator may be named
     torch.set_num_threads(workspace.threads)
     trunk = trunk_of(stages[key])
+    # the runs this worker creates name its node (`ltspec.ray_node`, Ray's node id), to trace a stage to a machine
     ctx = Context(store=Store(Path(workspace.store_root)),
                   device=torch.device("cuda" if ray.get_gpu_ids() else "cpu"), stages=stages,
-                  tracker=workspace.tracker(), trunk_runs={trunk: trunk_run}, runs={key: known_runs})
+                  tracker=workspace.tracker({NODE: ray.get_runtime_context().get_node_id()}),
+                  trunk_runs={trunk: trunk_run}, runs={key: known_runs})
     try:
         record, ran = run_stage(stages[key], ctx)
     except StageFailed as failure:
@@ -269,8 +242,7 @@ def _submit(pending: list[Stage], driver: Context, spec: Spec, gpu_share: float 
     """
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     share = gpu_share if gpu_share is not None else spec.resources.gpu_share
-    workspace = Workspace(str(driver.store.root), absolute_uri(spec.tracking.uri), driver.tracker.experiment_id,
-                          driver.tracker.tags, threads=stage_threads(spec), log_weights=driver.tracker.log_weights)
+    workspace = Workspace.of(driver.store, driver.tracker, stage_threads(spec))
     stages = ray.put(driver.stages)
     refs: dict[str, ray.ObjectRef] = {}
     for stage in pending:

@@ -23,7 +23,8 @@ from ltspec.spec import load_spec
 from ltspec.store import Store
 from ltspec.runners.common import connect
 from ltspec.runners.local import run_local
-from ltspec.runners.ray import ClusterError, absolute_uri, check_cluster, gpus_per_stage, run_ray
+from ltspec.runners.common import absolute_uri
+from ltspec.runners.ray import ClusterError, check_cluster, gpus_per_stage, run_ray
 
 SPEC = """
 name = "ray-runner-test"

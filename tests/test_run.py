@@ -189,6 +189,22 @@ def appears(path: Path, process: subprocess.Popen, polls: int = 4800) -> bool:
     return path.exists()
 
 
+def processes_in(folder: Path, seconds: float = 10) -> list[int]:
+    """The processes working in `folder` (their working directory), waiting up to `seconds` for none to be left."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and Path(entry / "cwd").resolve() == folder.resolve():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
 def final_metrics(folder: Path, spec: Path) -> dict:
     plan = compile_plan(load_spec(spec))
     store = Store(folder / "store")
@@ -202,14 +218,15 @@ def test_a_signal_mid_stage_then_resume_gives_identical_results(tmp_path, stop):
     spec_a, spec_b = write_spec(reference, epochs=8), write_spec(killed, epochs=8)
     plan = compile_plan(load_spec(spec_b))
     dense = plan.trunks[0].key
-    uninterrupted = cli(reference, spec_a)
-    victim = cli(killed, spec_b)
+    uninterrupted = cli(reference, spec_a, "--workers", "1")
+    victim = cli(killed, spec_b, "--workers", "2")
     checkpoint = Store(killed / "store").stage_dir(dense) / "checkpoint.pt"
     assert appears(checkpoint, victim), "the dense stage never checkpointed"
     victim.send_signal(stop)
     victim.wait()
+    assert not processes_in(killed), "a worker outlived its runner"
     assert not all(Store(killed / "store").is_complete(stage.key) for stage in plan.stages)
-    resumed = cli(killed, spec_b)
+    resumed = cli(killed, spec_b, "--workers", "2")
     assert resumed.wait() == 0, resumed.stdout.read()
     assert uninterrupted.wait() == 0, uninterrupted.stdout.read()
     assert final_metrics(killed, spec_b) == final_metrics(reference, spec_a)
@@ -234,7 +251,7 @@ def test_two_concurrent_runs_train_each_stage_once(tmp_path):
 
 def test_a_diverging_arm_fails_alone(tmp_path):
     spec = write_spec(tmp_path, extra_arms='boom = { start = "init", lr = 1e12 }\n')
-    process = cli(tmp_path, spec)
+    process = cli(tmp_path, spec, "--workers", "2")
     output = process.communicate()[0]
     assert process.returncode == 1
     assert "Traceback" not in output

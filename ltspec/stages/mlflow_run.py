@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import traceback
 
-from ltspec import tracking
+from ltspec import preemption, tracking
 from ltspec.plan import Stage
 from ltspec.stages.context import Context, trunk_of
 
@@ -19,8 +19,10 @@ INTERRUPTS = (KeyboardInterrupt, SystemExit)  # SystemExit: how a Ray worker ans
 
 class StageRun:
     """The MLflow side of running one stage; every method does nothing without a tracker, or once the stage's run
-    in this experiment is already FINISHED."""
+    in this experiment is already FINISHED. No signal cuts a method short (`preemption.deferred`): an interrupted
+    write would hold the store's lock against the cleanup's own."""
 
+    @preemption.deferred()
     def __init__(self, stage: Stage, ctx: Context, first_claim: bool = False):
         self.stage, self.ctx = stage, ctx
         self.earlier = self._earlier_runs(first_claim)
@@ -29,6 +31,7 @@ class StageRun:
         self.fresh = False  # this attempt created the run, so it knows every row the run holds
         self.logged_epochs: set[int] = set()
 
+    @preemption.deferred()
     def log_reused(self, record: dict) -> None:
         """Log a stage found complete in the store, from its record: into the run a dead attempt left unfinished
         (only what it lacks), or into a new run tagged reused (computed for another experiment)."""
@@ -36,6 +39,7 @@ class StageRun:
             self.start(reused=True)
             self.finish(record, logged_here=False)
 
+    @preemption.deferred()
     def start(self, reused: bool = False) -> None:
         if self.needed:
             trunk = trunk_of(self.stage)
@@ -45,11 +49,13 @@ class StageRun:
             self.run_id = tracking.start_stage(self.ctx.tracker, self.stage, self.ctx.trunk_runs[trunk], self.earlier,
                                                reused=reused)
 
+    @preemption.deferred()
     def log_epochs(self, rows: list) -> None:
         if self.run_id is not None and rows:
             tracking.log_metrics(self.ctx.tracker, self.run_id, rows)
             self.logged_epochs.update(epoch for epoch, _ in rows)
 
+    @preemption.deferred()
     def finish(self, record: dict, *, logged_here: bool = True) -> None:
         """Close the run with the record's final metrics, artifacts and the mask file; `logged_here`: this attempt
         ran the stage and logged its epochs (to a run it created, or continued from a dead attempt's)."""
@@ -62,6 +68,7 @@ class StageRun:
                                   logged_epochs=self.logged_epochs if logged_here and self.fresh else None,
                                   tags={tracking.STORE_PATH: str(folder.resolve())})
 
+    @preemption.deferred()
     def fail(self, error: BaseException) -> None:
         """A failure keeps its traceback as `error.txt` and marks the run FAILED; an interrupt (Ctrl-C, SIGTERM,
         SIGHUP, a cancelled or stopped Ray task) marks it KILLED."""

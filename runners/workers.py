@@ -1,0 +1,175 @@
+"""Worker processes for the local runner: independent stages side by side on a multi-core CPU.
+
+A small net cannot use more than one core per stage (its steps are too small to split: benchmarks/threads.py), so
+on a CPU with N cores the local runner trains N stages at once, one process each: threads would share one GIL,
+and a small net's step is mostly Python. A stage runs in a worker exactly as it would in the runner's own process
+(`run_stage`, with the same intra-op threads), so the masks and metrics are identical to a one-at-a-time run; only
+the order in which stages finish changes.
+
+Workers are forked from a server process that imported torch, MLflow and ltspec once (multiprocessing's
+`forkserver`), so each starts in milliseconds and none inherits the runner's threads or locks. The runner sends a
+worker one stage key at a time over its pipe; the worker answers with each finished epoch (for the progress bars)
+and the stage's outcome. Ctrl-C reaches the runner only (workers ignore SIGINT); the runner stops its workers with
+SIGTERM, which each answers like a preemption: the stage's finished epochs stay in its checkpoint and its MLflow run
+is marked KILLED. A worker that dies (the OOM killer, say) fails only the stage it was running; a new worker
+takes its place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+
+import torch
+
+from ltspec import plugins, preemption
+from ltspec.faults import EnvironmentFault
+from ltspec.plan import Stage
+from ltspec.runners.common import Workspace
+from ltspec.stages import Context, StageFailed, run_stage
+from ltspec.store import Store
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
+STOP_GRACE_SECONDS = 60  # stopped workers writing their last checkpoint and marking their runs KILLED
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every worker of one run needs, sent to it once when it starts."""
+
+    workspace: Workspace
+    device: str
+    stages: dict[str, Stage]
+    runs: dict[str, list] | None  # the runner's snapshot of the experiment's stage runs
+    trunk_runs: dict[str, str]  # each trunk's parent run, created by the runner before any worker starts
+
+
+def serve(job: Job, pipe: Connection) -> None:
+    """A worker's life: run each stage key the runner sends until it sends None, reporting epochs and outcomes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C goes to the runner, which stops us
+    _die_with_parent()
+    try:
+        with preemption.preemptible():
+            plugins.load()  # a plugin's model, dataset or generator may be named
+            torch.set_num_threads(job.workspace.threads)
+            ctx = Context(store=Store(Path(job.workspace.store_root)), device=torch.device(job.device),
+                          stages=job.stages, tracker=job.workspace.tracker(), runs=job.runs,
+                          trunk_runs=dict(job.trunk_runs),
+                          on_epoch=lambda stage, epoch, values: pipe.send(("epoch", stage.key, epoch, values)))
+            while (key := pipe.recv()) is not None:
+                try:
+                    _, ran = run_stage(job.stages[key], ctx)
+                    pipe.send(("end", key, "ran" if ran else "done", None))
+                except StageFailed as failure:
+                    pipe.send(("end", key, "failed", str(failure)))
+                except EnvironmentFault as fault:  # the machine's (a full disk, say): it stops the whole run
+                    pipe.send(("fault", key, fault))
+                    return
+    except (KeyboardInterrupt, EOFError):  # stopped by the runner (its run is marked KILLED), or the runner is gone
+        return
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this worker when its parent, the fork server, exits, as it does when the runner dies: a SIGKILLed
+    runner takes its workers with it, as it takes the stage it runs in-process (Linux; elsewhere a worker
+    notices at its next message, when the pipe is gone)."""
+    if sys.platform == "linux":
+        parent = os.getppid()
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the fork server was gone before the request took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class Worker:
+    process: multiprocessing.process.BaseProcess
+    pipe: Connection
+    stage: str | None = None  # the key of the stage it runs, None while idle
+
+
+class Workers:
+    """A pool of `count` worker processes for one run, used as a context manager: leaving it normally lets the
+    workers finish and exit; leaving it by an exception (an interrupt) stops them with SIGTERM and waits for
+    their cleanup."""
+
+    def __init__(self, count: int, job: Job):
+        self.job = job
+        self.context = multiprocessing.get_context("forkserver")
+        self.context.set_forkserver_preload([__name__])
+        self.workers = [self._start() for _ in range(count)]
+
+    def _start(self) -> Worker:
+        mine, theirs = self.context.Pipe()
+        process = self.context.Process(target=serve, args=(self.job, theirs), name="ltspec-worker", daemon=True)
+        process.start()
+        theirs.close()
+        return Worker(process, mine)
+
+    def idle(self) -> list[Worker]:
+        """The workers free for a stage; one that died while idle is replaced first."""
+        for index, worker in enumerate(self.workers):
+            if worker.stage is None and not worker.process.is_alive():
+                worker.process.join()
+                self.workers[index] = self._start()
+        return [worker for worker in self.workers if worker.stage is None]
+
+    def busy(self) -> bool:
+        return any(worker.stage is not None for worker in self.workers)
+
+    def send(self, worker: Worker, key: str) -> None:
+        worker.stage = key
+        worker.pipe.send(key)
+
+    def messages(self, on_epoch: Callable[[str, int, dict], None]) -> list[tuple[str, str, str | None]]:
+        """Wait for the busy workers' next messages; passes each epoch to `on_epoch` and returns the stages that
+        ended as (key, status, message), a dead worker's stage among them as failed (and a new worker started).
+        A fault of the machine in a worker (`EnvironmentFault`) is raised here, as the runner would have raised it
+        running the stage itself."""
+        ended = []
+        busy = [worker for worker in self.workers if worker.stage is not None]
+        ready = wait([worker.pipe for worker in busy] + [worker.process.sentinel for worker in busy])
+        for worker in busy:
+            died = worker.process.sentinel in ready
+            while worker.stage is not None and worker.pipe in ready and worker.pipe.poll():
+                try:
+                    message = worker.pipe.recv()
+                except EOFError:  # its end of the pipe closed: the process is gone
+                    died = True
+                    break
+                if message[0] == "epoch":
+                    on_epoch(*message[1:])
+                elif message[0] == "fault":
+                    raise message[2]
+                else:
+                    ended.append(message[1:])
+                    worker.stage = None
+            if worker.stage is not None and died:
+                worker.process.join()
+                ended.append((worker.stage, "failed", f"stage {worker.stage[:10]}: its worker process died "
+                              f"(exit code {worker.process.exitcode}; killed, or out of memory?)"))
+                self.workers[self.workers.index(worker)] = self._start()
+        return ended
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is None:
+            for worker in self.workers:
+                worker.pipe.send(None)
+        else:
+            for worker in self.workers:
+                if worker.process.is_alive():
+                    os.kill(worker.process.pid, signal.SIGTERM)
+        for worker in self.workers:
+            worker.process.join(STOP_GRACE_SECONDS)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()

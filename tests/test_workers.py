@@ -1,0 +1,110 @@
+"""The local runner's worker processes: stages side by side give exactly the one-at-a-time results, a dead worker
+fails only its stage, and no worker outlives its runner."""
+
+import multiprocessing
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from conftest import write_spec
+from test_run import SPEC, appears, cli, processes_in
+from ltspec.plan import compile_plan
+from ltspec.runners.local import run_local
+from ltspec.runners.workers import _die_with_parent
+from ltspec.spec import load_spec
+from ltspec.store import Store
+from ltspec.tracking import STAGE_KEY
+
+
+def outcome(folder: Path, plan) -> dict:
+    """Every stage's record (metrics, history, artifacts) and mask tensors, as the store holds them."""
+    store = Store(folder / "store")
+    found = {}
+    for stage in plan.stages:
+        record = store.record(stage.key)
+        found[stage.key] = {name: record[name] for name in ("metrics", "history", "artifacts")}
+        if stage.kind == "mask":
+            found[stage.key]["mask"] = {name: tensor.tolist() for name, tensor in
+                                        store.read_tensors(stage.key, "mask").items()}
+    return found
+
+
+@pytest.mark.slow
+def test_two_workers_give_the_records_masks_and_runs_of_one_at_a_time(tmp_path):
+    results = {}
+    for workers in (1, 2):
+        folder = tmp_path / f"workers{workers}"
+        folder.mkdir()
+        loaded = load_spec(write_spec(folder, SPEC, epochs=2, extra_arms=""))
+        plan = compile_plan(loaded)
+        summary = run_local(loaded, plan, device="cpu", workers=workers)
+        assert summary.ok and sorted(summary.ran) == sorted(stage.key for stage in plan.stages)
+        results[workers] = outcome(folder, plan)
+        client = MlflowClient(tracking_uri=f"sqlite:///{folder}/mlflow.db")
+        experiment = client.get_experiment_by_name("tiny-run").experiment_id
+        runs = client.search_runs([experiment], "tags.`ltspec.role` = 'stage'")
+        assert sorted(run.data.tags[STAGE_KEY] for run in runs) == sorted(stage.key for stage in plan.stages)
+        assert {run.info.status for run in runs} == {"FINISHED"}
+        trunks = client.search_runs([experiment], "tags.`ltspec.role` = 'trunk'")
+        assert {run.data.tags["mlflow.parentRunId"] for run in runs} == {trunk.info.run_id for trunk in trunks}
+    assert results[2] == results[1]
+
+
+@pytest.mark.slow
+def test_a_dead_worker_fails_only_its_stage_and_the_rerun_resumes_it(tmp_path):
+    spec = write_spec(tmp_path, SPEC, epochs=40, extra_arms="")
+    plan = compile_plan(load_spec(spec))
+    dense = plan.trunks[0].key
+    runner = cli(tmp_path, spec, "--workers", "2")
+    assert appears(Store(tmp_path / "store").stage_dir(dense) / "checkpoint.pt", runner)
+    workers = [pid for pid in processes_in(tmp_path, seconds=0) if parent_of(parent_of(pid)) == runner.pid]
+    assert len(workers) == 2, f"two workers, children of the fork server: {workers}"
+    for pid in workers:  # the OOM killer, say: one ran the dense stage, the other waited
+        os.kill(pid, signal.SIGKILL)
+    output = runner.communicate()[0]
+    assert runner.returncode == 1 and "Traceback" not in output, output
+    assert re.search(r"failed:.*its worker process died \(exit code -9", output.replace("\n", " ")), output
+    assert f"0 stages ran, 0 were already done, 1 failed, {len(plan.stages) - 1} skipped" in output
+    rerun = cli(tmp_path, spec, "--workers", "2")
+    assert rerun.wait() == 0, output + rerun.stdout.read()
+    assert all(Store(tmp_path / "store").is_complete(stage.key) for stage in plan.stages)
+
+
+def parent_of(pid: int) -> int:
+    """The parent's pid, 0 for a process that is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError):
+        return 0
+
+
+def _grandchild_dies_with_its_parent(pids) -> None:
+    if os.fork() == 0:
+        _die_with_parent()
+        pids.put(os.getpid())
+        time.sleep(60)
+        os._exit(0)
+    time.sleep(60)
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="Linux: the kernel's parent-death signal")
+def test_a_worker_is_killed_when_its_parent_dies():
+    """A SIGKILLed runner's fork server exits; its workers must not train on, unseen, until their next message."""
+    context = multiprocessing.get_context("fork")
+    pids = context.Queue()
+    parent = context.Process(target=_grandchild_dies_with_its_parent, args=(pids,))
+    parent.start()
+    worker = pids.get(timeout=30)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.join()
+    for _ in range(50):
+        if not Path(f"/proc/{worker}").exists() or Path(f"/proc/{worker}/stat").read_text().split(") ")[1][0] == "Z":
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail("the worker outlived its parent by 5 s")
