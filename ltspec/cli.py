@@ -355,6 +355,18 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         combined = combine([compiled for _, _, compiled in loaded_specs], "")
         console.print(f"{len(loaded_specs)} specs: {len(combined.plan.stages)} stages, {combined.plan.epochs} epochs "
                       f"in the combined plan ({combined.separate_epochs} if run apart)")
+    if runner == "local":
+        from ltspec.runners.common import resolve_device
+        from ltspec.runners.local import default_workers
+        from ltspec.runners.workers import start_server
+
+        try:
+            workers = workers or min(default_workers(loaded.spec, resolve_device(device))
+                                     for _, loaded, _ in loaded_specs)
+        except ValueError as error:
+            raise _fail(str(error)) from None
+        if workers > 1:
+            start_server()
     _look_before_running(loaded_specs, device, runner, yes)
     from ltspec.preemption import cause, exit_code, preemptible
 
@@ -420,11 +432,10 @@ def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, wor
             summary = run_ray(loaded, compiled, address=address, gpu_share=gpu_share, console=console,
                               plan_json=plan_json(compiled, set()))
         else:
-            from ltspec.runners.common import resolve_device
-            from ltspec.runners.local import default_workers, run_local
+            from ltspec.runners.local import run_local
 
             summary = run_local(loaded, compiled, device=device, console=console, plan_json=plan_json(compiled, set()),
-                                workers=workers or default_workers(loaded.spec, resolve_device(device)))
+                                workers=workers)
     except EnvironmentFault as error:
         raise _fault(error) from None
     except (ValueError, MlflowException) as error:

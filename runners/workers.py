@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import sys
@@ -49,6 +50,15 @@ class Job:
     stages: dict[str, Stage]
     runs: dict[str, list] | None  # the runner's snapshot of the experiment's stage runs
     trunk_runs: dict[str, str]  # each trunk's parent run, created by the runner before any worker starts
+
+
+def start_server() -> multiprocessing.context.BaseContext:
+    """Start the fork server if it is not running (its imports of torch, MLflow and ltspec take seconds); `ltspec
+    run` starts it first thing, so that those imports overlap the runner's own start-up."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    multiprocessing.forkserver.ensure_running()
+    return context
 
 
 def serve(job: Job, pipe: Connection) -> None:
@@ -101,8 +111,7 @@ class Workers:
 
     def __init__(self, count: int, job: Job):
         self.job = job
-        self.context = multiprocessing.get_context("forkserver")
-        self.context.set_forkserver_preload([__name__])
+        self.context = start_server()
         self.workers = [self._start() for _ in range(count)]
 
     def _start(self) -> Worker:
