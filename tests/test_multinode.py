@@ -94,17 +94,24 @@ def mlflow_process(tmp_path_factory):
         server.wait()
 
 
+@ray.remote(num_cpus=1)
+def _warm_up() -> None:
+    import ltspec.runners.ray  # noqa: F401  (what a stage task imports first: torch, MLflow, the stages)
+
+
 @pytest.fixture(scope="module")
 def two_nodes(mlflow_process):
     """A head and a second node of one CPU each, this process their driver; they start while the MLflow server
-    does (each takes seconds)."""
+    does (each takes seconds), and a worker on each node imports the runner while the tests prepare."""
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
+    warming = [_warm_up.remote() for _ in range(2)]
     try:
         yield cluster
     finally:
+        ray.get(warming)
         ray.shutdown()
         for node in list(cluster.worker_nodes):  # nothing to save: no grace period for its processes
             cluster.remove_node(node, allow_graceful=False)
@@ -173,7 +180,7 @@ def stage_runs(uri: str, experiment: str) -> list:
     return client.search_runs([experiment], "tags.`ltspec.role` = 'stage'")
 
 
-def test_stages_spread_over_both_nodes_and_the_report_equals_the_local_runners(two_nodes, mlflow_server, reference,
+def test_stages_spread_over_both_nodes_and_the_report_equals_the_local_runners(two_nodes, reference, mlflow_server,
                                                                                tmp_path):
     spec = spec_in(tmp_path, mlflow_server)
     loaded = load_spec(spec)
@@ -207,8 +214,8 @@ def test_a_tracking_file_or_a_relative_store_is_refused_on_two_nodes(two_nodes, 
     assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("record.json"))
 
 
-def test_sigterm_cancels_the_tasks_on_both_nodes_and_the_rerun_resumes_to_identical_results(two_nodes, mlflow_server,
-                                                                                           reference, tmp_path):
+def test_sigterm_cancels_the_tasks_on_both_nodes_and_the_rerun_resumes_to_identical_results(two_nodes, reference,
+                                                                                           mlflow_server, tmp_path):
     """The driver, `ltspec run --runner ray` as a scheduler runs it, is sent SIGTERM mid-training: once the first
     epoch of a dense stage is checkpointed (every epoch is), while both nodes train their seed's dense run. The
     rerun is the same runner in this process (the driver of the cluster), which resumes what the stopped one left."""
