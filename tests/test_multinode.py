@@ -217,27 +217,29 @@ def test_a_tracking_file_or_a_relative_store_is_refused_on_two_nodes(two_nodes, 
 def test_sigterm_cancels_the_tasks_on_both_nodes_and_the_rerun_resumes_to_identical_results(two_nodes, reference,
                                                                                            mlflow_server, tmp_path):
     """The driver, `ltspec run --runner ray` as a scheduler runs it, is sent SIGTERM mid-training: once the first
-    epoch of a dense stage is checkpointed (every epoch is), while both nodes train their seed's dense run. The
+    epoch of both dense stages is checkpointed (every epoch is), while each node trains its seed's dense run. The
     rerun is the same runner in this process (the driver of the cluster), which resumes what the stopped one left."""
     spec = spec_in(tmp_path, mlflow_server, name="stopped", checkpoint_seconds=0)
     plan = compile_plan(load_spec(spec))
     command = default_signals([sys.executable, "-m", "ltspec", "run", str(spec), "--runner", "ray", "--address",
                                two_nodes.address])
     driver = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    checkpoint = Store(tmp_path / "store").stage_dir(plan.trunks[0].key) / "checkpoint.pt"
+    checkpoints = [Store(tmp_path / "store").stage_dir(trunk.key) / "checkpoint.pt" for trunk in plan.trunks]
     for _ in range(2400):
-        if checkpoint.exists() or driver.poll() is not None:
+        if all(checkpoint.exists() for checkpoint in checkpoints) or driver.poll() is not None:
             break
         time.sleep(0.05)
-    assert checkpoint.exists(), driver.communicate()
+    assert all(checkpoint.exists() for checkpoint in checkpoints), driver.communicate()
     driver.send_signal(signal.SIGTERM)
     stderr = driver.communicate(timeout=120)[1]
     assert driver.returncode == 143, stderr
     assert [line for line in stderr.splitlines() if "interrupted" in line] == [
         next(line for line in stderr.splitlines() if line.startswith("interrupted: by SIGTERM"))], stderr
     assert "Traceback" not in stderr
-    statuses = [run.info.status for run in stage_runs(mlflow_server, "stopped")]
-    assert "KILLED" in statuses and "RUNNING" not in statuses, statuses
+    stopped = stage_runs(mlflow_server, "stopped")
+    assert "RUNNING" not in [run.info.status for run in stopped], [run.info.status for run in stopped]
+    killed = {run.data.tags[STAGE_KEY]: run.data.tags[NODE] for run in stopped if run.info.status == "KILLED"}
+    assert set(killed) == {trunk.key for trunk in plan.trunks} and len(set(killed.values())) == 2, killed
 
     resumed = run_ray(load_spec(spec), plan, console=quiet())
     assert resumed.ok
