@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from ray.cluster_utils import Cluster
 from rich.console import Console
 
-from conftest import default_signals, ltspec, write_spec
+from conftest import children_get_default_signals, default_signals, ltspec, write_spec
 from ltspec.plan import compile_plan
 from ltspec.report import write_report
 from ltspec.runners.local import run_local
@@ -103,8 +103,9 @@ def _warm_up() -> None:
 def two_nodes(mlflow_process):
     """A head and a second node of one CPU each, this process their driver; they start while the MLflow server
     does (each takes seconds), and a worker on each node imports the runner while the tests prepare."""
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
+    with children_get_default_signals():  # pytest run in the background ignores SIGINT: the workers must not
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     warming = [_warm_up.remote() for _ in range(2)]
