@@ -396,11 +396,16 @@ def _estimate(plans: list[Plan], done: set[str], device: str):
 
 
 def _look_before_running(loaded_specs: list[tuple], device: str, runner: str, yes: bool) -> None:
-    """Estimate the work (and ask before more than a day on a CPU), then check that every dataset is there."""
+    """Check that every dataset that will not be downloaded is there, estimate the work (and ask before more than a
+    day on a CPU), then fetch what `download = true` asks for.
+
+    A missing dataset stops the run before the estimate times a single training step, and before a question whose
+    answer could not start the run anyway; a download starts only once the user agreed to the run."""
     from ltspec.preflight import DAY, check_datasets
 
     plans = [compiled for _, _, compiled in loaded_specs]
     done = set().union(*(_done(compiled, Path(loaded.spec.storage.root)) for _, loaded, compiled in loaded_specs))
+    _stop_if_missing(check_datasets(plans, done, fetched=False))
     if runner == "local":
         found = _estimate(plans, done, device)
         _say("estimate:", "cyan", found.describe())
@@ -409,7 +414,10 @@ def _look_before_running(loaded_specs: list[tuple], device: str, runner: str, ye
                        "a GPU (--device cuda), or on a Ray cluster (--runner ray).")
             if not typer.confirm("Start it on the CPU anyway?", default=False):
                 raise typer.Exit(1)
-    problems = check_datasets(plans, done)
+    _stop_if_missing(check_datasets(plans, done, fetched=True))
+
+
+def _stop_if_missing(problems: list[str]) -> None:
     if problems:
         _say("error:", "red", "a dataset this run needs is not there, so nothing was run: " + " ".join(problems),
              err=True)

@@ -25,10 +25,12 @@ TIMING_EXAMPLES = 128  # at most this many examples per timed step; the time per
 TIMING_SECONDS = 2.0  # stop timing an architecture after this long (at least two steps: one warms up)
 
 
-def check_datasets(plans: list[Plan], done: set[str]) -> list[str]:
+def check_datasets(plans: list[Plan], done: set[str], *, fetched: bool | None = None) -> list[str]:
     """One message for each dataset a stage still to run needs but that is neither present nor downloadable.
 
-    Loading is the check: it is what the stages do first, and a dataset that loads here loads there.
+    Loading is the check: it is what the stages do first, and a dataset that loads here loads there. `fetched`
+    keeps only the datasets whose spec says `download = true` (True) or does not (False): a dataset that will not
+    be fetched can be checked before the run is estimated and confirmed, a download waits until the user agreed.
     """
     needed = {}
     for plan in plans:
@@ -38,6 +40,8 @@ def check_datasets(plans: list[Plan], done: set[str]) -> list[str]:
                 needed[(data["dataset"], stage.runtime["root"])] = stage.runtime["download"]
     problems = []
     for (name, root), download in needed.items():
+        if fetched is not None and download != fetched:
+            continue
         try:
             load_dataset(name, root=root, download=download, seed=DATA_SEED)
         except DatasetError as error:

@@ -1,7 +1,10 @@
 """What many tests share: the `ltspec` command as a subprocess, and specs written into a test's folder."""
 
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -96,3 +99,20 @@ for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     signal.signal(signum, signal.SIG_DFL)
 os.execvp(sys.argv[1], sys.argv[1:])
 """
+
+
+@contextmanager
+def children_get_default_signals() -> Iterator[None]:
+    """The block's child processes start with SIGINT, SIGTERM and SIGHUP at their defaults whatever this process
+    ignores (see `default_signals`), for children this process does not exec itself: a Ray cluster's GCS and
+    raylet, whose workers would otherwise ignore SIGINT too, the signal by which `ray.cancel` interrupts a task.
+    (A handler of this process is reset to the default in an exec'd child; only an ignore is inherited.)"""
+    ignored = [signum for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+               if signal.getsignal(signum) is signal.SIG_IGN]
+    for signum in ignored:
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        for signum in ignored:
+            signal.signal(signum, signal.SIG_IGN)

@@ -93,9 +93,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ui_server(trained_tickets):
-    """`ltspec ui SPEC` on a free port, stopped (its whole process group) at the end; yields (port, its output)."""
+    """`ltspec ui SPEC` on a free port, for the tests of this module, which only read from it; stopped (its whole
+    process group) at the end; yields (port, its output)."""
     port = free_port()
     log = trained_tickets.parent / f"ui-{port}.log"
     with open(log, "w") as out:
@@ -103,13 +104,13 @@ def ui_server(trained_tickets):
                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                   cwd=trained_tickets.parent)
     try:
-        for _ in range(240):
+        for _ in range(1200):
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
                 break
             except OSError:
                 assert server.poll() is None, log.read_text()
-                time.sleep(0.5)
+                time.sleep(0.1)
         yield port, log
     finally:
         os.killpg(server.pid, signal.SIGTERM)

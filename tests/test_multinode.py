@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from ray.cluster_utils import Cluster
 from rich.console import Console
 
-from conftest import default_signals, ltspec, write_spec
+from conftest import children_get_default_signals, default_signals, ltspec, write_spec
 from ltspec.plan import compile_plan
 from ltspec.report import write_report
 from ltspec.runners.local import run_local
@@ -48,11 +48,11 @@ lr = 0.05
 
 [masks.oneshot]
 kind = "oneshot"
-sparsities = [0.5, 0.8]
+sparsities = [0.5]
 
 [arms]
-lottery = {{ start = "init" }}
-reinit = {{ start = "reinit" }}
+lottery = {{ start = "init", epochs = {arm_epochs} }}
+reinit = {{ start = "reinit", epochs = {arm_epochs} }}
 
 [measure]
 p = [0.2]
@@ -66,22 +66,8 @@ uri = "{uri}"
 
 [storage]
 root = "{root}"
-checkpoint_seconds = 0
+checkpoint_seconds = {checkpoint_seconds}
 """
-
-
-@pytest.fixture(scope="module")
-def two_nodes():
-    """A head and a second node of one CPU each, this process their driver."""
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, log_to_driver=False)
-    try:
-        yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
 
 
 def free_port() -> int:
@@ -91,8 +77,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    """`mlflow server` on 127.0.0.1 over its own sqlite store, stopped (its whole session) at the end."""
+def mlflow_process(tmp_path_factory):
+    """`mlflow server` on 127.0.0.1 over its own sqlite store, started (it answers seconds later: `mlflow_server`
+    waits), killed (its whole session) at the end. Yields (the process, its URI, its log)."""
     folder = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     with open(folder / "server.log", "w") as log:
@@ -100,19 +87,50 @@ def mlflow_server(tmp_path_factory):
                                    f"sqlite:///{folder}/mlflow.db", "--host", "127.0.0.1", "--port", str(port),
                                    "--workers", "1"], cwd=folder, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            assert server.poll() is None, (folder / "server.log").read_text()
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-        yield uri
+        yield server, f"http://127.0.0.1:{port}", folder / "server.log"
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        os.killpg(server.pid, signal.SIGKILL)  # nothing of it is kept, and SIGTERM takes it seconds
         server.wait()
+
+
+@ray.remote(num_cpus=1)
+def _warm_up() -> None:
+    import ltspec.runners.ray  # noqa: F401  (what a stage task imports first: torch, MLflow, the stages)
+
+
+@pytest.fixture(scope="module")
+def two_nodes(mlflow_process):
+    """A head and a second node of one CPU each, this process their driver; they start while the MLflow server
+    does (each takes seconds), and a worker on each node imports the runner while the tests prepare."""
+    with children_get_default_signals():  # pytest run in the background ignores SIGINT: the workers must not
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    warming = [_warm_up.remote() for _ in range(2)]
+    try:
+        yield cluster
+    finally:
+        ray.get(warming)
+        ray.shutdown()
+        for node in list(cluster.worker_nodes):  # nothing to save: no grace period for its processes
+            cluster.remove_node(node, allow_graceful=False)
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(mlflow_process) -> str:
+    """The MLflow server's URI, once it answers."""
+    server, uri, log = mlflow_process
+    for _ in range(1200):
+        assert server.poll() is None, log.read_text()
+        try:
+            urllib.request.urlopen(f"{uri}/health", timeout=1)
+            return uri
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"the MLflow server did not answer within two minutes: {log.read_text()}")
 
 
 def quiet() -> Console:
@@ -124,15 +142,23 @@ def reports(spec: Path, out: Path) -> dict[str, str]:
     return {path.name: path.read_text() for path in sorted(out.iterdir()) if path.suffix in (".csv", ".md")}
 
 
-def spec_in(folder: Path, uri: str, *, root: str | None = None, epochs: int = 2, name: str = "two-nodes") -> Path:
-    """The spec, its store in `folder` (by an absolute path, a folder every node sees) unless `root` says."""
-    return write_spec(folder, SPEC, uri=uri, root=root or (folder / "store").as_posix(), epochs=epochs,
-                      spec_name=name)
+DENSE_EPOCHS = 60  # an epoch on the digits takes milliseconds: long dense runs, which a signal finds still training
 
 
-def run_locally(folder: Path, epochs: int, name: str) -> Path:
-    """The spec run by the local runner into `folder`, with as many threads as a Ray task of `cpus = 1`."""
-    spec = spec_in(folder, f"sqlite:///{folder.as_posix()}/mlflow.db", epochs=epochs, name=name)
+def spec_in(folder: Path, uri: str, *, root: str | None = None, name: str = "two-nodes",
+            checkpoint_seconds: float = 300) -> Path:
+    """The spec, its store in `folder` (by an absolute path, a folder every node sees) unless `root` says; the
+    checkpoint interval is no part of a stage's key or record."""
+    return write_spec(folder, SPEC, uri=uri, root=root or (folder / "store").as_posix(), epochs=DENSE_EPOCHS,
+                      arm_epochs=1, spec_name=name, checkpoint_seconds=checkpoint_seconds)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The spec run by the local runner, with as many threads as a Ray task of `cpus = 1`: what every run on the two
+    nodes must equal (stage keys and records do not depend on the spec's name or folders)."""
+    folder = tmp_path_factory.mktemp("alone")
+    spec = spec_in(folder, f"sqlite:///{folder.as_posix()}/mlflow.db")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -155,11 +181,9 @@ def stage_runs(uri: str, experiment: str) -> list:
     return client.search_runs([experiment], "tags.`ltspec.role` = 'stage'")
 
 
-def test_stages_spread_over_both_nodes_and_the_report_equals_the_local_runners(two_nodes, mlflow_server,
+def test_stages_spread_over_both_nodes_and_the_report_equals_the_local_runners(two_nodes, reference, mlflow_server,
                                                                                tmp_path):
-    shared, alone = tmp_path / "shared", tmp_path / "alone"
-    shared.mkdir(), alone.mkdir()
-    spec = spec_in(shared, mlflow_server)
+    spec = spec_in(tmp_path, mlflow_server)
     loaded = load_spec(spec)
     plan = compile_plan(loaded)
     summary = run_ray(loaded, plan, console=quiet())
@@ -170,7 +194,6 @@ def test_stages_spread_over_both_nodes_and_the_report_equals_the_local_runners(t
     nodes = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
     assert len(nodes) == 2 and {run.data.tags[NODE] for run in runs} == nodes, "the stages ran on one node only"
 
-    reference = run_locally(alone, epochs=2, name="two-nodes")
     assert final_metrics(spec) == final_metrics(reference)
     assert reports(spec, tmp_path / "report-ray") == reports(reference, tmp_path / "report-local")
 
@@ -192,34 +215,36 @@ def test_a_tracking_file_or_a_relative_store_is_refused_on_two_nodes(two_nodes, 
     assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("record.json"))
 
 
-def test_sigterm_cancels_the_tasks_on_both_nodes_and_the_rerun_resumes_to_identical_results(two_nodes, mlflow_server,
-                                                                                           tmp_path):
-    """The driver, `ltspec run --runner ray` as a scheduler runs it, is sent SIGTERM mid-training."""
-    stopped, alone = tmp_path / "stopped", tmp_path / "alone"
-    stopped.mkdir(), alone.mkdir()
-    spec = spec_in(stopped, mlflow_server, epochs=12, name="stopped")
+def test_sigterm_cancels_the_tasks_on_both_nodes_and_the_rerun_resumes_to_identical_results(two_nodes, reference,
+                                                                                           mlflow_server, tmp_path):
+    """The driver, `ltspec run --runner ray` as a scheduler runs it, is sent SIGTERM mid-training: once the first
+    epoch of both dense stages is checkpointed (every epoch is), while each node trains its seed's dense run. The
+    rerun is the same runner in this process (the driver of the cluster), which resumes what the stopped one left."""
+    spec = spec_in(tmp_path, mlflow_server, name="stopped", checkpoint_seconds=0)
     plan = compile_plan(load_spec(spec))
     command = default_signals([sys.executable, "-m", "ltspec", "run", str(spec), "--runner", "ray", "--address",
                                two_nodes.address])
-    driver = subprocess.Popen(command, cwd=stopped, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    checkpoint = Store(stopped / "store").stage_dir(plan.trunks[0].key) / "checkpoint.pt"
+    driver = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoints = [Store(tmp_path / "store").stage_dir(trunk.key) / "checkpoint.pt" for trunk in plan.trunks]
     for _ in range(2400):
-        if checkpoint.exists() or driver.poll() is not None:
+        if all(checkpoint.exists() for checkpoint in checkpoints) or driver.poll() is not None:
             break
         time.sleep(0.05)
-    assert checkpoint.exists(), driver.communicate()
+    assert all(checkpoint.exists() for checkpoint in checkpoints), driver.communicate()
     driver.send_signal(signal.SIGTERM)
     stderr = driver.communicate(timeout=120)[1]
     assert driver.returncode == 143, stderr
     assert [line for line in stderr.splitlines() if "interrupted" in line] == [
         next(line for line in stderr.splitlines() if line.startswith("interrupted: by SIGTERM"))], stderr
     assert "Traceback" not in stderr
-    statuses = [run.info.status for run in stage_runs(mlflow_server, "stopped")]
-    assert "KILLED" in statuses and "RUNNING" not in statuses, statuses
+    stopped = stage_runs(mlflow_server, "stopped")
+    assert "RUNNING" not in [run.info.status for run in stopped], [run.info.status for run in stopped]
+    killed = {run.data.tags[STAGE_KEY]: run.data.tags[NODE] for run in stopped if run.info.status == "KILLED"}
+    assert set(killed) == {trunk.key for trunk in plan.trunks} and len(set(killed.values())) == 2, killed
 
-    resumed = subprocess.run(command, cwd=stopped, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert final_metrics(spec) == final_metrics(run_locally(alone, epochs=12, name="stopped"))
+    resumed = run_ray(load_spec(spec), plan, console=quiet())
+    assert resumed.ok
+    assert final_metrics(spec) == final_metrics(reference)
     runs = stage_runs(mlflow_server, "stopped")
     assert sorted(run.data.tags[STAGE_KEY] for run in runs) == sorted(stage.key for stage in plan.stages)
     assert {run.info.status for run in runs} == {"FINISHED"}

@@ -142,12 +142,10 @@ def test_a_spec_without_plugins_never_reads_the_entry_points():
 def test_a_plugins_model_dataset_and_generator_validate_run_and_report(plugin_path, tmp_path):
     env = with_plugin(plugin_path)
     typo = write_spec(tmp_path, SPEC, name="typo.toml", exclude='"layer9"')
-    result = ltspec("validate", str(typo), cwd=tmp_path, env=env)
-    assert result.returncode == 2 and "`layer9` matches no prunable layer of tinynet" in result.stderr
-
     spec = write_spec(tmp_path, SPEC, exclude='"0"')
-    result = ltspec("validate", str(spec), cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stderr
+    result = ltspec("validate", str(typo), str(spec), cwd=tmp_path, env=env)  # each spec judged on its own
+    assert result.returncode == 2 and "`layer9` matches no prunable layer of tinynet" in result.stderr
+    assert result.stdout.startswith(f"ok {spec}: ") and "typo" not in result.stdout, result.stdout + result.stderr
     result = ltspec("run", str(spec), "--device", "cpu", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     plan = json.loads(ltspec("plan", str(spec), "--json", cwd=tmp_path, env=env).stdout)

@@ -1,5 +1,5 @@
-"""Looking before running: a missing dataset stops `ltspec run` before anything is run or logged, and the work is
-estimated (and confirmed when it is more than a day on a CPU)."""
+"""Looking before running: a missing dataset stops `ltspec run` before anything is estimated, run or logged,
+and the work is estimated (and confirmed when it is more than a day on a CPU)."""
 
 import pytest
 
@@ -13,6 +13,8 @@ seeds = [0]
 [data]
 dataset = "cifar10"
 root = "{folder}/data"
+download = {download}
+batch_size = 16  # the estimate times steps of at most a batch: small ones keep it short
 
 [model]
 arch = "{arch}"
@@ -31,9 +33,10 @@ root = "{folder}/store"
 
 @pytest.mark.slow
 def test_a_missing_dataset_is_one_error_naming_the_folder_and_nothing_is_run_or_logged(tmp_path):
-    spec = write_spec(tmp_path, CIFAR_SPEC, arch="resnet20", epochs=2)
+    spec = write_spec(tmp_path, CIFAR_SPEC, arch="resnet20", epochs=2, download="false")
     result = ltspec("run", str(spec), "--device", "cpu", cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
+    assert "estimate:" not in result.stdout, "timed training steps of a run that cannot start"
     message = " ".join(result.stderr.split())
     assert "nothing was run" in message and str(tmp_path / "data") in message and "download = true" in message
     assert result.stderr.count("cifar10 was not found") == 1 and "Traceback" not in result.stderr
@@ -42,12 +45,13 @@ def test_a_missing_dataset_is_one_error_naming_the_folder_and_nothing_is_run_or_
 
 @pytest.mark.slow
 def test_more_than_a_day_on_a_cpu_asks_first_and_a_no_runs_nothing(tmp_path):
-    spec = write_spec(tmp_path, CIFAR_SPEC, arch="vgg11", epochs=3000)
+    """The dataset is to be downloaded: the question comes before the download, and a no fetches nothing."""
+    spec = write_spec(tmp_path, CIFAR_SPEC, arch="vgg11", epochs=3000, download="true")
     result = ltspec("run", str(spec), "--device", "cpu", cwd=tmp_path, input="n\n")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "3000 epochs to train" in result.stdout and "days on cpu" in result.stdout
     assert "GPU work" in result.stdout and "Start it on the CPU anyway?" in result.stdout
-    assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "data").exists()
 
 
 def test_plan_estimate_prints_the_epochs_and_the_time(tmp_path):
