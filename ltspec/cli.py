@@ -9,6 +9,7 @@ validate`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import json
@@ -367,7 +368,7 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
             raise _fail(str(error)) from None
         if workers > 1:
             start_server()
-    _look_before_running(loaded_specs, device, runner, yes)
+    _look_before_running(loaded_specs, device, runner, workers, yes)
     from ltspec.preemption import cause, exit_code, preemptible
 
     ok = True
@@ -395,7 +396,8 @@ def _estimate(plans: list[Plan], done: set[str], device: str):
         raise _fail(str(error)) from None
 
 
-def _look_before_running(loaded_specs: list[tuple], device: str, runner: str, yes: bool) -> None:
+def _look_before_running(loaded_specs: list[tuple], device: str, runner: str, workers: int | None,
+                         yes: bool) -> None:
     """Check that every dataset that will not be downloaded is there, estimate the work (and ask before more than a
     day on a CPU), then fetch what `download = true` asks for.
 
@@ -407,9 +409,9 @@ def _look_before_running(loaded_specs: list[tuple], device: str, runner: str, ye
     done = set().union(*(_done(compiled, Path(loaded.spec.storage.root)) for _, loaded, compiled in loaded_specs))
     _stop_if_missing(check_datasets(plans, done, fetched=False))
     if runner == "local":
-        found = _estimate(plans, done, device)
+        found = dataclasses.replace(_estimate(plans, done, device), at_once=workers)
         _say("estimate:", "cyan", found.describe())
-        if found.device == "cpu" and (found.seconds or 0) > DAY and not yes:
+        if found.device == "cpu" and (found.wall_seconds or 0) > DAY and not yes:
             typer.echo("This plan is GPU work: on a GPU it takes a small fraction of that. Run it on a machine with "
                        "a GPU (--device cuda), or on a Ray cluster (--runner ray).")
             if not typer.confirm("Start it on the CPU anyway?", default=False):

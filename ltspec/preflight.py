@@ -55,16 +55,27 @@ class Estimate:
 
     device: str
     epochs: int
-    seconds: float | None  # None when a dataset's size is unknown (a plugin's without sizes)
+    seconds: float | None  # one stage at a time; None when a dataset's size is unknown (a plugin's without sizes)
     by_arch: dict[str, tuple[int, float | None]]
+    at_once: int = 1  # stages trained side by side (the local runner's workers)
+
+    @property
+    def wall_seconds(self) -> float | None:
+        """The time with `at_once` stages side by side, at best: a plan's dependencies may leave workers idle."""
+        return None if self.seconds is None else self.seconds / self.at_once
 
     def describe(self) -> str:
         if self.epochs == 0:
             return "nothing left to train"
-        total = "unknown time" if self.seconds is None else f"about {duration(self.seconds)}"
         parts = ", ".join(f"{arch} {epochs} epochs" + ("" if seconds is None else f" ({duration(seconds)})")
                           for arch, (epochs, seconds) in sorted(self.by_arch.items()))
-        return f"{self.epochs} epochs to train, {total} on {self.device}, one stage at a time: {parts}"
+        if self.seconds is None:
+            return f"{self.epochs} epochs to train, unknown time on {self.device}: {parts}"
+        if self.at_once == 1:
+            return f"{self.epochs} epochs to train, about {duration(self.seconds)} on {self.device}, one stage at a " \
+                f"time: {parts}"
+        return f"{self.epochs} epochs to train, about {duration(self.wall_seconds)} on {self.device} with " \
+            f"{self.at_once} stages at a time ({duration(self.seconds)} one at a time): {parts}"
 
 
 def duration(seconds: float) -> str:

@@ -15,8 +15,10 @@ relative store path and a tracking URI that is a local file (sqlite, file:).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -103,6 +105,10 @@ def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_
     """
     if any(parent["status"] in ("failed", "blocked") for parent in parents):
         return {"key": key, "status": "blocked"}
+    if threading.current_thread() is threading.main_thread():
+        # ray.cancel interrupts a running task with SIGINT: a worker of a cluster started by a driver that ignores
+        # SIGINT (`nohup ltspec run --runner ray &`) inherits the ignore and could not be stopped
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     plugins.load()  # a worker process has not loaded the spec: a plugin's model, dataset or generator may be named
     torch.set_num_threads(workspace.threads)
     trunk = trunk_of(stages[key])
