@@ -356,19 +356,7 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         combined = combine([compiled for _, _, compiled in loaded_specs], "")
         console.print(f"{len(loaded_specs)} specs: {len(combined.plan.stages)} stages, {combined.plan.epochs} epochs "
                       f"in the combined plan ({combined.separate_epochs} if run apart)")
-    if runner == "local":
-        from ltspec.runners.common import resolve_device
-        from ltspec.runners.local import default_workers
-        from ltspec.runners.workers import start_server
-
-        try:
-            workers = workers or min(default_workers(loaded.spec, resolve_device(device))
-                                     for _, loaded, _ in loaded_specs)
-        except ValueError as error:
-            raise _fail(str(error)) from None
-        if workers > 1:
-            start_server()
-    _look_before_running(loaded_specs, device, runner, workers, yes)
+    workers = _look_before_running(loaded_specs, device, runner, workers, yes)
     from ltspec.preemption import cause, exit_code, preemptible
 
     ok = True
@@ -397,19 +385,30 @@ def _estimate(plans: list[Plan], done: set[str], device: str):
 
 
 def _look_before_running(loaded_specs: list[tuple], device: str, runner: str, workers: int | None,
-                         yes: bool) -> None:
+                         yes: bool) -> int:
     """Check that every dataset that will not be downloaded is there, estimate the work (and ask before more than a
     day on a CPU), then fetch what `download = true` asks for.
 
     A missing dataset stops the run before the estimate times a single training step, and before a question whose
-    answer could not start the run anyway; a download starts only once the user agreed to the run."""
+    answer could not start the run anyway; a download starts only once the user agreed to the run. Returns the
+    stages the local runner trains at once (`--workers`, else `default_workers` for the work estimated), having
+    started the workers' server if more than one: its imports overlap the rest of the start-up."""
     from ltspec.preflight import DAY, check_datasets
 
     plans = [compiled for _, _, compiled in loaded_specs]
     done = set().union(*(_done(compiled, Path(loaded.spec.storage.root)) for _, loaded, compiled in loaded_specs))
     _stop_if_missing(check_datasets(plans, done, fetched=False))
     if runner == "local":
-        found = dataclasses.replace(_estimate(plans, done, device), at_once=workers)
+        from ltspec.runners.common import resolve_device
+        from ltspec.runners.local import default_workers
+        from ltspec.runners.workers import start_server
+
+        found = _estimate(plans, done, device)
+        workers = workers or min(default_workers(loaded.spec, resolve_device(device), found.seconds)
+                                 for _, loaded, _ in loaded_specs)
+        if workers > 1:
+            start_server()
+        found = dataclasses.replace(found, at_once=workers)
         _say("estimate:", "cyan", found.describe())
         if found.device == "cpu" and (found.wall_seconds or 0) > DAY and not yes:
             typer.echo("This plan is GPU work: on a GPU it takes a small fraction of that. Run it on a machine with "
@@ -417,6 +416,7 @@ def _look_before_running(loaded_specs: list[tuple], device: str, runner: str, wo
             if not typer.confirm("Start it on the CPU anyway?", default=False):
                 raise typer.Exit(1)
     _stop_if_missing(check_datasets(plans, done, fetched=True))
+    return workers or 1
 
 
 def _stop_if_missing(problems: list[str]) -> None:

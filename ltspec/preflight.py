@@ -69,13 +69,9 @@ class Estimate:
             return "nothing left to train"
         parts = ", ".join(f"{arch} {epochs} epochs" + ("" if seconds is None else f" ({duration(seconds)})")
                           for arch, (epochs, seconds) in sorted(self.by_arch.items()))
-        if self.seconds is None:
-            return f"{self.epochs} epochs to train, unknown time on {self.device}: {parts}"
-        if self.at_once == 1:
-            return f"{self.epochs} epochs to train, about {duration(self.seconds)} on {self.device}, one stage at a " \
-                f"time: {parts}"
-        return f"{self.epochs} epochs to train, about {duration(self.wall_seconds)} on {self.device} with " \
-            f"{self.at_once} stages at a time ({duration(self.seconds)} one at a time): {parts}"
+        total = "unknown time" if self.seconds is None else f"about {duration(self.wall_seconds)}"
+        at_once = "one stage at a time" if self.at_once == 1 else f"{self.at_once} stages at a time"
+        return f"{self.epochs} epochs to train, {total} on {self.device}, {at_once}: {parts}"
 
 
 def duration(seconds: float) -> str:

@@ -29,6 +29,8 @@ from ltspec.stages import Context, StageFailed, run_stage
 from ltspec.stages.context import trunk_of
 from ltspec.store import Store
 
+SIDE_BY_SIDE_SECONDS = 10.0  # training left, one stage at a time, below which the local runner keeps to one
+
 
 def run_local(loaded: LoadedSpec, plan: Plan, *, device: str = "auto", console: Console | None = None,
               plan_json: dict | None = None, track: bool = True, workers: int = 1) -> Summary:
@@ -56,12 +58,13 @@ def run_local(loaded: LoadedSpec, plan: Plan, *, device: str = "auto", console: 
     return display.summary
 
 
-def default_workers(spec: Spec, device: torch.device) -> int:
+def default_workers(spec: Spec, device: torch.device, seconds: float | None = None) -> int:
     """How many stages `ltspec run` trains at once: on a CPU, as many as its cores hold at `resources.cpus`
     threads each (one core per small-net stage is its fastest setting, so N cores train N stages in about the
-    time of one); on a GPU one, since stages on one device only contend (pack small nets on a GPU with Ray's
-    `resources.gpu_share`)."""
-    if device.type != "cpu":
+    time of one), unless the training left is estimated at under `SIDE_BY_SIDE_SECONDS` one at a time (`seconds`):
+    the workers' server takes seconds of a core to start. On a GPU one, since stages on one device only contend
+    (pack small nets on a GPU with Ray's `resources.gpu_share`)."""
+    if device.type != "cpu" or seconds is not None and seconds < SIDE_BY_SIDE_SECONDS:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cores // stage_threads(spec))
