@@ -400,9 +400,12 @@ def _look_before_running(loaded_specs: list[tuple], device: str, runner: str, wo
     _stop_if_missing(check_datasets(plans, done, fetched=False))
     if runner == "local":
         from ltspec.runners.common import resolve_device
-        from ltspec.runners.local import default_workers
+        from ltspec.runners.local import EARLY_START_EPOCHS, default_workers
         from ltspec.runners.workers import start_server
 
+        if workers != 1 and sum(s.epochs for plan in plans for s in plan.stages if s.key not in done) >= \
+                EARLY_START_EPOCHS and resolve_device(device).type == "cpu":
+            start_server()  # before the estimate (seconds of imports and timed steps), likely to need it
         found = _estimate(plans, done, device)
         workers = workers or min(default_workers(loaded.spec, resolve_device(device), found.seconds)
                                  for _, loaded, _ in loaded_specs)

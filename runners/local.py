@@ -30,6 +30,7 @@ from ltspec.stages.context import trunk_of
 from ltspec.store import Store
 
 SIDE_BY_SIDE_SECONDS = 10.0  # training left, one stage at a time, below which the local runner keeps to one
+EARLY_START_EPOCHS = 200  # epochs left from which `ltspec run` starts the workers' server before its estimate
 
 
 def run_local(loaded: LoadedSpec, plan: Plan, *, device: str = "auto", console: Console | None = None,
