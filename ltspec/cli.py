@@ -403,12 +403,15 @@ def _look_before_running(loaded_specs: list[tuple], device: str, runner: str, wo
         from ltspec.runners.local import EARLY_START_EPOCHS, default_workers
         from ltspec.runners.workers import start_server
 
-        if workers != 1 and sum(s.epochs for plan in plans for s in plan.stages if s.key not in done) >= \
-                EARLY_START_EPOCHS and resolve_device(device).type == "cpu":
+        try:
+            where = resolve_device(device)
+        except ValueError as error:
+            raise _fail(str(error)) from None
+        if workers != 1 and where.type == "cpu" and \
+                sum(s.epochs for plan in plans for s in plan.stages if s.key not in done) >= EARLY_START_EPOCHS:
             start_server()  # before the estimate (seconds of imports and timed steps), likely to need it
         found = _estimate(plans, done, device)
-        workers = workers or min(default_workers(loaded.spec, resolve_device(device), found.seconds)
-                                 for _, loaded, _ in loaded_specs)
+        workers = workers or min(default_workers(loaded.spec, where, found.seconds) for _, loaded, _ in loaded_specs)
         if workers > 1:
             start_server()
         found = dataclasses.replace(found, at_once=workers)
