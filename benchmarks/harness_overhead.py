@@ -129,7 +129,7 @@ def harness(model, batches, epochs: int, device: torch.device, root: Path,
     stage = plan.trunks[0]
     ctx = Context(store=Store(root / "store"), device=device, stages={s.key: s for s in plan.stages})
     recipe = Recipe(OptimizerSettings("sgd", lr=0.01), ScheduleSettings("constant"), epochs=epochs + 1)
-    log = EpochLog(lambda rows: None, epochs + 1)
+    log = EpochLog(lambda rows: None)
     if seconds is None:
         timed = Timed(Inline(ctx.store, stage.key), device)
         fit(model, lambda e: iter(batches), {}, recipe, steps_per_epoch=len(batches), hooks=[log], checkpoints=timed,
