@@ -123,10 +123,9 @@ class Workers:
 
     def idle(self) -> list[Worker]:
         """The workers free for a stage; one that died while idle is replaced first."""
-        for index, worker in enumerate(self.workers):
+        for worker in self.workers:
             if worker.stage is None and not worker.process.is_alive():
-                worker.process.join()
-                self.workers[index] = self._start()
+                self._replace(worker)
         return [worker for worker in self.workers if worker.stage is None]
 
     def busy(self) -> bool:
@@ -160,11 +159,15 @@ class Workers:
                     ended.append(message[1:])
                     worker.stage = None
             if worker.stage is not None and died:
-                worker.process.join()
+                self._replace(worker)
                 ended.append((worker.stage, "failed", f"stage {worker.stage[:10]}: its worker process died "
                               f"(exit code {worker.process.exitcode}; killed, or out of memory?)"))
-                self.workers[self.workers.index(worker)] = self._start()
         return ended
+
+    def _replace(self, dead: Worker) -> None:
+        """Reap a worker that died and start a new one in its place."""
+        dead.process.join()
+        self.workers[self.workers.index(dead)] = self._start()
 
     def __enter__(self) -> Workers:
         return self
