@@ -14,7 +14,7 @@ from ltspec.report.collect import Results, sweep_points
 from ltspec.report.paired import Series
 from ltspec.report.render import claims_markdown
 from ltspec.spec import parse_spec
-from ltspec.tracking import rp_metric
+from ltspec.points import rp_metric
 from test_report import SPEC as REPORT_SPEC
 
 # The report tests' spec with three seeds, two p and both of Table 1's pairs, tracked nowhere (never logged)
@@ -45,17 +45,17 @@ def run_metrics(plan, world, noise=0.001, lottery_swing=0.0) -> dict[str, dict[s
     for stage in plan.stages:
         values = world[stage.labels["sweep.train.lr"]]
         jitter = random.Random(stage.key).gauss(0, noise)
-        if stage.kind == "dense":
+        if stage.kind.name == "dense":
             metrics[stage.key] = {"final_test_accuracy": values["dense"] + jitter}
-        elif stage.kind == "train" and stage.labels["arm"]:
+        elif stage.kind.name == "train" and stage.labels["arm"]:
             arm = stage.labels["arm"]
             swing = lottery_swing * (1, -1, 0)[stage.labels["seed"]] if arm == "lottery" else 0.0
             metrics[stage.key] = {"final_test_accuracy": values[arm] + jitter + swing}
-        elif stage.kind == "measure":
+        elif stage.kind.name == "measure":
             metrics[stage.key] = {
                 rp_metric(*pair, p): values[tuple(pair)] + (p if tuple(pair) != ("trained", "finetune") else 0.0)
                 + random.Random(f"{stage.key}{pair}{p}").gauss(0, noise)
-                for pair in stage.config["pairs"] for p in stage.config["p"]}
+                for pair in stage.config.pairs for p in stage.config.p}
     return metrics
 
 
@@ -118,9 +118,9 @@ def test_a_spec_without_the_runs_says_what_each_claim_needs():
     world = PAPER_WORLD[0.1]
     metrics = {}
     for stage in compile_plan(loaded).stages:
-        if stage.kind == "dense":
+        if stage.kind.name == "dense":
             metrics[stage.key] = {"final_test_accuracy": world["dense"]}
-        elif stage.kind == "train" and stage.labels["arm"]:
+        elif stage.kind.name == "train" and stage.labels["arm"]:
             metrics[stage.key] = {"final_test_accuracy": world[stage.labels["arm"]] + 0.001 * stage.labels["seed"]}
     claims = {claim.number: claim for claim in check_claims(Results(sweep_points(loaded), metrics))}
     assert verdicts(claims) == {1: NOT_MEASURED, 2: NOT_MEASURED, 3: NOT_MEASURED, 4: HOLDS, 5: NOT_ENOUGH}

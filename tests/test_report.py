@@ -21,7 +21,7 @@ from ltspec.report.render import cell_text, csv_text, latex, markdown, rich_tabl
 from ltspec.report.tables import build_tables, sparsity_label
 from ltspec.report.write import log_report
 from ltspec.spec import load_spec, parse_spec
-from ltspec.tracking import rp_metric
+from ltspec.points import rp_metric
 
 EXPERIMENT = "report-test"
 SPEC = """
@@ -77,16 +77,16 @@ def known_metrics(stage) -> dict[str, float]:
     """What the runner would have logged, as a simple function of the stage's labels."""
     labels = stage.labels
     seed, lr, target = labels["seed"], labels["sweep.train.lr"], labels.get("sparsity")
-    if stage.kind == "dense":
+    if stage.kind.name == "dense":
         accuracy = 0.95 + 0.01 * seed + LR_BONUS[lr]
         return {"final_test_accuracy": accuracy, "final_test_loss": 1 - accuracy}
-    if stage.kind == "mask":
+    if stage.kind.name == "mask":
         measured = target - 0.002 * (1 + seed)  # never exactly the target
         return {"sparsity": measured, "density": 1 - measured}
-    if stage.kind == "train":
+    if stage.kind.name == "train":
         accuracy = ARM_BASE[labels["arm"]] + 0.01 * seed + LR_BONUS[lr] - 0.1 * target
         return {"final_test_accuracy": accuracy, "final_test_loss": 1 - accuracy, "sparsity": target}
-    if stage.kind == "evaluate":
+    if stage.kind.name == "evaluate":
         return {"test_accuracy": 0.5, "test_loss": 2.0, "sparsity": target}
     if target is None:
         return {rp_metric("init", "trained", 0.2): RP_INIT_TRAINED[lr] + 0.01 * seed}
@@ -109,7 +109,7 @@ def write_spec(folder: Path, uri: str, tracking: str = "") -> Path:
 
 
 def log_stage_run(client: MlflowClient, experiment_id: str, stage, status: str, role: str = "stage") -> None:
-    tags = {"ltspec.role": role, "ltspec.stage_key": stage.key, "ltspec.kind": stage.kind,
+    tags = {"ltspec.role": role, "ltspec.stage_key": stage.key, "ltspec.kind": stage.kind.name,
             "ltspec.seed": str(stage.labels["seed"])}
     run = client.create_run(experiment_id, tags=tags)
     metrics = [Metric(name, value, 0, 0) for name, value in known_metrics(stage).items()]
@@ -126,7 +126,7 @@ def filled(tmp_path_factory) -> Path:
     client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
     experiment_id = client.create_experiment(EXPERIMENT, artifact_location=(folder / "artifacts").as_uri())
     for stage in compile_plan(load_spec(spec)).stages:
-        if stage.kind != "train" or identity(stage) not in LEFT_OUT:
+        if stage.kind.name != "train" or identity(stage) not in LEFT_OUT:
             log_stage_run(client, experiment_id, stage, "FINISHED")
         elif identity(stage) == STILL_RUNNING:
             log_stage_run(client, experiment_id, stage, "RUNNING")
