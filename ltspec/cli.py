@@ -462,20 +462,34 @@ def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, wor
         _say("failed:", "red", message, err=True)
     if summary.ok:
         console.print(f"browse the runs: [bold]ltspec ui{_shown(spec)}[/] (or `mlflow ui --backend-store-uri "
-                      f"{loaded.spec.tracking.uri}`); tables: [bold]ltspec report{_shown(spec)}[/]")
+                      f"{loaded.spec.tracking.uri}`); tables: {_report_hint(spec, loaded)}")
     return summary.ok
+
+
+def _report_hint(spec: Path, loaded) -> str:
+    """The `ltspec report` command for these runs, overrides included and quoted for a shell, and its folder."""
+    import shlex
+
+    from rich.markup import escape
+
+    from ltspec.report.write import report_folder
+
+    command = " ".join([f"ltspec report{_shown(spec)}", *map(shlex.quote, loaded.overrides)])
+    return f"[bold]{escape(command)}[/] (writes {escape(str(report_folder(loaded)))})"
 
 
 @app.command()
 def report(specs: OptionalSpecsArg = None, only: OnlyOption = [],
            format: Annotated[list[str], typer.Option("--format", "-f", help="File formats: md, tex, csv.")] = [
                "md", "tex", "csv"],
-           out: Annotated[Optional[Path], typer.Option(help="Output folder (default: reports/<spec name>; with "
-                                                            "several specs, OUT/<spec name>).")] = None):
+           out: Annotated[Optional[Path], typer.Option(help="Output folder (default: reports/<report name>, the spec's "
+                                                            "name, with a suffix for overrides; with several specs, "
+                                                            "OUT/<report name>).")] = None):
     """The paper's tables and figures and a check of its claims, from the specs' MLflow runs (mean ± std over seeds)."""
     from rich.console import Console
 
     from ltspec.report import write_report
+    from ltspec.report.write import report_name
 
     unknown = sorted(set(format) - {"md", "tex", "csv"})
     if unknown:
@@ -485,7 +499,7 @@ def report(specs: OptionalSpecsArg = None, only: OnlyOption = [],
     loaded = _load_all(_or_quickstart(specs), only, compile=False)  # the report compiles each sweep point itself
     console, codes = Console(), []
     for _, spec_loaded, part in loaded:
-        folder = out / spec_loaded.spec.name if out is not None and len(loaded) > 1 else out
+        folder = out / report_name(spec_loaded) if out is not None and len(loaded) > 1 else out
         kept = {stage.key for stage in part.stages} if only else None
         try:
             codes.append(write_report(spec_loaded, formats=format, out_dir=folder, console=console, only=kept))
