@@ -269,15 +269,25 @@ def _log_missing_params(tracker: Tracker, run, stage: Stage) -> None:
 def _delete_stale_error(tracker: Tracker, run) -> None:
     """Delete the traceback of an earlier failed attempt from a run that now finishes; where the artifact store
     cannot delete, say so in one line rather than fail the stage."""
+    if not any(item.path == ERROR for item in tracker.client.list_artifacts(run.info.run_id)):
+        return
+    failure = delete_artifacts(run, [ERROR])
+    if failure:
+        log.warning("run %s finished, but its stale %s could not be deleted: %s", run.info.run_id, ERROR, failure)
+
+
+def delete_artifacts(run, paths: Iterable[str]) -> str | None:
+    """Delete these artifacts of a run; why not, where its artifact store cannot delete (None when it did)."""
     from mlflow.exceptions import MlflowException
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    if not any(item.path == ERROR for item in tracker.client.list_artifacts(run.info.run_id)):
-        return
     try:
-        get_artifact_repository(run.info.artifact_uri).delete_artifacts(ERROR)
+        repository = get_artifact_repository(run.info.artifact_uri)
+        for path in paths:
+            repository.delete_artifacts(path)
     except (NotImplementedError, MlflowException, OSError) as error:
-        log.warning("run %s finished, but its stale %s could not be deleted: %s", run.info.run_id, ERROR, error)
+        return str(error) or type(error).__name__
+    return None
 
 
 def log_metrics(tracker: Tracker, run_id: str, rows: Iterable[tuple[int, dict[str, float]]],

@@ -11,10 +11,11 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ltspec.report.collect import Point, Results
-from ltspec.report.tables import ACCURACY, in_order
 from ltspec.kinds import measure
 from ltspec.points import rp_metric
+from ltspec.report.collect import Point, Results
+from ltspec.report.tables import ACCURACY, in_order
+from ltspec.spec import Spec
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,8 @@ def rp_minus_p(series: dict[tuple, Series]) -> Series:
     return average(one.minus(p) for (_, p), one in series.items())
 
 
-def arm_with_start(point: Point, start: str) -> str | None:
+def arm_with_start(spec: Spec, start: str) -> str | None:
     """The first arm that starts from `start` under the equal budget (the paper's T' = T)."""
-    spec = point.spec
     return next((name for name, arm in spec.arms.items()
                  if arm.start == start and arm.epochs in (None, spec.train.epochs)), None)
 
