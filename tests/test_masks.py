@@ -85,6 +85,70 @@ def test_snip_sums_gradients_over_its_batches():
         assert torch.allclose(both[name], (grads[name] * weight).abs())
 
 
+SNIP_ON_A_BN_NET = """\
+name = "snip-mode"
+seeds = [0]
+
+[data]
+dataset = "synthetic"
+batch_size = 64
+
+[model]
+arch = "resnet20"
+width = 0.25
+
+[train]
+epochs = 1
+lr = 0.1
+
+[masks.snip]
+kind = "snip"
+sparsities = [0.9]
+{mode}
+
+[storage]
+root = "{folder}/store"
+"""
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_snip_scores_a_batch_norm_net_in_the_mode_its_table_asks_eval_by_default(tmp_path, mode):
+    """The SNIP authors score with batch norm in eval mode (`is_train: False`), and so does ltspec unless the table
+    says `mode = "train"`; on a BN net the two masks differ in most of their kept weights."""
+    from itertools import islice
+
+    from ltspec.nets import state_on_cpu
+    from ltspec.plan import compile_plan
+    from ltspec.spec import load_spec
+    from ltspec.stages import Context
+    from ltspec.stages import mask as mask_stage
+    from ltspec.stages.context import model
+    from ltspec.stages.weights import load_mask
+    from ltspec.store import Store
+
+    from conftest import write_spec
+
+    line = 'mode = "train"' if mode == "train" else ""
+    plan = compile_plan(load_spec(write_spec(tmp_path, SNIP_ON_A_BN_NET, mode=line)))
+    ctx = Context(store=Store(tmp_path / "store"), device=torch.device("cpu"), stages={s.key: s for s in plan.stages})
+    trunk, stage = plan.trunks[0], next(s for s in plan.stages if s.kind == "mask")
+    ctx.store.write_tensors(trunk.key, "init", state_on_cpu(model(trunk.config, 0)))  # what the dense stage writes
+    mask_stage.run(stage, ctx, lambda rows: None)
+    made = load_mask(ctx, stage.key)
+
+    sources = mask_stage.Sources(stage, ctx, lambda rows: None, masks.generator("snip").consumes)
+    expected = {}
+    for scored_in in ("eval", "train"):
+        network = model(trunk.config, 0)
+        network.load_state_dict(ctx.store.read_tensors(trunk.key, "init"))
+        network.train(scored_in == "train")
+        weights, excluded = sources.prunable(network)
+        scores = snip_scores(network, weights, islice(sources.batches(), 1))
+        expected[scored_in] = magnitude_mask(scores, 0.9, scope="global", exclude=excluded)
+    assert made == expected[mode]
+    assert expected["eval"] != expected["train"]
+
+
 def test_synflow_one_round_keeps_the_top_synaptic_flow_written_by_hand():
     net = two_layer(W1, W2)
     # R = 1ᵀ|W2||W1|1: ∂R/∂|W1|[i, j] = Σ_k |W2|[k, i]; ∂R/∂|W2|[k, i] = Σ_j |W1|[i, j].

@@ -194,6 +194,19 @@ def test_stage_keys_are_pinned():
     assert lottery.stage == "53c36d028a48e07d71a9"
 
 
+def test_snip_stage_keys_are_pinned(tmp_path):
+    """SNIP's keys changed on purpose when it moved to eval-mode scoring (its config gained `mode`, so masks scored
+    in train mode before are never reused); the first trunk's mask was 979d187a537e56dd3630 before."""
+    path = tmp_path / "snip.toml"
+    path.write_text((ROOT / "specs" / "quickstart.toml").read_text()
+                    + '\n[masks.snip]\nkind = "snip"\nsparsities = [0.9]\n')
+    plan = compile_plan(load_spec(path))
+    snip = [stage for stage in plan.stages if stage.kind == "mask" and stage.labels["generator"] == "snip"]
+    assert snip[0].config["mode"] == "eval"
+    assert [stage.key for stage in snip] == [
+        "1615103ecd0792486946", "d796b2f5965d78005b07", "e5e62b3d6fbc68f14b5a", "b0670ac46692e9ae6f13"]
+
+
 def test_sharing_across_specs_and_generators():
     plan = compile_plan(load_spec(ROOT / "specs" / "quickstart.toml"))
     assert len(plan.trunks) == 4

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import Field
 
-from ltspec.settings import Fraction, Scope, Strict, TensorKind
+from ltspec.settings import Fraction, NetworkMode, Scope, Strict, TensorKind
 
 if TYPE_CHECKING:
     import torch
@@ -85,8 +85,10 @@ class Sources(Protocol):
 
     device: torch.device
 
-    def network(self, point: str) -> nn.Module:
-        """The model with the weights of `init`, `trained` or `ticket`, on the device, in train mode."""
+    def network(self, point: str, *, mode: NetworkMode) -> nn.Module:
+        """The model with the weights of `init`, `trained` or `ticket`, on the device, in `mode`: `eval` (batch norm
+        normalises with its running statistics, dropout is off) or `train` (batch statistics). A generator that
+        scores by a forward pass must choose, because batch norm makes the scores depend on it."""
 
     def prunable(self, model: nn.Module) -> tuple[dict[str, nn.Parameter], list[str]]:
         """The model's weights of the configured kinds, and the names of those excluded from pruning."""
@@ -155,7 +157,7 @@ def magnitude_pruning_of(point: str) -> Callable[[dict, Sources], Made]:
     def make(config: dict, sources: Sources) -> Made:
         from ltspec.pruning import magnitude_mask
 
-        weights, excluded = sources.prunable(sources.network(point))
+        weights, excluded = sources.prunable(sources.network(point, mode="eval"))
         return Made(magnitude_mask(weights, config["sparsity"], scope=config["scope"], exclude=excluded))
 
     return make

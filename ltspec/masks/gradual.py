@@ -96,7 +96,7 @@ def expand(settings: Gradual, plan: Expansion):
 def make(config: dict, sources: Sources) -> Made:
     from ltspec.nets import state_on_cpu
 
-    network = sources.network("trained")
+    network = sources.network("trained", mode="train")
     weights, excluded = sources.prunable(network)
     steps = sources.steps_per_epoch()
     pruning = GradualPruning(weights, config["sparsity"], initial=config["initial_sparsity"],

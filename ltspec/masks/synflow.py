@@ -60,7 +60,7 @@ def synflow_mask(model, names: list[str], input_shape: tuple[int, ...], sparsity
 
 
 def make(config: dict, sources: Sources) -> Made:
-    network = sources.network("init")
+    network = sources.network("init", mode="eval")
     weights, excluded = sources.prunable(network)
     mask = synflow_mask(network, list(weights), sources.input_shape(), config["sparsity"], config["iterations"],
                         scope=config["scope"], exclude=excluded)

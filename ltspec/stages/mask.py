@@ -12,6 +12,7 @@ from ltspec import datasets, masks
 from ltspec.masks import Made
 from ltspec.plan import Stage
 from ltspec.pruning import Mask, select_prunable
+from ltspec.settings import NetworkMode
 from ltspec.stages import harness
 from ltspec.stages.context import Context, Outcome, dataset, loaders, model, weight_names
 from ltspec.stages.harness import LogEpochs
@@ -38,11 +39,11 @@ class Sources:
     def trunk(self) -> Stage:
         return self.ctx.stages[self.stage.labels["trunk"]]
 
-    def network(self, point: str) -> nn.Module:
+    def network(self, point: str, *, mode: NetworkMode) -> nn.Module:
         self._require(point)
         network = model(self.trunk.config, self.trunk.config["seed"])
         network.load_state_dict(self._weights(point))
-        return network.to(self.ctx.device).train()
+        return network.to(self.ctx.device).train(mode == "train")
 
     def prunable(self, network: nn.Module) -> tuple[dict[str, nn.Parameter], list[str]]:
         params = dict(network.named_parameters())
