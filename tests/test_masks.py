@@ -181,6 +181,24 @@ def test_synflow_keeps_exact_counts_leaves_excluded_layers_dense_and_is_determin
         assert sum(mask.kept()[name] for name in counted) == total - round(sparsity * total)
 
 
+@settings(max_examples=80, deadline=None)
+@given(widths=st.lists(st.integers(1, 6), min_size=2, max_size=4), iterations=st.integers(1, 6),
+       sparsity=st.one_of(st.integers(1, 19).map(lambda k: k / 20), st.floats(0.01, 0.99)),
+       scope=st.sampled_from(["layerwise", "global"]), seed=st.integers(0, 2**16))
+def test_synflow_last_round_prunes_to_exactly_the_target(widths, iterations, sparsity, scope, seed):
+    """The rule every generator keeps, n − round(s·n), holds after the last round whatever the rounds: its target
+    is s itself, not 1 − (1 − s)^(n/n), which floating point makes 0.30000000000000004 for 0.3 (a pool of 15 then
+    keeps 10 instead of 11)."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(*(nn.Linear(a, b, bias=False) for a, b in zip(widths, widths[1:])))
+    names = [f"{index}.weight" for index in range(len(widths) - 1)]
+    mask = synflow_mask(net, names, (widths[0],), sparsity, iterations, scope=scope)
+    pools = [[name] for name in names] if scope == "layerwise" else [names]
+    for pool in pools:
+        n = sum(mask[name].numel() for name in pool)
+        assert sum(mask.kept()[name] for name in pool) == n - round(sparsity * n)
+
+
 def test_gradual_pruning_follows_the_cubic_schedule_and_ends_exactly_at_the_target():
     torch.manual_seed(0)
     layer = nn.Linear(20, 10, bias=False)
