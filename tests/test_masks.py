@@ -237,6 +237,60 @@ def test_gradual_pruning_resumes_from_its_state():
     assert resumed.mask == hook.mask and resumed.steps == hook.steps == 4
 
 
+def fit_with_gradual_pruning(epochs: int, checkpoints=None, *, stop_after: int | None = None):
+    """A tiny net trained by `ltspec.training.fit` for `epochs` epochs of 8 steps under gradual pruning from t_0 = 0
+    (s_i = 0.5, s_f = 0.8, every 10 steps to step 30); returns the net, the hook and the sparsity of its first layer
+    at each forward pass."""
+    from ltspec.training import OptimizerSettings, Recipe, ScheduleSettings, fit
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 20, bias=False), nn.ReLU(), nn.Linear(20, 3, bias=False))
+    x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+    hook = GradualPruning({"0.weight": net[0].weight, "2.weight": net[2].weight}, 0.8, initial=0.5, start_step=0,
+                          end_step=30, frequency=10)
+    seen = []
+    net[0].register_forward_pre_hook(lambda module, inputs: seen.append(float((module.weight == 0).float().mean())))
+    recipe = Recipe(OptimizerSettings("sgd", lr=0.1), ScheduleSettings("constant"), epochs)
+    fit(net, lambda epoch: [(x[i:i + 8], y[i:i + 8]) for i in range(0, 64, 8)], {}, recipe, steps_per_epoch=8,
+        hooks=[hook], checkpoints=checkpoints, epochs=stop_after)
+    return net, hook, seen
+
+
+def test_gradual_pruning_from_epoch_0_prunes_to_the_initial_sparsity_before_the_first_step():
+    """Zhu & Gupta (and TF-MOT's PolynomialDecay) prune to s_i at t_0; from t_0 = 0 that is before any step, so
+    no step trains dense, and the masks land at steps 0, 10, 20 and 30."""
+    _, hook, seen = fit_with_gradual_pruning(epochs=5)
+    schedule = [hook.sparsity_at(step) for step in (0, 10, 20, 30)]
+    assert schedule[0] == 0.5 and schedule[-1] == pytest.approx(0.8)
+    expected = [(160 - round(sparsity * 160)) for sparsity in schedule]  # weights the first layer keeps
+    kept = [round((1 - fraction) * 160) for fraction in seen]
+    assert kept == [expected[0]] * 10 + [expected[1]] * 10 + [expected[2]] * 10 + [expected[3]] * 10
+
+
+class CheckpointsInMemory:
+    """`ltspec.training.Checkpoints` in a dict: every epoch's state, copied as a checkpoint file would be."""
+
+    def __init__(self):
+        self.state = None
+
+    def load(self):
+        return self.state
+
+    def save(self, epoch, state, *, final):
+        import copy
+
+        self.state = copy.deepcopy(state())
+
+
+def test_gradual_pruning_from_epoch_0_resumes_exactly():
+    whole, whole_hook, _ = fit_with_gradual_pruning(epochs=5)
+    checkpoints = CheckpointsInMemory()
+    fit_with_gradual_pruning(epochs=5, checkpoints=checkpoints, stop_after=2)  # killed after epoch 2 (step 16)
+    resumed, resumed_hook, seen = fit_with_gradual_pruning(epochs=5, checkpoints=checkpoints)
+    assert len(seen) == 24 and resumed_hook.mask == whole_hook.mask
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
+
+
 NEW_GENERATORS_SPEC = """\
 name = "new-generators"
 seeds = [0]

@@ -194,17 +194,26 @@ def test_stage_keys_are_pinned():
     assert lottery.stage == "53c36d028a48e07d71a9"
 
 
-def test_snip_stage_keys_are_pinned(tmp_path):
-    """SNIP's keys changed on purpose when it moved to eval-mode scoring (its config gained `mode`, so masks scored
-    in train mode before are never reused); the first trunk's mask was 979d187a537e56dd3630 before."""
-    path = tmp_path / "snip.toml"
-    path.write_text((ROOT / "specs" / "quickstart.toml").read_text()
-                    + '\n[masks.snip]\nkind = "snip"\nsparsities = [0.9]\n')
+CHANGED_ON_PURPOSE = """
+[masks]
+snip = { kind = "snip", sparsities = [0.9] }
+gradual = { kind = "gradual", sparsities = [0.9], initial_sparsity = 0.5, epochs = 4 }
+"""
+
+
+def test_keys_of_the_generators_that_changed_on_purpose_are_pinned(tmp_path):
+    """Keys that changed on purpose (the README's "The plan" says why), each beside the key it had before: SNIP's
+    when it moved to eval-mode scoring (its config gained `mode`), gradual's when its first mask moved to t_0 (its
+    generator version 2). Every other stage of the spec kept its key."""
+    path = tmp_path / "changed.toml"
+    path.write_text((ROOT / "specs" / "quickstart.toml").read_text() + CHANGED_ON_PURPOSE)
     plan = compile_plan(load_spec(path))
-    snip = [stage for stage in plan.stages if stage.kind == "mask" and stage.labels["generator"] == "snip"]
-    assert snip[0].config["mode"] == "eval"
-    assert [stage.key for stage in snip] == [
-        "1615103ecd0792486946", "d796b2f5965d78005b07", "e5e62b3d6fbc68f14b5a", "b0670ac46692e9ae6f13"]
+    first = {name: next(stage for stage in plan.stages if stage.kind == "mask" and stage.labels["generator"] == name)
+             for name in ("snip", "gradual")}
+    assert first["snip"].config["mode"] == "eval" and "version" not in first["snip"].config
+    assert first["snip"].key == "1615103ecd0792486946"  # was 979d187a537e56dd3630
+    assert first["gradual"].config["version"] == 2
+    assert first["gradual"].key == "d5550a5915141ebebb57"  # was 06bf5f179d2ed6ddd9bf
 
 
 def test_sharing_across_specs_and_generators():

@@ -62,7 +62,8 @@ class Expansion(Protocol):
     base: dict  # the trunk's canonical {"data", "model", "seed"}
 
     def common(self, settings: MaskSettings) -> dict:
-        """The canonical settings every mask config holds: kind, scope, prunable, exclude (default made explicit)."""
+        """The canonical settings every mask config holds: kind, scope, prunable, exclude (default made explicit),
+        and the generator's `version` from 2 on."""
 
     def recipe(self, epochs: int | None = None, lr: float | None = None) -> dict:
         """The dense training recipe, with its epochs or initial lr replaced."""
@@ -142,6 +143,10 @@ class Generator:
     # Problems of a table that pydantic cannot see alone: (path inside the table, message, hint).
     check: Callable[[Any], list[tuple[tuple, str, str]]] = no_problems
     description: str = ""
+    # Raised when `make` makes a different mask from the same config (a defect fixed), so that masks made the old
+    # way are never taken for new ones: from 2 on it is in every mask config of the generator, and so in its keys.
+    # Version 1 stays out of the config, so that the keys of a generator that never changed stay as they were.
+    version: int = 1
 
     def __post_init__(self):
         unknown = self.consumes - CONSUMABLE
