@@ -197,21 +197,24 @@ def test_stage_keys_are_pinned():
 CHANGED_ON_PURPOSE = """
 [masks]
 snip = { kind = "snip", sparsities = [0.9] }
+synflow = { kind = "synflow", sparsities = [0.9] }
 gradual = { kind = "gradual", sparsities = [0.9], initial_sparsity = 0.5, epochs = 4 }
 """
 
 
 def test_keys_of_the_generators_that_changed_on_purpose_are_pinned(tmp_path):
     """Keys that changed on purpose (the README's "The plan" says why), each beside the key it had before: SNIP's
-    when it moved to eval-mode scoring (its config gained `mode`), gradual's when its first mask moved to t_0 (its
-    generator version 2). Every other stage of the spec kept its key."""
+    when it moved to eval-mode scoring (its config gained `mode`), SynFlow's when its last round moved to exactly s
+    and gradual's when its first mask moved to t_0 (their generator version 2). Every other stage kept its key."""
     path = tmp_path / "changed.toml"
     path.write_text((ROOT / "specs" / "quickstart.toml").read_text() + CHANGED_ON_PURPOSE)
     plan = compile_plan(load_spec(path))
     first = {name: next(stage for stage in plan.stages if stage.kind == "mask" and stage.labels["generator"] == name)
-             for name in ("snip", "gradual")}
+             for name in ("snip", "synflow", "gradual")}
     assert first["snip"].config["mode"] == "eval" and "version" not in first["snip"].config
     assert first["snip"].key == "1615103ecd0792486946"  # was 979d187a537e56dd3630
+    assert first["synflow"].config["version"] == 2
+    assert first["synflow"].key == "c489cd8ee34f35fcfe97"  # was b501b106e17185c81a44
     assert first["gradual"].config["version"] == 2
     assert first["gradual"].key == "d5550a5915141ebebb57"  # was 06bf5f179d2ed6ddd9bf
 

@@ -5,7 +5,7 @@ input; a weight's score is |∂R/∂θ ⊙ θ|. Pruning runs in `iterations` rou
 prunes to sparsity 1 − (1 − s)^(k/n), each round rescoring the network with the weights already pruned set to
 zero, each mask nested in the last. The last round prunes to s itself, as the authors' density schedule does:
 1 − (1 − s)^(n/n) is not s in floating point (0.30000000000000004 for 0.3), and where s·N is a half-integer that
-would cost a weight against the rule every mask keeps, N − round(s·N). Batch norm is in eval mode (its running
+would put the count one weight off the rule every mask keeps, N − round(s·N). Batch norm is in eval mode (its running
 statistics, as the authors do), and the whole computation is in float64, where R of a deep net would overflow
 float32.
 """
@@ -71,4 +71,5 @@ def make(config: dict, sources: Sources) -> Made:
 
 
 GENERATOR = Generator("synflow", Synflow, frozenset({"init"}), expand, make,
-                      description="data-free iterative synaptic flow |∂R/∂θ ⊙ θ| (Tanaka et al. 2020)")
+                      description="data-free iterative synaptic flow |∂R/∂θ ⊙ θ| (Tanaka et al. 2020)",
+                      version=2)  # 2: the last round prunes to exactly s (it could prune one weight too many)
