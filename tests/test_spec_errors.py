@@ -94,6 +94,14 @@ def test_an_integer_beyond_64_bits_of_any_length_is_refused_in_the_file_and_in_a
         parse_spec(MINIMAL, "bad.toml", (f"seeds=[{long}]",))
 
 
+def test_an_override_longer_than_a_file_name_is_an_override(tmp_path):
+    """`seeds=[<5,000 digits>]` is no file name (the OS refuses one over 255 bytes): it was a traceback."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(MINIMAL)
+    result = CliRunner().invoke(app, ["validate", str(spec), f"seeds=[{'9' * 5000}]"])
+    assert result.exit_code == 2 and "beyond TOML's 64-bit integers" in result.output, result.output
+
+
 def test_the_largest_64_bit_integers_are_toml():
     source = MINIMAL.replace("seeds = [0]", "seeds = [9223372036854775807]")
     assert parse_spec(source).spec.seeds == [2**63 - 1]
