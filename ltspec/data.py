@@ -193,12 +193,12 @@ def cannot_download(entry: DatasetInfo, root: Path, reason: str) -> str:
 
 def download_archive(entry: DatasetInfo, root: Path, md5: str) -> None:
     """Fetch the entry's archive, check its md5 and extract it into `root`, all or nothing: everything happens in a
-    temporary folder beside `root`, whose contents move in only once complete, so that a failed download (no
-    network, a wrong file, Ctrl-C) leaves nothing behind, not even an empty `root`."""
+    temporary folder beside `root` (on its file system), whose files are renamed into `root` only once the archive
+    is complete and unpacked, so that a failed download (no network, a wrong file, Ctrl-C) leaves nothing behind,
+    not even an empty `root`."""
     import os
     import shutil
     import tempfile
-    import urllib.error
 
     from torchvision.datasets.utils import download_and_extract_archive
 
@@ -210,13 +210,13 @@ def download_archive(entry: DatasetInfo, root: Path, md5: str) -> None:
         staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}-download-", dir=near))
         download_and_extract_archive(entry.download_url, str(staging), md5=md5, remove_finished=True)
         root.mkdir(parents=True, exist_ok=True)
-        for extracted in staging.rglob("*"):
+        for extracted in sorted(staging.rglob("*")):  # each folder before what it holds
             target = root / extracted.relative_to(staging)
             if extracted.is_dir():
                 target.mkdir(exist_ok=True)
             else:
                 os.replace(extracted, target)
-    except (urllib.error.URLError, OSError, RuntimeError) as error:
+    except (OSError, RuntimeError) as error:  # urllib's URLError is an OSError; a wrong md5, a RuntimeError
         reason = getattr(error, "reason", None) or error
         raise DatasetError(cannot_download(entry, root, f"fetching it failed ({reason})")) from None
     finally:

@@ -3,9 +3,9 @@
 A missing dataset found by the first stage fails every trunk once and leaves a FAILED MLflow run for each; found
 here, it is one error naming the folder and the flag, and nothing is run or logged. A dataset to download that is
 not there yet is checked too, by whether its host answers: an offline machine learns it before the estimate and
-the question of a long run, not from a traceback after them. The estimate counts the epochs
-left to train and times a few real training steps of each architecture on the chosen device, so a user learns that a
-plan is GPU work before the first of its epochs, not after.
+the question of a long run, not from a traceback after them. The estimate counts the epochs left to train and
+times a few real training steps of each architecture on the chosen device, so a user learns that a plan is GPU
+work before the first of its epochs, not after.
 """
 
 from __future__ import annotations
@@ -50,17 +50,15 @@ def check_datasets(plans: list[Plan], done: set[str]) -> tuple[list[str], list[F
     for (name, root), download in needed.items():
         try:
             load_dataset(name, root=root, seed=DATA_SEED)
-            continue
         except DatasetError as error:
             entry = datasets.info(name)
+            reason = unreachable(entry.download_url) if download and entry.download_url else None
             if not (download and entry.downloadable):
                 problems.append(f"{name}: {error}")
-                continue
-        reason = unreachable(entry.download_url) if entry.download_url else None
-        if reason is None:
-            fetch.append((name, root))
-        else:
-            problems.append(cannot_download(entry, Path(root), reason))
+            elif reason is not None:
+                problems.append(cannot_download(entry, Path(root), reason))
+            else:
+                fetch.append((name, root))
     return problems, fetch
 
 
