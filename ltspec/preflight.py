@@ -147,7 +147,7 @@ def _seconds_per_example(stage: Stage, device: torch.device) -> float:
     x = torch.randn(batch, *shape, device=device)
     y = torch.randint(0, data.num_classes, (batch,), device=device)
     planned = recipe(config["train"])
-    optimizer = make_optimizer(network.parameters(), planned.optimizer)
+    optimizer = make_optimizer(network.parameters(), planned.lr, planned.optimizer)
     scheduler = make_scheduler(optimizer, planned.schedule, epochs=1, steps_per_epoch=1)
     train_epoch(network, [(x, y)], optimizer, scheduler, precision=planned.precision)  # warm up
     # train_epoch reads its loss back to the host, so each call ends when the device has finished the step
