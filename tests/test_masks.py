@@ -241,7 +241,8 @@ def fit_with_gradual_pruning(epochs: int, checkpoints=None, *, stop_after: int |
     """A tiny net trained by `ltspec.training.fit` for `epochs` epochs of 8 steps under gradual pruning from t_0 = 0
     (s_i = 0.5, s_f = 0.8, every 10 steps to step 30); returns the net, the hook and the sparsity of its first layer
     at each forward pass."""
-    from ltspec.training import OptimizerSettings, Recipe, ScheduleSettings, fit
+    from ltspec.recipe import ConstantSchedule, Recipe, Sgd
+    from ltspec.training import fit
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(8, 20, bias=False), nn.ReLU(), nn.Linear(20, 3, bias=False))
@@ -250,7 +251,7 @@ def fit_with_gradual_pruning(epochs: int, checkpoints=None, *, stop_after: int |
                           end_step=30, frequency=10)
     seen = []
     net[0].register_forward_pre_hook(lambda module, inputs: seen.append(float((module.weight == 0).float().mean())))
-    recipe = Recipe(OptimizerSettings("sgd", lr=0.1), ScheduleSettings("constant"), epochs)
+    recipe = Recipe(epochs, 0.1, Sgd(momentum=0.9, weight_decay=0.0), ConstantSchedule(kind="constant"))
     fit(net, lambda epoch: [(x[i:i + 8], y[i:i + 8]) for i in range(0, 64, 8)], {}, recipe, steps_per_epoch=8,
         hooks=[hook], checkpoints=checkpoints, epochs=stop_after)
     return net, hook, seen
