@@ -32,6 +32,7 @@ class DatasetInfo:
     description: str = ""
     train_size: int | None = None  # examples, for the time estimate before a run (None: unknown)
     test_size: int | None = None
+    download_url: str | None = None  # what `download = true` fetches; `ltspec run` checks its host answers first
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -42,10 +43,12 @@ class DatasetInfo:
 DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (
     DatasetInfo("cifar10", "image", 3, 32, 10, augmentable=True, downloadable=True, loader="ltspec.data:load_cifar",
                 description="CIFAR-10 through torchvision (download = true fetches it, about 170 MB)",
-                train_size=50_000, test_size=10_000),
+                train_size=50_000, test_size=10_000,
+                download_url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
     DatasetInfo("cifar100", "image", 3, 32, 100, augmentable=True, downloadable=True, loader="ltspec.data:load_cifar",
                 description="CIFAR-100 through torchvision (download = true fetches it, about 170 MB)",
-                train_size=50_000, test_size=10_000),
+                train_size=50_000, test_size=10_000,
+                download_url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
     DatasetInfo("tiny-imagenet", "image", 3, 64, 200, augmentable=True, downloadable=False,
                 loader="ltspec.data:load_tiny_imagenet",
                 description="Tiny ImageNet from root/tiny-imagenet-200, fetched and arranged by hand",

@@ -16,6 +16,7 @@ Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
 Scope = Literal["layerwise", "global"]
 TensorKind = Literal["conv", "linear"]
+NetworkMode = Literal["eval", "train"]  # torch's module modes: batch norm on running or batch statistics
 
 
 @contextmanager

@@ -194,6 +194,32 @@ def test_stage_keys_are_pinned():
     assert lottery.stage == "53c36d028a48e07d71a9"
 
 
+CHANGED_ON_PURPOSE = """
+[masks]
+snip = { kind = "snip", sparsities = [0.9] }
+synflow = { kind = "synflow", sparsities = [0.9] }
+gradual = { kind = "gradual", sparsities = [0.9], initial_sparsity = 0.5, epochs = 4 }
+"""
+
+
+def test_keys_of_the_generators_that_changed_on_purpose_are_pinned(tmp_path):
+    """Keys that changed on purpose (the README's "The plan" says why), each beside the key it had before: SNIP's
+    when it moved to eval-mode scoring (its config gained `mode`), SynFlow's when its last round moved to exactly s
+    and gradual's when its first mask moved to t_0 (their generator version 2). Every other stage kept its key."""
+    path = tmp_path / "changed.toml"
+    path.write_text((ROOT / "specs" / "quickstart.toml").read_text() + CHANGED_ON_PURPOSE)
+    plan = compile_plan(load_spec(path))
+    masks = [stage for stage in plan.stages if stage.kind.name == "mask"]
+    first = {name: next(stage for stage in masks if stage.labels["generator"] == name)
+             for name in ("snip", "synflow", "gradual")}
+    assert first["snip"].config.settings["mode"] == "eval" and "version" not in first["snip"].config.settings
+    assert first["snip"].key == "1615103ecd0792486946"  # was 979d187a537e56dd3630
+    assert first["synflow"].config.settings["version"] == 2
+    assert first["synflow"].key == "c489cd8ee34f35fcfe97"  # was b501b106e17185c81a44
+    assert first["gradual"].config.settings["version"] == 2
+    assert first["gradual"].key == "d5550a5915141ebebb57"  # was 06bf5f179d2ed6ddd9bf
+
+
 def test_sharing_across_specs_and_generators():
     plan = compile_plan(load_spec(ROOT / "specs" / "quickstart.toml"))
     assert len(plan.trunks) == 4

@@ -73,7 +73,7 @@ def look_before_running(loaded_specs: list[tuple], device: str, runner: str, wor
                            "with a GPU (--device cuda), or on a Ray cluster (--runner ray).")
                 if not typer.confirm("Start it on the CPU anyway?", default=False):
                     raise typer.Exit(1)
-        fetch_datasets([compiled for _, _, compiled in loaded_specs], prepared.done)
+        fetch_datasets(prepared.fetch)
     except DataMissing as error:
         say("error:", "red", str(error), err=True)
         raise typer.Exit(2) from None

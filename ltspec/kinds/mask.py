@@ -19,6 +19,7 @@ from ltspec.kinds.base import (FLATTENED, OMITTED_IF_NONE, DataConfig, LogEpochs
                                StageKind, where_on_mask)
 from ltspec.kinds.train import FINAL
 from ltspec.recipe import Recipe
+from ltspec.strict import NetworkMode
 
 MASK, MASK_EXCLUDED = "mask", "mask_excluded"  # the mask's tensors, and the names of the layers it keeps dense
 # The network a generator trained and pruned (ADMM, gradual): the `trained` start of arms on its masks. The file is
@@ -66,12 +67,12 @@ class Sources:
     def trunk(self) -> Stage:
         return self.runtime.stages[self.stage.trunk]
 
-    def network(self, point: str):
+    def network(self, point: str, *, mode: NetworkMode):
         self._require(point)
         trunk = self.trunk.config
         network = self.runtime.model(trunk.data, trunk.model, trunk.seed)
         network.load_state_dict(self._weights(point))
-        return network.to(self.runtime.device).train()
+        return network.to(self.runtime.device).train(mode == "train")
 
     def prunable(self, network) -> tuple[dict, list[str]]:
         from ltspec.pruning import select_prunable

@@ -37,7 +37,7 @@ def make(config: dict, sources: Sources) -> Made:
     from ltspec.admm_hook import AdmmHook
     from ltspec.nets import state_on_cpu
 
-    model = sources.network("trained")
+    model = sources.network("trained", mode="train")
     weights, excluded = sources.prunable(model)
     admm = AdmmHook(weights, config["sparsity"], config["rho"], scope=config["scope"], exclude=excluded,
                     rho_factor=config["rho_factor"], rho_max=config["rho_max"], update_every=config["update_every"])

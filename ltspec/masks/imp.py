@@ -51,7 +51,7 @@ def expand(settings: Imp, plan: Expansion):
 def make(config: dict, sources: Sources) -> Made:
     from ltspec.pruning import dense_mask, imp_round, Mask
 
-    weights, excluded = sources.prunable(sources.network("ticket"))
+    weights, excluded = sources.prunable(sources.network("ticket", mode="eval"))
     previous = sources.previous_mask() or Mask(dense_mask(weights).tensors, frozenset(excluded))
     return Made(imp_round(weights, config["rate"], previous, scope=config["scope"], exclude=excluded))
 

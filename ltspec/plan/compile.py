@@ -208,8 +208,10 @@ class _Expansion:
     labels_of: dict = field(default_factory=dict)
 
     def common(self, settings: MaskSettings) -> dict:
-        return {"kind": settings.kind, "scope": settings.scope, "prunable": sorted(settings.prunable),
-                "exclude": excluded_layers(self.spec, settings.exclude)}
+        config = {"kind": settings.kind, "scope": settings.scope, "prunable": sorted(settings.prunable),
+                  "exclude": excluded_layers(self.spec, settings.exclude)}
+        version = masks.generator(settings.kind).version
+        return config if version == 1 else {**config, "version": version}
 
     def recipe(self, epochs: int | None = None, lr: float | None = None) -> dict:
         return recipe(self.spec, epochs, lr)

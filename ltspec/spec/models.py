@@ -137,7 +137,9 @@ class Spec(Strict):
                       "or digit; it names the report folder and the default MLflow experiment.")
     description: str = Field("", description="A line saying what the experiment is for.")
     seeds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1, max_length=MAX_SEEDS,
-                                                     description="Seeds; every one is a dense trunk of its own.")
+                                                     json_schema_extra={"uniqueItems": True},
+                                                     description="Seeds, each once; every one is a dense trunk of "
+                                                     "its own.")
     data: Data
     model: Model
     train: Train
