@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from ltspec import architectures, masks
+from ltspec import architectures, layouts, masks
 from ltspec.datasets import DATASETS
 from ltspec.recipe import OPTIMIZERS, SCHEDULES, Pair, Sgd, StepSchedule, settings_union
 from ltspec.strict import Fraction, PositiveInt, Strict, TensorKind, pydantic_plugins_off
@@ -97,7 +97,7 @@ class Measure(Strict):
     exclude: list[str] = Field(default=[], description="Layers left out of R_p, by name or pattern.")
 
 
-REPORT_LAYOUTS = ("dense", "lottery-vs-reinit", "rp-init-trained", "rp-masked", "arms", "table1", "rewind")
+REPORT_LAYOUTS = tuple(layouts.REGISTRY)
 
 
 class Report(Strict):
