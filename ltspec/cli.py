@@ -221,12 +221,14 @@ def plan(specs: SpecsArg, only: OnlyOption = [],
     found = [_status(part, spec.spec.storage.root) for _, spec, part in loaded]
     done = set().union(*(one.done for one in found))
     partial = {key: epoch for one in found for key, epoch in one.partial.items()}
+    on_slurm = _slurm_states(loaded, done)
     if as_json:
-        typer.echo(json.dumps(plan_json(compiled, done, partial), indent=2))
+        typer.echo(json.dumps(plan_json(compiled, done, partial, on_slurm), indent=2))
         return
     from rich.console import Console
 
-    Console().print(plan_tree(compiled, done, partial))
+    Console().print(plan_tree(compiled, done, partial, on_slurm))
+    _say_slurm(compiled, on_slurm)
     for path, one, _ in loaded:
         for key, base, values in one.swept():
             replaced = f", replacing {json.dumps(base)} set in the file" if base is not None else ""
@@ -245,7 +247,35 @@ def plan(specs: SpecsArg, only: OnlyOption = [],
     _warn_unequal(compiled)
 
 
-def plan_json(compiled: Plan, done: set[str], partial: dict[str, int] | None = None) -> dict:
+def _slurm_states(loaded: list[tuple], done: set[str]) -> dict | None:
+    """Each stage's state on Slurm (`ltspec.runners.slurm.StageState`) where a spec's store has had Slurm jobs."""
+    from ltspec.runners.slurm import SlurmError, plan_states
+
+    found = {}
+    for _, spec, part in loaded:
+        try:
+            found.update(plan_states(part, done, Path(spec.spec.storage.root).resolve()) or {})
+        except SlurmError as error:
+            _say("note:", "yellow", f"no Slurm status: {error}")
+    return found or None
+
+
+def _say_slurm(compiled: Plan, states: dict | None) -> None:
+    """A count of the stages by Slurm state, and each failed stage with its message and job log."""
+    if not states:
+        return
+    counts: dict[str, int] = {}
+    for state in states.values():
+        counts[state.state] = counts.get(state.state, 0) + 1
+    typer.echo("on Slurm: " + ", ".join(f"{count} {name}" for name, count in counts.items()))
+    for key, state in states.items():
+        if state.state in ("failed", "stopped"):
+            _say(f"{state.state}:", "red" if state.state == "failed" else "yellow",
+                 f"{compiled.stage(key).describe()} (job {state.job}): {state.detail}; log {state.log}")
+
+
+def plan_json(compiled: Plan, done: set[str], partial: dict[str, int] | None = None,
+              slurm: dict | None = None) -> dict:
     partial = partial or {}
     return {
         "name": compiled.name, "spec_hash": compiled.spec_hash, "epochs": compiled.epochs,
@@ -253,21 +283,31 @@ def plan_json(compiled: Plan, done: set[str], partial: dict[str, int] | None = N
         "stages": [{"key": s.key, "kind": s.kind, "parents": list(s.parents), "epochs": s.epochs,
                     "done": s.key in done, "epochs_done": partial.get(s.key, s.epochs if s.key in done else 0),
                     "description": s.describe(), "labels": s.labels, "config": s.config,
-                    "runtime": s.runtime} for s in compiled.stages],
+                    "runtime": s.runtime,
+                    **({"slurm": dataclasses.asdict(slurm[s.key]) | {"log": str(slurm[s.key].log or "")}}
+                       if slurm else {})} for s in compiled.stages],
         "arms": [{**arm.__dict__} for arm in compiled.arms],
     }
 
 
-def plan_tree(compiled: Plan, done: set[str], partial: dict[str, int] | None = None) -> Tree:
-    """Trunk -> generator -> mask -> the stages on that mask; a half-trained stage says how far it got."""
+def plan_tree(compiled: Plan, done: set[str], partial: dict[str, int] | None = None,
+              slurm: dict | None = None) -> Tree:
+    """Trunk -> generator -> mask -> the stages on that mask; a half-trained stage says how far it got, and with
+    `slurm` (stage key -> its state there) a stage not done says where it stands on Slurm."""
+    from rich.markup import escape
     from rich.tree import Tree
 
     partial = partial or {}
+    colors = {"running": "cyan", "queued": "blue", "failed": "red", "blocked": "red", "stopped": "yellow"}
 
     def label(stage) -> str:
         mark = "[green]done[/]" if stage.key in done else "[dim]todo[/]"
         if stage.key in partial:
             mark = f"[yellow]{partial[stage.key]}/{stage.epochs} ep done[/]"
+        state = (slurm or {}).get(stage.key)
+        if state is not None and state.state in colors:
+            progress = f", {partial[stage.key]}/{stage.epochs} ep" if stage.key in partial else ""
+            mark = f"[{colors[state.state]}]{escape(state.mark())}{progress}[/]"
         epochs = f" {stage.epochs} ep" if stage.epochs else ""
         return f"{stage.describe()} [dim]{stage.key[:10]}[/]{epochs} {mark}"
 
@@ -332,22 +372,40 @@ def _shown(spec: Path) -> str:
 @_frozen_at_exit
 def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-        runner: Annotated[str, typer.Option(help="local (this machine) or ray (a Ray cluster).")] = "local",
+        runner: Annotated[str, typer.Option(help="local (this machine), ray (a Ray cluster) or slurm (Slurm jobs).")]
+        = "local",
         workers: Annotated[Optional[int], typer.Option(
             min=1, help="Stages at once on the local runner [default: on a CPU one per `resources.cpus` cores, "
             "on a GPU 1].")] = None,
         address: Annotated[Optional[str], typer.Option(help="Ray cluster address (ray runner).")] = None,
-        gpu_share: Annotated[Optional[float], typer.Option(help="GPUs per stage on Ray; overrides the spec.")] = None,
+        gpu_share: Annotated[Optional[float], typer.Option(help="GPUs per stage on Ray and Slurm; overrides the spec.")] = None,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Start without asking, however long the estimate.")]
-        = False):
+        = False,
+        wait: Annotated[bool, typer.Option("--wait", help="Slurm: follow the jobs until they end.")] = False,
+        slots: Annotated[Optional[int], typer.Option(min=1, help="Slurm: stages one job trains side by side "
+                                                     "[default: 4 small nets on a GPU, else 1].")] = None,
+        stages_per_job: Annotated[Optional[int], typer.Option(min=1, help="Slurm: at most this many training "
+                                                              "stages per job [default: a job per dense trunk].")]
+        = None,
+        partition: Annotated[Optional[str], typer.Option(help="Slurm partition.")] = None,
+        account: Annotated[Optional[str], typer.Option(help="Slurm account.")] = None,
+        qos: Annotated[Optional[str], typer.Option(help="Slurm QoS.")] = None,
+        sbatch: Annotated[list[str], typer.Option(metavar="OPTION", help="Slurm: one more sbatch option for every "
+                                                  "job (`--sbatch=--constraint=a100`); repeat it.")] = [],
+        site: Annotated[Optional[Path], typer.Option(help="Slurm: a file of sbatch options, one per line, for "
+                                                     "every job (the cluster's settings).")] = None,
+        time_limit: Annotated[Optional[str], typer.Option(help="Slurm: each job's time limit (sbatch --time); "
+                                                          "overrides the spec's.")] = None):
     """Execute the plan: train what is not done yet, resume what was interrupted, log every stage to MLflow.
 
     Several specs run one after another: a stage that an earlier spec trained in the same store is found done and
     logged to the later spec's experiment as reused, so shared work trains once and each spec keeps its runs."""
     from rich.console import Console
 
-    if runner not in ("local", "ray"):
-        raise _fail(f"unknown runner `{runner}`; use local or ray")
+    if runner not in ("local", "ray", "slurm"):
+        raise _fail(f"unknown runner `{runner}`; use local, ray or slurm")
+    slurm = _slurm_options(runner, wait=wait, slots=slots, stages_per_job=stages_per_job, partition=partition,
+                           account=account, qos=qos, sbatch=sbatch, site=site, time_limit=time_limit)
     loaded_specs = _load_all(_or_quickstart(specs), only)
     console = Console()
     if len(loaded_specs) > 1:
@@ -364,7 +422,7 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         with preemptible():
             for spec, loaded, compiled in loaded_specs:
                 ok &= _run_one(spec, loaded, compiled, console, device=device, runner=runner, workers=workers,
-                               address=address, gpu_share=gpu_share)
+                               address=address, gpu_share=gpu_share, slurm=slurm)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM / SIGHUP (a scheduler's preemption)
         _say("interrupted:", "yellow", f"by {cause(interrupt).name}; finished epochs are kept in the store's "
              "checkpoints and the current MLflow run is marked KILLED; run the same command again to resume",
@@ -372,6 +430,26 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         raise typer.Exit(exit_code(interrupt)) from None
     if not ok:
         raise typer.Exit(1)
+
+
+def _slurm_options(runner: str, *, site: Path | None, partition, account, qos, sbatch: list[str],
+                   **options) -> dict:
+    """The Slurm runner's options, the site's settings read; refused with another runner, which ignores them."""
+    given = [name for name, value in {"wait": options["wait"], "slots": options["slots"], "partition": partition,
+                                      "stages-per-job": options["stages_per_job"], "account": account, "qos": qos,
+                                      "sbatch": sbatch, "site": site, "time-limit": options["time_limit"]}.items()
+             if value]
+    if runner != "slurm":
+        if given:
+            raise _fail(f"--{', --'.join(given)} {'is' if len(given) == 1 else 'are'} for --runner slurm only")
+        return {}
+    from ltspec.runners.slurm import Site, read_site
+
+    try:
+        lines = read_site(site) if site is not None else ()
+    except (ValueError, OSError) as error:
+        raise _fail(str(error)) from None
+    return {**options, "site": Site(partition, account, qos, (*lines, *sbatch))}
 
 
 def _estimate(plans: list[Plan], done: set[str], device: str):
@@ -432,7 +510,8 @@ def _stop_if_missing(problems: list[str]) -> None:
         raise typer.Exit(2)
 
 
-def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, workers, address, gpu_share) -> bool:
+def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, workers, address, gpu_share,
+             slurm) -> bool:
     """Run one spec's plan; returns whether every stage finished."""
     console.print(f"[bold]{compiled.name}[/]: {len(compiled.stages)} stages, {compiled.epochs} epochs in the plan; "
                   f"store {loaded.spec.storage.root}, MLflow {loaded.spec.tracking.uri}")
@@ -442,7 +521,14 @@ def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, wor
     from ltspec.faults import EnvironmentFault
 
     try:
-        if runner == "ray":
+        if runner == "slurm":
+            from ltspec.runners.slurm import run_slurm
+
+            summary = run_slurm(loaded, compiled, device=device, gpu_share=gpu_share, console=console,
+                                plan_json=plan_json(compiled, set()), **slurm)
+            if summary is None:  # submitted, not followed
+                return True
+        elif runner == "ray":
             from ltspec.runners.ray import run_ray
 
             summary = run_ray(loaded, compiled, address=address, gpu_share=gpu_share, console=console,
