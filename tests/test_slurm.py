@@ -347,21 +347,21 @@ def test_a_failing_stage_cancels_the_jobs_after_it_and_plan_shows_it_with_its_lo
 class FaultyProxy(http.server.ThreadingHTTPServer):
     """A proxy to the MLflow server that makes every fourth write (a POST to runs/, a PUT of an artifact) fail in
     one of three ways, in turn: 503 without reaching the server; 502 after the server did the work; the connection
-    closed after the server did the work. The very first run creation loses its answer, so a creation is repeated
-    at least once."""
+    closed after the server did the work. The first stage run's creation loses its answer, so a creation is
+    repeated at least once."""
 
     def __init__(self, target_port: int):
         self.target, self.count, self.faults, self.lock = target_port, 0, [], threading.Lock()
         super().__init__(("127.0.0.1", 0), ProxyHandler)
 
-    def fault(self, method: str, path: str) -> str | None:
+    def fault(self, method: str, path: str, body: bytes) -> str | None:
         writes = method in ("POST", "PUT") and ("/mlflow/runs/" in path or "/mlflow-artifacts/" in path)
         with self.lock:
             if not writes:
                 return None
             self.count += 1
-            first_create = path.endswith("/runs/create") and not any(f[1].endswith("/runs/create")
-                                                                     for f in self.faults)
+            first_create = path.endswith("/runs/create") and b"ltspec.stage_key" in body and \
+                not any(f[1].endswith("/runs/create") for f in self.faults)
             if first_create or self.count % 4 == 0:
                 kind = "lose" if first_create else ("refuse", "lose", "drop")[self.count // 4 % 3]
                 self.faults.append((kind, path))
@@ -377,7 +377,7 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     def _forward(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        fault = self.server.fault(self.command, self.path)
+        fault = self.server.fault(self.command, self.path, body)
         if fault == "refuse":
             return self._answer(503, b"injected", {})
         connection = http.client.HTTPConnection("127.0.0.1", self.server.target, timeout=60)
