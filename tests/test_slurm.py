@@ -284,42 +284,57 @@ def events(store: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_a_stage_job_scancelled_mid_training_resumes_bit_identically(slurm, tmp_path):
-    """scancel sends the job SIGTERM: the dense stage keeps its checkpoint and its MLflow run is KILLED; the next
-    submission continues that run from the checkpoint, and every record equals an uninterrupted local run's. (The
-    job is suspended once it has checkpointed while the reference trains, then resumed and cancelled at once, so
-    that the cancel finds it mid-training however loaded the machine is.)"""
+def test_a_stage_job_requeued_at_its_time_limit_then_scancelled_resumes_bit_identically(slurm, tmp_path):
+    """The time-limit warning (SIGUSR1, sent here by hand) makes the job requeue itself: Slurm stops it with
+    SIGTERM, the dense stage keeps its checkpoint and its MLflow run is KILLED, and the requeued attempt continues
+    both. scancel then stops it the same way, and the next submission continues them again: every record equals
+    an uninterrupted local run's and each epoch is logged once, to one run. (Before the cancel the job is
+    suspended while the reference trains, then resumed and cancelled at once, so that the cancel finds it
+    mid-training however loaded the machine is.)"""
     dense_only = {"name": "scancel", "epochs": 20, "masks": "", "batch_size": 16}
     spec = spec_in(tmp_path / "slurm", **dense_only)
     loaded = load_spec(spec)
     plan = compile_plan(loaded)
-    first = submit(loaded, plan, device="cpu", console=quiet())
-    (job,) = first.jobs
+    (job,) = submit(loaded, plan, device="cpu", console=quiet()).jobs
     store = Store(Path(loaded.spec.storage.root))
     dense = plan.trunks[0].key
-    wait_for(lambda: (store.stage_dir(dense) / "checkpoint.pt").exists() and
-             sum(event["event"] == "epoch" for event in events(store.root)) >= 2, "the dense stage's checkpoint")
+    client = MlflowClient(tracking_uri=loaded.spec.tracking.uri)
+    from ltspec.plan.status import status
+
+    def epochs_in_attempt(attempt: int) -> int:
+        starts = [index for index, event in enumerate(events(store.root)) if event["event"] == "start"]
+        after = events(store.root)[starts[attempt - 1]:] if len(starts) >= attempt else []
+        return sum(event["event"] == "epoch" for event in after)
+
+    def stopped(reason: str) -> int:
+        (run,) = client.search_runs([client.get_experiment_by_name("scancel").experiment_id],
+                                    f"tags.`{STAGE_KEY}` = '{dense}'")
+        assert run.info.status == "KILLED", reason
+        reached = status(plan, store).partial[dense]
+        assert 0 < reached < 20, f"{reason}: not mid-training"
+        return reached
+
+    wait_for(lambda: epochs_in_attempt(1) >= 2, "the first attempt's epochs")
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
+    wait_for(lambda: [queued.state for queued in queue()] == ["PENDING"], "the job's requeue")
+    first = stopped("requeued")
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)  # held a while otherwise
+    wait_for(lambda: epochs_in_attempt(2) >= 1 and status(plan, store).partial.get(dense, 0) > first,
+             "the requeued attempt's first checkpoint")
     subprocess.run(["scontrol", "suspend", job], check=True)
     reference = local_reference(tmp_path / "local", **dense_only)  # while the job is suspended
     subprocess.run(["scontrol", "resume", job], check=True)
     subprocess.run(["scancel", job], check=True)
     wait_for(lambda: not queue(), "the cancelled job's end")
-
-    client = MlflowClient(tracking_uri=loaded.spec.tracking.uri)
-    experiment = client.get_experiment_by_name("scancel").experiment_id
-    (run,) = client.search_runs([experiment], f"tags.`{STAGE_KEY}` = '{dense}'")
-    assert run.info.status == "KILLED"
-    from ltspec.plan.status import status
-
-    reached = status(plan, store).partial[dense]
-    assert 0 < reached < 20, "the job was not cancelled mid-training"
+    assert stopped("cancelled") > first, "the requeued attempt did not resume from the checkpoint"
 
     second = submit(loaded, plan, device="cpu", console=quiet())
     assert sorted(key for keys in second.jobs.values() for key in keys) == sorted(s.key for s in plan.stages)
     assert follow(plan, store.root, quiet(), poll_seconds=0.2).ok
     assert records(spec) == records(reference)
-    (resumed,) = client.search_runs([experiment], f"tags.`{STAGE_KEY}` = '{dense}'")
-    assert resumed.info.run_id == run.info.run_id and resumed.info.status == "FINISHED"
+    (run,) = client.search_runs([client.get_experiment_by_name("scancel").experiment_id],
+                                f"tags.`{STAGE_KEY}` = '{dense}'")
+    assert run.info.status == "FINISHED"
     steps = [metric.step for metric in client.get_metric_history(run.info.run_id, "train_loss")]
     assert sorted(steps) == list(range(1, 21)), "an epoch is missing or was logged twice"
 
