@@ -24,7 +24,7 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from services import slurm_cluster  # noqa: E402
+from services import slurm_cluster  # noqa: E402 (after the path is set)
 
 VARIANTS = {"a job per trunk": None, "4 training stages per job": 4, "a job per training stage": 1}
 
@@ -37,7 +37,8 @@ def one(folder: Path, limit: int | None) -> tuple[int, float, float]:
 
     spec = folder / "spec.toml"
     text = (ROOT / "specs" / "quickstart.toml").read_text()
-    spec.write_text(text + f'\n[tracking]\nuri = "sqlite:///{folder}/mlflow.db"\n\n[storage]\nroot = "{folder}/store"\n')
+    spec.write_text(text + f'\n[tracking]\nuri = "sqlite:///{folder}/mlflow.db"\n\n'
+                           f'[storage]\nroot = "{folder}/store"\n')
     loaded = load_spec(spec)
     plan = select(compile_plan(loaded), parse_choices(["seed=0", "lr=0.01"]))
     quiet = Console(file=io.StringIO())

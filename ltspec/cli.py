@@ -378,7 +378,8 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
             min=1, help="Stages at once on the local runner [default: on a CPU one per `resources.cpus` cores, "
             "on a GPU 1].")] = None,
         address: Annotated[Optional[str], typer.Option(help="Ray cluster address (ray runner).")] = None,
-        gpu_share: Annotated[Optional[float], typer.Option(help="GPUs per stage on Ray and Slurm; overrides the spec.")] = None,
+        gpu_share: Annotated[Optional[float], typer.Option(help="GPUs per stage on Ray and Slurm; overrides the "
+                                                           "spec.")] = None,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Start without asking, however long the estimate.")]
         = False,
         wait: Annotated[bool, typer.Option("--wait", help="Slurm: follow the jobs until they end.")] = False,

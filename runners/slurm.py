@@ -26,7 +26,6 @@ import fcntl
 import hashlib
 import json
 import math
-import os
 import shlex
 import subprocess
 import sys
@@ -339,16 +338,16 @@ def _read_json(path: Path) -> dict | None:
 
 
 def read_events(folder: Path) -> list[dict]:
-    """Every job's events in this folder, each file in the order written (a line cut short by a kill is
-    skipped)."""
+    """Every job's events in this folder, oldest first (a line cut short by a kill is skipped); each names its
+    job's name and id."""
     events = []
-    for path in sorted(folder.glob(f"{PREFIX}*.events")):
+    for path in folder.glob(f"{PREFIX}*.events"):
         for line in path.read_text(errors="replace").splitlines():
             try:
                 events.append({**json.loads(line), "name": path.stem})
             except ValueError:
                 continue
-    return events
+    return sorted(events, key=lambda event: event.get("time", 0))
 
 
 # Status: the store and the queue together.

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from ltspec import plugins, tracking
+from ltspec import plugins
 from ltspec.faults import EnvironmentFault
 from ltspec.plan import Plan
 from ltspec.preemption import exit_code, preemptible
@@ -58,9 +58,9 @@ def main(manifest_path: str) -> int:
     job = os.environ.get("SLURM_JOB_ID", "local")
     workspace = Workspace(**manifest["workspace"])
     piece = Plan(manifest["name"], "", tuple(stages[key] for key in manifest["run"]), (), ())
-    print(f"ltspec job {manifest['name']} (Slurm job {job}, attempt {int(os.environ.get('SLURM_RESTART_COUNT', 0)) + 1}"
-          f") on {socket.gethostname()}: {len(piece.stages)} stages, {manifest['slots']} at a time on "
-          f"{manifest['device']}", flush=True)
+    attempt = int(os.environ.get("SLURM_RESTART_COUNT", "0")) + 1
+    print(f"ltspec job {manifest['name']} (Slurm job {job}, attempt {attempt}) on {socket.gethostname()}: "
+          f"{len(piece.stages)} stages, {manifest['slots']} at a time on {manifest['device']}", flush=True)
     plugins.load()  # a plugin's model, dataset or generator may be named
     tracker = workspace.tracker()
     ctx = Context(store=Store(Path(workspace.store_root)), device=torch.device(manifest["device"]), stages=stages,
@@ -68,7 +68,7 @@ def main(manifest_path: str) -> int:
     signal.signal(signal.SIGUSR1, _requeue)
     with open(path.with_suffix(".events"), "a") as events:
         def record(event: dict) -> None:
-            events.write(json.dumps({**event, "job": job}) + "\n")
+            events.write(json.dumps({**event, "job": job, "time": time.time()}) + "\n")
             events.flush()
             if event["event"] != "epoch":
                 said = f" {event['outcome']}" if event["event"] == "end" else ""

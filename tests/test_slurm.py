@@ -33,9 +33,9 @@ from ltspec.plan import compile_plan
 from ltspec.plan.select import parse_choices, select
 from ltspec.report import write_report
 from ltspec.runners.local import run_local
-from ltspec.runners.slurm import (PREFIX, Piece, Queued, Request, Site, SlurmError, follow, has_gpus, job_name,
-                                  pack, parse_sbatch, parse_squeue, plan_states, queue, read_site, request, sbatch_command,
-                                  script, slots_for, submit)
+from ltspec.runners.slurm import (PREFIX, Queued, Request, Site, SlurmError, StageState, follow, has_gpus,
+                                  job_name, pack, parse_sbatch, parse_squeue, plan_states, queue, read_site, request,
+                                  sbatch_command, script, slots_for, submit)
 from ltspec.spec import load_spec
 from ltspec.spec.models import Resources
 from ltspec.store import Store
@@ -146,6 +146,43 @@ def test_sbatch_and_squeue_text():
                                   Queued("13", f"{PREFIX}def", "PENDING", "Dependency")]
     assert has_gpus("gpu:a100:4(S:0-1)\n(null)\n") and has_gpus("craynetwork:4,gpu:2") and not has_gpus("(null)\n")
     assert job_name(Path("/a"), ["k1", "k2"]) == job_name(Path("/a"), ["k2", "k1"]) != job_name(Path("/b"), ["k1"])
+
+
+def test_states_read_the_store_the_queue_and_the_jobs_events(tmp_path):
+    """One trunk of the quickstart: the dense stage done, a job running the first mask's stages (its first train
+    stage started), a job pending on it, a stage that failed in an earlier job and later started in another that
+    is gone (it stopped), a failed stage's dependents blocked, the rest todo."""
+    from ltspec.runners.slurm import states
+
+    trunk = select(QUICKSTART_PLAN, parse_choices(["seed=0", "lr=0.01"]))
+    keys = [stage.key for stage in trunk.stages]
+    folder = tmp_path / "slurm"
+    folder.mkdir()
+    running, pending = f"{PREFIX}running", f"{PREFIX}pending"
+    (folder / f"{running}.json").write_text(json.dumps({"run": keys[2:5]}))
+    (folder / f"{pending}.json").write_text(json.dumps({"run": keys[5:7]}))
+    (folder / f"{running}.events").write_text(json.dumps({"event": "start", "stage": keys[3], "job": "7",
+                                                          "time": 5}) + "\n")
+    failed_first = [{"event": "start", "stage": keys[8], "job": "3", "time": 1},
+                    {"event": "end", "stage": keys[8], "outcome": "failed", "message": "boom", "job": "3", "time": 2},
+                    {"event": "start", "stage": keys[9], "job": "3", "time": 3},
+                    {"event": "end", "stage": keys[9], "outcome": "failed", "message": "nan", "job": "3",
+                     "time": 4}]
+    (folder / f"{PREFIX}zzz-old.events").write_text("".join(json.dumps(event) + "\n" for event in failed_first))
+    (folder / f"{PREFIX}aaa-new.events").write_text(json.dumps({"event": "start", "stage": keys[8], "job": "4",
+                                                               "time": 6}) + "\n")
+    jobs = [Queued("7", running, "RUNNING", "None"), Queued("8", pending, "PENDING", "Dependency"),
+            Queued("9", f"{PREFIX}other-store", "PENDING", "Priority")]
+    found = states(trunk, {keys[0]}, tmp_path, jobs)
+    assert found[keys[0]].state == "done"
+    assert found[keys[3]] == StageState("running", "7")
+    assert found[keys[2]].mark() == "queued (job 7: its job is running)"
+    assert found[keys[5]].mark() == "queued (job 8: Dependency)"
+    assert found[keys[8]].state == "stopped" and found[keys[8]].log == folder / f"{PREFIX}aaa-new.4.log"
+    assert found[keys[9]] == StageState("failed", "3", "nan", folder / f"{PREFIX}zzz-old.3.log")
+    blocked = [stage.key for stage in trunk.stages if keys[9] in trunk.ancestors(stage.key)]
+    assert blocked and all(found[key].state == "blocked" for key in blocked)
+    assert found[keys[1]].state == "todo"
 
 
 def test_a_site_file_holds_sbatch_options_and_refuses_anything_else(tmp_path):
