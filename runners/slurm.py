@@ -56,19 +56,11 @@ class SlurmError(EnvironmentFault):
 
 # Site settings: where jobs go, never what they compute.
 
-@dataclass(frozen=True)
-class Site:
-    """The cluster's settings (partition, account, QoS, more sbatch options), from the command line or a site
-    file: never from the spec, whose results must not depend on where they ran."""
-
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    options: tuple[str, ...] = ()  # more sbatch options, one each (`--constraint=a100`)
-
-    def lines(self) -> list[str]:
-        named = {"partition": self.partition, "account": self.account, "qos": self.qos}
-        return [f"--{name}={value}" for name, value in named.items() if value] + list(self.options)
+def site_options(partition: str | None, account: str | None, qos: str | None, more: Iterable[str] = ()) -> tuple:
+    """The site's sbatch options for every job (from the command line or a site file: never from the spec, whose
+    results must not depend on where they ran)."""
+    named = {"partition": partition, "account": account, "qos": qos}
+    return tuple(f"--{name}={value}" for name, value in named.items() if value) + tuple(more)
 
 
 def read_site(path: Path) -> tuple[str, ...]:
@@ -77,7 +69,7 @@ def read_site(path: Path) -> tuple[str, ...]:
     try:
         text = path.read_text()
     except OSError as error:
-        raise SlurmError(f"cannot read the site file {path}: {error.strerror or error}") from None
+        raise ValueError(f"cannot read the site file {path}: {error.strerror or error}") from None
     options = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -203,7 +195,8 @@ def job_name(store_root: Path, keys: Iterable[str]) -> str:
 
 # The batch script and the scheduler's text.
 
-def script(name: str, folder: Path, job: Request, site: Site, command: list[str], description: list[str]) -> str:
+def script(name: str, folder: Path, job: Request, site: tuple[str, ...], command: list[str],
+           description: list[str]) -> str:
     """The batch script of one job: its name, log, resources, site options, and the job entry point run with
     `exec`, so that the signals Slurm sends the batch step (`B:`) reach it. It is requeued on preemption and node
     failure (`--requeue`), and hears SIGUSR1 `WARNING_SECONDS` before its time limit, on which it requeues itself.
@@ -214,7 +207,7 @@ def script(name: str, folder: Path, job: Request, site: Site, command: list[str]
     options += [f"--gres=gpu:{job.gpus}"] if job.gpus else []
     options += [f"--mem={job.memory}"] if job.memory else []
     options += [f"--time={job.time_limit}"] if job.time_limit else []
-    options += site.lines()
+    options += site
     lines = ["#!/bin/bash", *(f"#SBATCH {option}" for option in options),
              f"# {len(description)} stages, {job.slots} at a time:", *(f"#   {line}" for line in description),
              "export PYTHONUNBUFFERED=1", "exec " + shlex.join(command), ""]
@@ -268,6 +261,16 @@ def has_gpus(sinfo: str) -> bool:
     return any(part.startswith("gpu") for line in sinfo.split() for part in line.split(","))
 
 
+def partition_of(site: tuple[str, ...]) -> str | None:
+    """The partition the site's options name (`--partition=gpu`, `-p gpu`), the last one winning as in sbatch."""
+    found = None
+    for option in site:
+        name, _, value = option.replace("=", " ", 1).partition(" ")
+        if name in ("--partition", "-p"):
+            found = value.strip()
+    return found
+
+
 # Talking to Slurm.
 
 def _slurm(command: list[str], what: str) -> str:
@@ -290,8 +293,8 @@ def queue() -> list[Queued]:
     return parse_squeue(_slurm(squeue_command(), "listing the queue"))
 
 
-def partition_has_gpus(site: Site) -> bool:
-    partition = ["--partition", site.partition] if site.partition else []
+def partition_has_gpus(site: tuple[str, ...]) -> bool:
+    partition = ["--partition", partition_of(site)] if partition_of(site) else []
     return has_gpus(_slurm(["sinfo", "--noheader", "--format=%G", *partition], "asking for the nodes' GPUs"))
 
 
@@ -420,7 +423,8 @@ class Submission:
     done: list[str] = field(default_factory=list)
 
 
-def submit(loaded: LoadedSpec, plan: Plan, *, site: Site = Site(), device: str = "auto", slots: int | None = None,
+def submit(loaded: LoadedSpec, plan: Plan, *, site: tuple[str, ...] = (), device: str = "auto",
+           slots: int | None = None,
            stages_per_job: int | None = None, gpu_share: float | None = None, time_limit: str | None = None,
            console: Console | None = None, plan_json: dict | None = None) -> Submission:
     """Submit every stage of the plan that is neither done nor held by a live job; returns what was submitted.
@@ -500,7 +504,7 @@ class Job:
     workspace: object  # `ltspec.runners.common.Workspace`
     trunk_runs: dict[str, str]
 
-    def write(self, keys: tuple[str, ...], asked: Request, site: Site) -> Path:
+    def write(self, keys: tuple[str, ...], asked: Request, site: tuple[str, ...]) -> Path:
         """Write the manifest and the script of the job running `keys`; returns the script's path. The manifest
         lists the stages to run and all their ancestors (a job reads no spec), and which of its stages a stage
         outside the job needs (the job fails when one of those did not finish)."""
@@ -606,21 +610,24 @@ def _new_events(folder: Path, offsets: dict[Path, int]) -> list[dict]:
 
 
 
-def run_slurm(loaded: LoadedSpec, plan: Plan, *, wait: bool = False, console: Console | None = None,
-              **options) -> Summary | None:
-    """`ltspec run --runner slurm`: submit (see `submit` for the options), say what was submitted and where its
-    logs go, and with `wait` follow the jobs to their end and return what became of every stage."""
+def launch(loaded: LoadedSpec, plan: Plan, options, console: Console | None = None,
+           plan_json: dict | None = None) -> Summary | None:
+    """`ltspec run --runner slurm` (`ltspec.runners.launch`): submit, say what was submitted and where its logs go,
+    and with `options.wait` follow the jobs to their end and return what became of every stage (None when not
+    followed)."""
     from rich.console import Console
 
     console = console or Console()
     store_root = Path(loaded.spec.storage.root).resolve()
-    submission = submit(loaded, plan, console=console, **options)
+    submission = submit(loaded, plan, site=options.sbatch, device=options.device, slots=options.slots,
+                        stages_per_job=options.stages_per_job, gpu_share=options.gpu_share,
+                        time_limit=options.time_limit, console=console, plan_json=plan_json)
     count = sum(len(keys) for keys in submission.jobs.values())
     jobs = ", ".join(submission.jobs) or "none"
     console.print(f"submitted {len(submission.jobs)} Slurm jobs for {count} stages (jobs {jobs}); "
                   f"{len(submission.held)} stages were already queued or running, {len(submission.done)} done; "
                   f"scripts and logs in {folder_of(store_root)}", markup=False)
-    if not wait:
+    if not options.wait:
         console.print("status: `ltspec plan SPEC`; follow them: the same command with --wait (it submits nothing "
                       "twice)", markup=False)
         return None

@@ -33,9 +33,9 @@ from ltspec.plan import compile_plan
 from ltspec.plan.select import parse_choices, select
 from ltspec.report import write_report
 from ltspec.runners.local import run_local
-from ltspec.runners.slurm import (PREFIX, Queued, Request, Site, SlurmError, StageState, follow, has_gpus,
-                                  job_name, pack, parse_sbatch, parse_squeue, plan_states, queue, read_site, request,
-                                  sbatch_command, script, slots_for, submit)
+from ltspec.runners.slurm import (PREFIX, Queued, Request, SlurmError, StageState, follow, has_gpus, job_name, pack,
+                                  parse_sbatch, parse_squeue, partition_of, plan_states, queue, read_site, request,
+                                  sbatch_command, script, site_options, slots_for, submit)
 from ltspec.spec import load_spec
 from ltspec.spec.models import Resources
 from ltspec.store import Store
@@ -117,7 +117,9 @@ def test_request_multiplies_the_per_stage_figures_by_the_slots():
 
 
 def test_the_script_asks_for_its_resources_and_execs_the_job_entry_point(tmp_path):
-    site = Site(partition="gpu", account="lab", qos=None, options=("--constraint=a100",))
+    site = site_options(partition="gpu", account="lab", qos=None, more=("--constraint=a100",))
+    assert partition_of(site) == "gpu" and partition_of(("-p a", "--partition=b")) == "b"
+    assert partition_of(("--qos=x",)) is None
     text = script("ltspec-x", tmp_path, Request(4, 4, 1, "8G", "2:00:00"), site,
                   [sys.executable, "-m", "ltspec.runners.slurm_job", str(tmp_path / "ltspec-x.json")],
                   ["dense seed=0", "mask oneshot 50.0%"])
@@ -130,7 +132,7 @@ def test_the_script_asks_for_its_resources_and_execs_the_job_entry_point(tmp_pat
     assert not any("--qos" in line for line in lines)
     assert lines[-1].startswith("exec ") and lines[-1].endswith(f"ltspec.runners.slurm_job {tmp_path}/ltspec-x.json")
     assert "#   mask oneshot 50.0%" in lines
-    no_gpu = script("ltspec-x", tmp_path, Request(1, 1, 0, None, None), Site(), ["true"], [])
+    no_gpu = script("ltspec-x", tmp_path, Request(1, 1, 0, None, None), (), ["true"], [])
     assert "--gres" not in no_gpu and "--mem" not in no_gpu and "--time" not in no_gpu
 
 
