@@ -33,6 +33,11 @@ class DatasetInfo:
     train_size: int | None = None  # examples, for the time estimate before a run (None: unknown)
     test_size: int | None = None
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one example: (C, H, W) for images, (C, L) for signals."""
+        return (self.in_channels, *(self.input_size,) * (2 if self.input_kind == "image" else 1))
+
 
 DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (
     DatasetInfo("cifar10", "image", 3, 32, 10, augmentable=True, downloadable=True, loader="ltspec.data:load_cifar",
@@ -79,10 +84,12 @@ def info(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
-def register(entry: DatasetInfo) -> None:
+def register(name: str, entry: DatasetInfo) -> None:
     """Add a dataset (a plugin's); a name already taken is refused, so that a plugin never shadows a built-in."""
     if not isinstance(entry, DatasetInfo):
         raise TypeError(f"a dataset plugin must be a ltspec.datasets.DatasetInfo, got {type(entry).__name__}")
+    if entry.name != name:
+        raise ValueError(f"the entry point is named `{name}` but the dataset `{entry.name}`")
     known = DATASETS.get(entry.name)
     if known is not None and known != entry:
         raise ValueError(f"dataset `{entry.name}` is registered twice")

@@ -18,8 +18,8 @@ import torch
 from ltspec import datasets
 from ltspec.data import DatasetError, load_dataset
 from ltspec.plan import Plan, Stage
+from ltspec.kinds.base import canonical
 from ltspec.stages.context import DATA_SEED, model
-from ltspec.stages.harness import recipe
 from ltspec.store import Store
 from ltspec.training import make_optimizer, make_scheduler, train_epoch
 
@@ -38,8 +38,9 @@ def check_datasets(plans: list[Plan], done: set[str], *, fetched: bool | None = 
     needed = {}
     for plan in plans:
         for stage in plan.stages:
-            if stage.key not in done and "data" in stage.config and "root" in stage.runtime:
-                data = stage.config["data"]
+            config = canonical(stage.config)
+            if stage.key not in done and "data" in config and "root" in stage.runtime:
+                data = config["data"]
                 needed[(data["dataset"], stage.runtime["root"])] = stage.runtime["download"]
     problems = []
     for (name, root), download in needed.items():
@@ -113,14 +114,14 @@ def estimate(plans: list[Plan], done: set[str], device: torch.device) -> Estimat
 
 
 def _training_shape(stage: Stage) -> tuple:
+    """What an epoch's time depends on: the model, the data and its batch size, the precision."""
     config = stage.config
-    train = config["train"]
-    return (config["model"]["arch"], config["data"]["dataset"], config["data"]["batch_size"], train["precision"],
-            stage.runtime["eval_batch_size"], repr(config["model"]))
+    return (config.model.arch, config.data.dataset, config.data.batch_size, config.train.precision,
+            stage.runtime["eval_batch_size"], config.model)
 
 
 def _epoch_seconds(stage: Stage, device: torch.device) -> float | None:
-    data = datasets.info(stage.config["data"]["dataset"])
+    data = datasets.info(stage.config.data.dataset)
     if data.train_size is None or data.test_size is None:
         return None
     per_example = _seconds_per_example(stage, device)
@@ -130,13 +131,12 @@ def _epoch_seconds(stage: Stage, device: torch.device) -> float | None:
 def _seconds_per_example(stage: Stage, device: torch.device) -> float:
     """Seconds per training example: real steps of the stage's model on random inputs of the dataset's shape."""
     config = stage.config
-    data = datasets.info(config["data"]["dataset"])
-    network = model(config, seed=0).to(device)
-    shape = (data.in_channels, *(data.input_size,) * (2 if data.input_kind == "image" else 1))
-    batch = min(TIMING_EXAMPLES, config["data"]["batch_size"])
-    x = torch.randn(batch, *shape, device=device)
+    data = datasets.info(config.data.dataset)
+    network = model(config.data, config.model, seed=0).to(device)
+    batch = min(TIMING_EXAMPLES, config.data.batch_size)
+    x = torch.randn(batch, *data.input_shape, device=device)
     y = torch.randint(0, data.num_classes, (batch,), device=device)
-    planned = recipe(config["train"])
+    planned = config.train
     optimizer = make_optimizer(network.parameters(), planned.lr, planned.optimizer)
     scheduler = make_scheduler(optimizer, planned.schedule, epochs=1, steps_per_epoch=1)
     train_epoch(network, [(x, y)], optimizer, scheduler, precision=planned.precision)  # warm up

@@ -27,7 +27,6 @@ from ltspec.runners.common import (Summary, Workspace, close_trunks, connect, pr
 from ltspec.runners.workers import Job, Workers
 from ltspec.spec import LoadedSpec, Spec
 from ltspec.stages import Context, StageFailed, run_stage
-from ltspec.stages.context import trunk_of
 from ltspec.store import Store
 
 SIDE_BY_SIDE_SECONDS = 10.0  # training left, one stage at a time, below which the local runner keeps to one
@@ -156,7 +155,7 @@ def _side_by_side(plan: Plan, ctx: Context, count: int, display: Display) -> Non
         return
     if ctx.tracker is not None:  # created here, before any worker starts, so that two never race to create one
         with preemption.deferred():
-            for trunk in dict.fromkeys(trunk_of(stage) for stage in left):
+            for trunk in dict.fromkeys(stage.trunk for stage in left):
                 ctx.trunk_runs.setdefault(trunk, tracking.trunk_run(ctx.tracker, ctx.stages[trunk]))
     order = {stage.key: index for index, stage in enumerate(left)}
     waiting = {stage.key: sum(parent in order for parent in stage.parents) for stage in left}

@@ -36,7 +36,6 @@ from ltspec.runners.common import (Summary, Workspace, close_trunks, connect, gp
                                    progress_columns, stage_threads)
 from ltspec.spec import LoadedSpec, Spec
 from ltspec.stages import Context, StageFailed, run_stage
-from ltspec.stages.context import trunk_of
 from ltspec.store import Store
 
 LOST_WORKER_RETRIES = 2  # a worker lost to a dead node or the OOM killer; the stage resumes from its checkpoint
@@ -89,7 +88,7 @@ def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_
         signal.signal(signal.SIGINT, signal.default_int_handler)
     plugins.load()  # a worker process has not loaded the spec: a plugin's model, dataset or generator may be named
     torch.set_num_threads(workspace.threads)
-    trunk = trunk_of(stages[key])
+    trunk = stages[key].trunk
     # the runs this worker creates name its node (`ltspec.ray_node`, Ray's node id), to trace a stage to a machine
     ctx = Context(store=Store(Path(workspace.store_root)),
                   device=torch.device("cuda" if ray.get_gpu_ids() else "cpu"), stages=stages,
@@ -230,10 +229,10 @@ def _submit(pending: list[Stage], driver: Context, spec: Spec, gpu_share: float 
     stages = ray.put(driver.stages)
     refs: dict[str, ray.ObjectRef] = {}
     for stage in pending:
-        trunk = trunk_of(stage)
+        trunk = stage.trunk
         if trunk not in driver.trunk_runs:
             driver.trunk_runs[trunk] = tracking.trunk_run(driver.tracker, driver.stages[trunk])
-        arch = driver.stages[trunk].config["model"]["arch"]
+        arch = driver.stages[trunk].config.model.arch
         task = _stage_task.options(num_cpus=spec.resources.cpus, num_gpus=gpus_per_stage(arch, share, cluster_gpus),
                                    name=stage.describe())
         refs[stage.key] = task.remote(stage.key, stages, workspace, driver.trunk_runs[trunk],

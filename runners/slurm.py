@@ -196,12 +196,12 @@ def job_name(store_root: Path, keys: Iterable[str]) -> str:
 # The batch script and the scheduler's text.
 
 def script(name: str, folder: Path, job: Request, site: tuple[str, ...], command: list[str],
-           description: list[str]) -> str:
+           description: list[str], directory: Path) -> str:
     """The batch script of one job: its name, log, resources, site options, and the job entry point run with
     `exec`, so that the signals Slurm sends the batch step (`B:`) reach it. It is requeued on preemption and node
     failure (`--requeue`), and hears SIGUSR1 `WARNING_SECONDS` before its time limit, on which it requeues itself.
-    `description`: comment lines saying which stages it runs."""
-    options = [f"--job-name={name}", f"--output={folder / name}.%j.log", "--open-mode=append",
+    `description`: comment lines saying which stages it runs; `directory`: where it runs (the submission's)."""
+    options = [f"--job-name={name}", f"--output={folder / name}.%j.log", "--open-mode=append", f"--chdir={directory}",
                f"--cpus-per-task={job.cpus}", "--nodes=1", "--ntasks=1", "--requeue",
                f"--signal=B:USR1@{WARNING_SECONDS}"]
     options += [f"--gres=gpu:{job.gpus}"] if job.gpus else []
@@ -302,22 +302,6 @@ def partition_has_gpus(site: tuple[str, ...]) -> bool:
 
 def folder_of(store_root: Path) -> Path:
     return Path(store_root) / FOLDER
-
-
-def stage_json(stage: Stage) -> dict:
-    return {"kind": stage.kind, "config": stage.config, "parents": list(stage.parents), "epochs": stage.epochs,
-            "runtime": stage.runtime, "labels": stage.labels, "key": stage.key}
-
-
-def stage_from_json(record: dict) -> Stage:
-    """A stage from its manifest record; its key is computed again and must match (a manifest from another
-    version of ltspec, or edited, is refused rather than run under a wrong key)."""
-    stage = Stage(record["kind"], record["config"], tuple(record["parents"]), record["epochs"], record["runtime"],
-                  record["labels"])
-    if stage.key != record["key"]:
-        raise ValueError(f"the manifest's stage {record['key']} hashes to {stage.key} with this ltspec: it was "
-                         "written by another version; submit the spec again")
-    return stage
 
 
 def held(store_root: Path, jobs: list[Queued], known: dict[str, list[str]] | None = None) -> dict[str, Queued]:
@@ -440,7 +424,6 @@ def submit(loaded: LoadedSpec, plan: Plan, *, site: tuple[str, ...] = (), device
     from ltspec.runners.common import (Workspace, close_trunks, connect, gpus_per_stage, local_file, located,
                                        stage_threads)
     from ltspec.stages import Context, run_stage
-    from ltspec.stages.context import trunk_of
     from ltspec.store import Store
 
     console = console or Console()
@@ -473,15 +456,17 @@ def submit(loaded: LoadedSpec, plan: Plan, *, site: tuple[str, ...] = (), device
                 pending.append(stages[stage.key])
         if not pending:
             return submission
-        for trunk in dict.fromkeys(trunk_of(stage) for stage in pending):
+        for trunk in dict.fromkeys(stage.trunk for stage in pending):
             driver.trunk_runs[trunk] = tracking.trunk_run(tracker, stages[trunk])
         close_trunks(tracker, driver.trunk_runs, loaded, plan_json)
         wants_gpus = device.startswith("cuda") or device == "auto" and partition_has_gpus(site)
         share = gpu_share if gpu_share is not None else spec.resources.gpu_share
-        job = Job(plan, stages, folder, Workspace.of(store, tracker, stage_threads(spec)), dict(driver.trunk_runs))
+        source = {"path": str(loaded.path), "text": loaded.path.read_text(), "overrides": list(loaded.overrides)}
+        job = Job(plan, stages, folder, Workspace.of(store, tracker, stage_threads(spec)), dict(driver.trunk_runs),
+                  source)
         ids: list[str] = []
-        for piece in pack(pending, {stage.key: trunk_of(stage) for stage in pending}, stages_per_job):
-            arch = stages[trunk_of(stages[piece.keys[0]])].config["model"]["arch"]
+        for piece in pack(pending, {stage.key: stage.trunk for stage in pending}, stages_per_job):
+            arch = stages[stages[piece.keys[0]].trunk].config.model.arch
             stage_share = gpus_per_stage(arch, share, 1 if wants_gpus else 0)
             trains = sum(bool(stages[key].epochs) for key in piece.keys)
             asked = request(spec.resources, min(slots_for(stage_share, slots), max(trains, 1)), stage_share,
@@ -503,28 +488,26 @@ class Job:
     folder: Path
     workspace: object  # `ltspec.runners.common.Workspace`
     trunk_runs: dict[str, str]
+    source: dict  # the spec as submitted: its path, its text, the command line's overrides
 
     def write(self, keys: tuple[str, ...], asked: Request, site: tuple[str, ...]) -> Path:
         """Write the manifest and the script of the job running `keys`; returns the script's path. The manifest
-        lists the stages to run and all their ancestors (a job reads no spec), and which of its stages a stage
-        outside the job needs (the job fails when one of those did not finish)."""
+        holds the spec's text as submitted (the job compiles it again, in the submission's working directory, and
+        checks that it yields these keys, so an edit of the file since changes nothing) and which of the job's
+        stages a stage outside it needs (the job fails when one of those did not finish)."""
         from dataclasses import asdict
-
-        from ltspec.stages.context import trunk_of
 
         name = job_name(Path(self.workspace.store_root), keys)
         inside = set(keys)
         outside = {parent for stage in self.plan.stages if stage.key not in inside for parent in stage.parents}
-        ancestors = inside.union(*(self.plan.ancestors(key) for key in keys))
         manifest = {"name": name, "run": list(keys), "needed": sorted(outside & inside), "slots": asked.slots,
                     "device": "cuda" if asked.gpus else "cpu", "workspace": asdict(self.workspace),
-                    "trunk_runs": {trunk: self.trunk_runs[trunk] for trunk in
-                                   {trunk_of(self.stages[key]) for key in keys}},
-                    "stages": [stage_json(self.stages[stage.key]) for stage in self.plan.stages
-                               if stage.key in ancestors]}
+                    "trunk_runs": {trunk: self.trunk_runs[trunk] for trunk in {self.stages[key].trunk for key in keys}},
+                    "spec": self.source}
         _write(self.folder / f"{name}.json", json.dumps(manifest, indent=1, sort_keys=True))
         command = [sys.executable, "-m", "ltspec.runners.slurm_job", str(self.folder / f"{name}.json")]
-        text = script(name, self.folder, asked, site, command, [self.stages[key].describe() for key in keys])
+        text = script(name, self.folder, asked, site, command, [self.stages[key].describe() for key in keys],
+                      Path.cwd())
         _write(self.folder / f"{name}.sh", text)
         return self.folder / f"{name}.sh"
 

@@ -2,9 +2,9 @@
 
 `python -m ltspec.runners.slurm_job MANIFEST` is the last line of every batch script that `ltspec run --runner
 slurm` writes (`ltspec.runners.slurm`). The manifest holds everything the job needs, so the job never reads the
-spec file (which may have changed since): the stages to run and their ancestors (each key computed again and
-checked), where the store and the MLflow experiment are, the trunk runs its stage runs go under, the device and how
-many stages to train side by side.
+spec file (which may have changed since): the spec's text as submitted, which it compiles again (and checks that
+the stages to run are among the keys it yields), the stages to run, where the store and the MLflow experiment are,
+the trunk runs its stage runs go under, the device and how many stages to train side by side.
 
 A stage runs exactly as on the local runner (`run_stages`, on `resources.cpus` threads), so its masks and metrics
 equal the local runner's. Each start, epoch and end is appended to the job's events file, which `ltspec run
@@ -38,11 +38,11 @@ from rich.console import Console
 
 from ltspec import plugins
 from ltspec.faults import EnvironmentFault
-from ltspec.plan import Plan
+from ltspec.plan import Plan, Stage, compile_plan
 from ltspec.preemption import exit_code, preemptible
-from ltspec.runners.common import Workspace, close_trunks, threads
+from ltspec.runners.common import Workspace, close_trunks, located, threads
 from ltspec.runners.local import run_stages
-from ltspec.runners.slurm import stage_from_json
+from ltspec.spec import SpecError, parse_spec
 from ltspec.stages import Context
 from ltspec.store import Store
 
@@ -51,8 +51,8 @@ def main(manifest_path: str) -> int:
     path = Path(manifest_path)
     try:
         manifest = json.loads(path.read_text())
-        stages = {record["key"]: stage_from_json(record) for record in manifest["stages"]}
-    except (OSError, ValueError, KeyError) as error:
+        stages = compiled(manifest["spec"], manifest["run"])
+    except (OSError, ValueError, KeyError, SpecError) as error:
         print(f"error: cannot run the manifest {path}: {error}", file=sys.stderr)
         return 2
     job = os.environ.get("SLURM_JOB_ID", "local")
@@ -97,6 +97,19 @@ def main(manifest_path: str) -> int:
         print(f"{len(unfinished)} stages that other jobs wait for did not finish: Slurm cancels those jobs",
               flush=True)
     return 1 if unfinished else 0
+
+
+def compiled(source: dict, keys: list[str]) -> dict[str, Stage]:
+    """The stages of the spec as submitted (its text and overrides), data folders resolved against this working
+    directory (the submission's: the script's `--chdir`); refused unless they hold `keys` (another version of
+    ltspec may compile the spec to other stages)."""
+    plan = compile_plan(parse_spec(source["text"], source["path"], tuple(source["overrides"])))
+    stages = {stage.key: located(stage) for stage in plan.stages}
+    missing = [key for key in keys if key not in stages]
+    if missing:
+        raise ValueError(f"the spec as submitted compiles to other stages with this ltspec ({len(missing)} of the "
+                         "job's are not among them): submit it again")
+    return stages
 
 
 def _requeue(signum, frame) -> None:

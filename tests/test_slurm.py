@@ -46,7 +46,7 @@ QUICKSTART_PLAN = compile_plan(load_spec(QUICKSTART))
 
 
 def trunks(stages) -> dict[str, str]:
-    return {stage.key: stage.key if stage.kind == "dense" else stage.labels["trunk"] for stage in stages}
+    return {stage.key: stage.trunk for stage in stages}
 
 
 # Packing
@@ -122,17 +122,17 @@ def test_the_script_asks_for_its_resources_and_execs_the_job_entry_point(tmp_pat
     assert partition_of(("--qos=x",)) is None
     text = script("ltspec-x", tmp_path, Request(4, 4, 1, "8G", "2:00:00"), site,
                   [sys.executable, "-m", "ltspec.runners.slurm_job", str(tmp_path / "ltspec-x.json")],
-                  ["dense seed=0", "mask oneshot 50.0%"])
+                  ["dense seed=0", "mask oneshot 50.0%"], Path("/home/me/lab"))
     lines = text.splitlines()
     assert lines[0] == "#!/bin/bash"
     for option in ("--job-name=ltspec-x", f"--output={tmp_path}/ltspec-x.%j.log", "--cpus-per-task=4",
                    "--gres=gpu:1", "--mem=8G", "--time=2:00:00", "--requeue", "--signal=B:USR1@120",
-                   "--partition=gpu", "--account=lab", "--constraint=a100"):
+                   "--partition=gpu", "--account=lab", "--constraint=a100", "--chdir=/home/me/lab"):
         assert f"#SBATCH {option}" in lines
     assert not any("--qos" in line for line in lines)
     assert lines[-1].startswith("exec ") and lines[-1].endswith(f"ltspec.runners.slurm_job {tmp_path}/ltspec-x.json")
     assert "#   mask oneshot 50.0%" in lines
-    no_gpu = script("ltspec-x", tmp_path, Request(1, 1, 0, None, None), (), ["true"], [])
+    no_gpu = script("ltspec-x", tmp_path, Request(1, 1, 0, None, None), (), ["true"], [], tmp_path)
     assert "--gres" not in no_gpu and "--mem" not in no_gpu and "--time" not in no_gpu
 
 

@@ -146,5 +146,17 @@ def run_one(spec: Path, loaded, compiled, console, runner: str, options: Options
         say("failed:", "red", message, err=True)
     if summary.ok:
         console.print(f"browse the runs: [bold]ltspec ui{shown(spec)}[/] (or `mlflow ui --backend-store-uri "
-                      f"{loaded.spec.tracking.uri}`); tables: [bold]ltspec report{shown(spec)}[/]")
+                      f"{loaded.spec.tracking.uri}`); tables: {report_hint(spec, loaded)}")
     return summary.ok
+
+
+def report_hint(spec: Path, loaded) -> str:
+    """The `ltspec report` command for these runs, overrides included and quoted for a shell, and its folder."""
+    import shlex
+
+    from rich.markup import escape
+
+    from ltspec.report.write import report_folder
+
+    command = " ".join([f"ltspec report{shown(spec)}", *map(shlex.quote, loaded.overrides)])
+    return f"[bold]{escape(command)}[/] (writes {escape(str(report_folder(loaded)))})"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import Field
 
-from ltspec.settings import Fraction, Scope, Strict, TensorKind
+from ltspec.strict import Fraction, Scope, Strict, TensorKind
 
 if TYPE_CHECKING:
     import torch

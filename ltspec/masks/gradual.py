@@ -16,7 +16,7 @@ from pydantic import Field
 from ltspec.hooks import Hook
 
 from ltspec.masks.base import AtSparsities, Expansion, Generator, Made, Sources, per_sparsity
-from ltspec.settings import PositiveInt
+from ltspec.strict import PositiveInt
 
 if TYPE_CHECKING:
     from torch import Tensor

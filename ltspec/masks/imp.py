@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from ltspec.masks.base import Expansion, Generator, Made, MaskSettings, Sources
-from ltspec.settings import Fraction, PositiveInt
+from ltspec.strict import Fraction, PositiveInt
 
 
 class Imp(MaskSettings):

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from ltspec.masks.base import AtSparsities, Generator, Made, Sources, per_sparsity
-from ltspec.settings import PositiveInt, Scope
+from ltspec.strict import PositiveInt, Scope
 
 
 class Synflow(AtSparsities):

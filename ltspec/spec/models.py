@@ -16,7 +16,7 @@ from pydantic import Field
 from ltspec import architectures, masks
 from ltspec.datasets import DATASETS
 from ltspec.recipe import OPTIMIZERS, SCHEDULES, Pair, Sgd, StepSchedule, settings_union
-from ltspec.settings import Fraction, PositiveInt, Strict, TensorKind, pydantic_plugins_off
+from ltspec.strict import Fraction, PositiveInt, Strict, TensorKind, pydantic_plugins_off
 from ltspec.spec.limits import MAX_EXPERIMENT_LENGTH, MAX_NAME_LENGTH, MAX_PATH_LENGTH, MAX_SEEDS
 
 SCHEMA_VERSION = 1
