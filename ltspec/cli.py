@@ -334,8 +334,10 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
         runner: Annotated[str, typer.Option(help="local (this machine) or ray (a Ray cluster).")] = "local",
         workers: Annotated[Optional[int], typer.Option(
-            min=1, help="Stages at once on the local runner [default: on a CPU one per `resources.cpus` cores, "
-            "on a GPU 1].")] = None,
+            min=1, help="Stages at once on the local runner, per device [default: on a CPU one per "
+            "`resources.cpus` cores; on each GPU as many as `resources.gpu_share` packs].")] = None,
+        gpus: Annotated[Optional[str], typer.Option(
+            help="GPUs the local runner spreads over, e.g. 0,2 [default: every visible GPU].")] = None,
         address: Annotated[Optional[str], typer.Option(help="Ray cluster address (ray runner).")] = None,
         gpu_share: Annotated[Optional[float], typer.Option(help="GPUs per stage on Ray; overrides the spec.")] = None,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Start without asking, however long the estimate.")]
@@ -356,7 +358,15 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         combined = combine([compiled for _, _, compiled in loaded_specs], "")
         console.print(f"{len(loaded_specs)} specs: {len(combined.plan.stages)} stages, {combined.plan.epochs} epochs "
                       f"in the combined plan ({combined.separate_epochs} if run apart)")
-    workers = _look_before_running(loaded_specs, device, runner, workers, yes)
+    if gpus is not None and runner != "local":
+        raise _fail("--gpus chooses the GPUs of the local runner; Ray places stages on its cluster's GPUs itself")
+    try:
+        from ltspec.runners.slots import parse_gpus
+
+        chosen_gpus = parse_gpus(gpus) if gpus is not None else None
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    workers = _look_before_running(loaded_specs, device, runner, workers, yes, chosen_gpus)
     from ltspec.preemption import cause, exit_code, preemptible
 
     ok = True
@@ -364,7 +374,7 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         with preemptible():
             for spec, loaded, compiled in loaded_specs:
                 ok &= _run_one(spec, loaded, compiled, console, device=device, runner=runner, workers=workers,
-                               address=address, gpu_share=gpu_share)
+                               address=address, gpu_share=gpu_share, gpus=chosen_gpus)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM / SIGHUP (a scheduler's preemption)
         _say("interrupted:", "yellow", f"by {cause(interrupt).name}; finished epochs are kept in the store's "
              "checkpoints and the current MLflow run is marked KILLED; run the same command again to resume",
@@ -385,14 +395,15 @@ def _estimate(plans: list[Plan], done: set[str], device: str):
 
 
 def _look_before_running(loaded_specs: list[tuple], device: str, runner: str, workers: int | None,
-                         yes: bool) -> int:
+                         yes: bool, gpus: tuple[int, ...] | None) -> int | None:
     """Check that every dataset that will not be downloaded is there, estimate the work (and ask before more than a
     day on a CPU), then fetch what `download = true` asks for.
 
     A missing dataset stops the run before the estimate times a single training step, and before a question whose
     answer could not start the run anyway; a download starts only once the user agreed to the run. Returns the
-    stages the local runner trains at once (`--workers`, else `default_workers` for the work estimated), having
-    started the workers' server if more than one: its imports overlap the rest of the start-up."""
+    stages per device the local runner trains at once (`--workers`; 1 for work estimated under a few seconds;
+    else None, the machine filled, `ltspec.runners.local.layout`), having started the workers' server if there is
+    more than one slot: its imports overlap the rest of the start-up."""
     from ltspec.preflight import DAY, check_datasets
 
     plans = [compiled for _, _, compiled in loaded_specs]
@@ -400,21 +411,27 @@ def _look_before_running(loaded_specs: list[tuple], device: str, runner: str, wo
     _stop_if_missing(check_datasets(plans, done, fetched=False))
     if runner == "local":
         from ltspec.runners.common import resolve_device
-        from ltspec.runners.local import EARLY_START_EPOCHS, default_workers
+        from ltspec.runners.local import EARLY_START_EPOCHS, SIDE_BY_SIDE_SECONDS, layout
         from ltspec.runners.workers import start_server
 
         try:
-            where = resolve_device(device)
+            where = resolve_device(device, gpus)
         except ValueError as error:
             raise _fail(str(error)) from None
         if workers != 1 and where.type == "cpu" and \
                 sum(s.epochs for plan in plans for s in plan.stages if s.key not in done) >= EARLY_START_EPOCHS:
             start_server()  # before the estimate (seconds of imports and timed steps), likely to need it
         found = _estimate(plans, done, device)
-        workers = workers or min(default_workers(loaded.spec, where, found.seconds) for _, loaded, _ in loaded_specs)
-        if workers > 1:
+        if workers is None and found.seconds is not None and found.seconds < SIDE_BY_SIDE_SECONDS:
+            workers = 1
+        try:
+            at_once = min(len(layout(loaded, compiled, where, workers=workers, gpus=gpus).slots)
+                          for _, loaded, compiled in loaded_specs)
+        except ValueError as error:
+            raise _fail(str(error)) from None
+        if at_once > 1:
             start_server()
-        found = dataclasses.replace(found, at_once=workers)
+        found = dataclasses.replace(found, at_once=at_once)
         _say("estimate:", "cyan", found.describe())
         if found.device == "cpu" and (found.wall_seconds or 0) > DAY and not yes:
             typer.echo("This plan is GPU work: on a GPU it takes a small fraction of that. Run it on a machine with "
@@ -422,7 +439,7 @@ def _look_before_running(loaded_specs: list[tuple], device: str, runner: str, wo
             if not typer.confirm("Start it on the CPU anyway?", default=False):
                 raise typer.Exit(1)
     _stop_if_missing(check_datasets(plans, done, fetched=True))
-    return workers or 1
+    return workers
 
 
 def _stop_if_missing(problems: list[str]) -> None:
@@ -432,7 +449,8 @@ def _stop_if_missing(problems: list[str]) -> None:
         raise typer.Exit(2)
 
 
-def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, workers, address, gpu_share) -> bool:
+def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, workers, address, gpu_share,
+             gpus) -> bool:
     """Run one spec's plan; returns whether every stage finished."""
     console.print(f"[bold]{compiled.name}[/]: {len(compiled.stages)} stages, {compiled.epochs} epochs in the plan; "
                   f"store {loaded.spec.storage.root}, MLflow {loaded.spec.tracking.uri}")
@@ -451,7 +469,7 @@ def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, wor
             from ltspec.runners.local import run_local
 
             summary = run_local(loaded, compiled, device=device, console=console, plan_json=plan_json(compiled, set()),
-                                workers=workers)
+                                workers=workers, gpus=gpus)
     except EnvironmentFault as error:
         raise _fault(error) from None
     except (ValueError, MlflowException) as error:

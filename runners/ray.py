@@ -32,16 +32,16 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
-from ltspec import architectures, plugins, preemption, tracking
+from ltspec import plugins, preemption, tracking
 from ltspec.plan import Plan, Stage
-from ltspec.runners.common import (Summary, Workspace, close_trunks, connect, progress_columns,
-                                   stage_threads)
+from ltspec.runners.common import (Summary, Workspace, architecture, close_trunks, connect, progress_columns,
+                                   reproducible, stage_threads)
+from ltspec.runners.slots import gpu_share
 from ltspec.spec import LoadedSpec, Spec
 from ltspec.stages import Context, StageFailed, run_stage
 from ltspec.stages.context import trunk_of
 from ltspec.store import Store
 
-SMALL_NET_GPU_SHARE = 0.25  # four small-net stages keep one GPU busy; one alone leaves it mostly idle
 LOST_WORKER_RETRIES = 2  # a worker lost to a dead node or the OOM killer; the stage resumes from its checkpoint
 LOCAL_URI_SCHEMES = ("", "file", "sqlite")  # a path on the machine that opens it, not a server
 NODE = "ltspec.ray_node"
@@ -75,14 +75,10 @@ def check_cluster(nodes: list[dict], tracking_uri: str, store_root: str) -> None
             "and set `[tracking] uri = \"http://HEAD:5000\"`. On a single machine neither is needed.")
 
 
-def gpus_per_stage(arch: str, gpu_share: float | None, cluster_gpus: float) -> float:
-    """The GPUs one stage asks for: the given share, else a whole GPU for a large net and a quarter for a small one;
+def gpus_per_stage(arch: str, share: float | None, cluster_gpus: float) -> float:
+    """The GPUs one stage asks for: its share (`ltspec.runners.slots.gpu_share`, as the local runner packs them);
     none on a cluster without GPUs, where any request would leave every task waiting forever."""
-    if cluster_gpus <= 0:
-        return 0.0
-    if gpu_share is not None:
-        return gpu_share
-    return SMALL_NET_GPU_SHARE if architectures.is_small(arch) else 1.0
+    return gpu_share(arch, share) if cluster_gpus > 0 else 0.0
 
 
 def _located(stage: Stage) -> Stage:
@@ -118,7 +114,8 @@ def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_
                   tracker=workspace.tracker({NODE: ray.get_runtime_context().get_node_id()}),
                   trunk_runs={trunk: trunk_run}, runs={key: known_runs})
     try:
-        record, ran = run_stage(stages[key], ctx)
+        with reproducible(workspace.deterministic):
+            record, ran = run_stage(stages[key], ctx)
     except StageFailed as failure:
         return {"key": key, "status": "failed", "message": str(failure)}
     return {"key": key, "status": "ran" if ran else "done", "metrics": record["metrics"]}
@@ -248,14 +245,14 @@ def _submit(pending: list[Stage], driver: Context, spec: Spec, gpu_share: float 
     """
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     share = gpu_share if gpu_share is not None else spec.resources.gpu_share
-    workspace = Workspace.of(driver.store, driver.tracker, stage_threads(spec))
+    workspace = Workspace.of(driver.store, driver.tracker, stage_threads(spec), spec.resources.deterministic)
     stages = ray.put(driver.stages)
     refs: dict[str, ray.ObjectRef] = {}
     for stage in pending:
         trunk = trunk_of(stage)
         if trunk not in driver.trunk_runs:
             driver.trunk_runs[trunk] = tracking.trunk_run(driver.tracker, driver.stages[trunk])
-        arch = driver.stages[trunk].config["model"]["arch"]
+        arch = architecture(stage, driver.stages)
         task = _stage_task.options(num_cpus=spec.resources.cpus, num_gpus=gpus_per_stage(arch, share, cluster_gpus),
                                    name=stage.describe())
         refs[stage.key] = task.remote(stage.key, stages, workspace, driver.trunk_runs[trunk],

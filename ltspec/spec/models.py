@@ -163,9 +163,13 @@ class Storage(Strict):
 
 
 class Resources(Strict):
-    gpu_share: float | None = Field(None, gt=0.0, le=8.0, description="GPUs per stage on Ray (fractional shares "
-                                    "pack small nets on one GPU); null: 1 for large nets, 0.25 for small ones.")
+    gpu_share: float | None = Field(None, gt=0.0, le=8.0, description="GPUs per stage, on the local runner and Ray "
+                                    "(fractional shares pack small nets on one GPU); null: 1 for large nets, 0.25 "
+                                    "for small ones.")
     cpus: float = Field(1.0, gt=0.0, description="CPUs per stage on Ray.")
+    deterministic: bool = Field(False, description="On a GPU, torch's deterministic algorithms, so that a stage's "
+                                "results are bit-identical from run to run and whichever GPU slot ran it (slower "
+                                "kernels); cuDNN's benchmark mode is off either way.")
 
 
 class Spec(Strict):
