@@ -97,7 +97,8 @@ def run_check(device: str, quick: bool) -> int:
     from ltspec.plan import compile_plan
     from ltspec.spec import load_spec
     from ltspec.stages import Context, execute
-    from ltspec.stages.weights import FINAL, load_mask
+    from ltspec.kinds.train import FINAL
+    from ltspec.stages.weights import load_mask
     from ltspec.store import Store
 
     epochs = 3 if quick else 8
@@ -112,13 +113,13 @@ def run_check(device: str, quick: bool) -> int:
         store = Store(whole / "store")
         ctx = Context(store=store, device=torch.device("cpu"), stages={s.key: s for s in plan.stages})
 
-        for stage in (s for s in plan.stages if s.kind == "train"):
+        for stage in (s for s in plan.stages if s.kind.name == "train"):
             final, mask = store.read_tensors(stage.key, FINAL), load_mask(ctx, stage.parents[-1])
             leaks = sum(int(final[name][~keep].abs().sum() != 0) for name, keep in mask.items())
             failures += say(f"mask holds in {stage.describe()}", leaks == 0, f"{leaks} tensors with a pruned "
                             "weight that is not zero" if leaks else f"{len(mask)} masked tensors")
 
-        for stage in (s for s in plan.stages if s.kind == "measure"):
+        for stage in (s for s in plan.stages if s.kind.name == "measure"):
             on_device, on_cpu = store.record(stage.key)["metrics"], execute(stage, ctx).metrics
             failures += say(f"R_p on {device} equals R_p on the CPU", on_device == on_cpu,
                             ", ".join(f"{k} {v:.6f}" for k, v in sorted(on_device.items())))

@@ -23,10 +23,10 @@ from pathlib import Path
 from ltspec.plan import Stage
 from ltspec.plan.combine import combine
 from ltspec.plan.compile import compile_plan
+from ltspec.runners.common import architecture
 from ltspec.runners.schedule import critical_path, critical_path_first, epochs_cost, plan_order, simulate
 from ltspec.runners.slots import gpu_share, units
 from ltspec.spec import load_spec
-from ltspec.stages.context import trunk_of
 
 # One stage alone on an H100-class GPU, fp32 with channels_last, batch 128, CIFAR resident on the device: 391 steps
 # and a test pass. Assumed, not measured (no GPU was lent; benchmarks/device_check.sh measures ResNet-20's):
@@ -46,8 +46,7 @@ def paper_plan(folder: Path) -> tuple[list[Stage], dict[str, str]]:
     """The combined plan's stages, in plan order, and each stage's architecture."""
     combined = combine([compile_plan(load_spec(path)) for path in sorted(folder.glob("*.toml"))], folder.name).plan
     stages = {stage.key: stage for stage in combined.stages}
-    return list(combined.stages), {key: stages[trunk_of(stage)].config["model"]["arch"]
-                                   for key, stage in stages.items()}
+    return list(combined.stages), {key: architecture(stage, stages) for key, stage in stages.items()}
 
 
 def main() -> None:

@@ -3,8 +3,8 @@
 Runs are found again by the stage key tag, so a re-run never logs a stage twice: a FINISHED run means the stage is
 done, and an unfinished one (a crash, a Ctrl-C) is picked up and continued rather than duplicated. Finishing a
 run is idempotent (`finish_stage_run` logs only what the run lacks), so a kill at any point between a stage's
-record and its run's end costs nothing but the time to finish it again. Metrics go in batches (`log_batch` is
-~50x faster than one call per value). Opening the store, and what can go wrong with it, is `tracking_store`'s.
+record and its run's end costs nothing but the time to finish it again. Metrics go in batches: one request for many
+values rather than one per value. Opening the store, and what can go wrong with it, is `tracking_store`'s.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 
 from ltspec import __version__
-from ltspec.plan import Stage
+from ltspec.kinds.base import Stage, canonical
 from ltspec.tracking_store import TrackingError, creating, opening, sqlite_path, translated  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -39,14 +39,6 @@ OVERRIDES = "ltspec.overrides"  # the command line's `key=value` overrides of th
 # read this experiment tag, 3.17 reads the `workflowType` of the URL (see `runs_url`).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 BATCH = 900  # MLflow accepts at most 1000 metrics and 100 params in one log_batch
-
-
-def rp_metric(a: str, b: str, p: float) -> str:
-    """`rp/init-mask/finetune/p0.2`: MLflow metric names allow neither `*` nor `@`."""
-    def clean(term: str) -> str:
-        return term.replace("*mask", "-mask").replace("@", "-")
-
-    return f"rp/{clean(a)}/{clean(b)}/p{p:g}"
 
 
 def git_commit() -> str | None:
@@ -135,20 +127,10 @@ def label_tags(labels: dict) -> dict[str, str]:
     return {f"ltspec.{name}": str(value) for name, value in labels.items() if value is not None}
 
 
-def run_name(stage: Stage) -> str:
-    """`train lottery on imp r3 (87.5%) seed=0 train.lr=0.01`: what the stage is and which seed and sweep point it
-    is of, so that no two runs of an experiment share a name (a dense stage's description already says both)."""
-    if stage.kind == "dense":
-        return stage.describe()
-    labels = stage.labels
-    point = " ".join(f"{name.removeprefix('sweep.')}={value}" for name, value in labels.items()
-                     if name.startswith("sweep."))
-    return f"{stage.describe()} seed={labels.get('seed')} {point}".strip()
-
-
 def stage_tags(stage: Stage) -> dict[str, str]:
     labels = stage.labels
-    tags = {STAGE_KEY: stage.key, ROLE: "stage", "ltspec.kind": stage.kind, "mlflow.runName": run_name(stage)}
+    tags = {STAGE_KEY: stage.key, ROLE: "stage", "ltspec.kind": stage.kind.name,
+            "mlflow.runName": stage.kind.run_name(stage)}
     tags.update(label_tags(labels))
     if labels.get("sparsity") is not None:
         tags["ltspec.sparsity_target"] = f"{labels['sparsity']:.6g}"
@@ -177,7 +159,7 @@ def _new_trunk_run(tracker: Tracker, trunk: Stage) -> str:
     tags = {**tracker.tags, ROLE: "trunk", "ltspec.trunk": trunk.key, "mlflow.runName": f"trunk {trunk.describe()}",
             **label_tags(trunk.labels)}
     run = tracker.client.create_run(tracker.experiment_id, tags=tags)
-    tracker.client.log_inputs(run.info.run_id, [dataset_input(trunk.config["data"], trunk.runtime)])
+    tracker.client.log_inputs(run.info.run_id, [dataset_input(canonical(trunk.config)["data"], trunk.runtime)])
     tracker.client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
 
@@ -206,8 +188,9 @@ def start_stage(tracker: Tracker, stage: Stage, parent_run_id: str | None, earli
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         run = tracker.client.create_run(tracker.experiment_id, tags=tags)
-        if "data" in stage.config:
-            tracker.client.log_inputs(run.info.run_id, [dataset_input(stage.config["data"], stage.runtime)])
+        config = canonical(stage.config)
+        if "data" in config:
+            tracker.client.log_inputs(run.info.run_id, [dataset_input(config["data"], stage.runtime)])
     _log_missing_params(tracker, run, stage)
     return run.info.run_id
 
@@ -276,7 +259,8 @@ def fail_stage_run(tracker: Tracker, run_id: str, status: str, error_text: str |
 
 
 def _log_missing_params(tracker: Tracker, run, stage: Stage) -> None:
-    wanted = {**{k: v[:6000] for k, v in flat_params(stage.config).items()}, "stage.epochs": str(stage.epochs)}
+    flat = flat_params(canonical(stage.config))
+    wanted = {**{name: value[:6000] for name, value in flat.items()}, "stage.epochs": str(stage.epochs)}
     params = [Param(k, v) for k, v in wanted.items() if k not in run.data.params]
     for start in range(0, len(params), 100):
         tracker.client.log_batch(run.info.run_id, params=params[start:start + 100])
@@ -285,15 +269,25 @@ def _log_missing_params(tracker: Tracker, run, stage: Stage) -> None:
 def _delete_stale_error(tracker: Tracker, run) -> None:
     """Delete the traceback of an earlier failed attempt from a run that now finishes; where the artifact store
     cannot delete, say so in one line rather than fail the stage."""
+    if not any(item.path == ERROR for item in tracker.client.list_artifacts(run.info.run_id)):
+        return
+    failure = delete_artifacts(run, [ERROR])
+    if failure:
+        log.warning("run %s finished, but its stale %s could not be deleted: %s", run.info.run_id, ERROR, failure)
+
+
+def delete_artifacts(run, paths: Iterable[str]) -> str | None:
+    """Delete these artifacts of a run; why not, where its artifact store cannot delete (None when it did)."""
     from mlflow.exceptions import MlflowException
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    if not any(item.path == ERROR for item in tracker.client.list_artifacts(run.info.run_id)):
-        return
     try:
-        get_artifact_repository(run.info.artifact_uri).delete_artifacts(ERROR)
+        repository = get_artifact_repository(run.info.artifact_uri)
+        for path in paths:
+            repository.delete_artifacts(path)
     except (NotImplementedError, MlflowException, OSError) as error:
-        log.warning("run %s finished, but its stale %s could not be deleted: %s", run.info.run_id, ERROR, error)
+        return str(error) or type(error).__name__
+    return None
 
 
 def log_metrics(tracker: Tracker, run_id: str, rows: Iterable[tuple[int, dict[str, float]]],

@@ -22,6 +22,7 @@ import threading
 import time
 
 from ltspec import tracking
+from ltspec.kinds import train
 from ltspec.plan import Plan
 
 PAGE = 5000  # runs per search page the UI gets; MLflow's server allows up to 50,000
@@ -50,11 +51,10 @@ def comparison(plan: Plan) -> tuple[str, str] | None:
     """The arms trained on the plan's sparsest mask that has both a lottery and a reinit arm, at the first sweep
     point, as (a title, an MLflow search expression over the stage runs' tags)."""
     arms: dict[tuple, set[str]] = {}
-    for stage in plan.stages:
-        if stage.kind == "train" and stage.labels.get("arm"):
-            point = tuple((name, value) for name, value in stage.labels.items()
-                          if name in ("generator", "sparsity") or name.startswith("sweep."))
-            arms.setdefault(point, set()).add(stage.labels["arm"])
+    for stage in plan.arm_stages:
+        point = tuple((name, value) for name, value in stage.labels.items()
+                      if name in ("generator", "sparsity") or name.startswith("sweep."))
+        arms.setdefault(point, set()).add(stage.labels["arm"])
     both = [point for point, names in arms.items() if {"lottery", "reinit"} <= names]
     if not both:
         return None
@@ -62,15 +62,33 @@ def comparison(plan: Plan) -> tuple[str, str] | None:
     point = dict(max((p for p in both if all(v == first[k] for k, v in p if k.startswith("sweep."))),
                      key=lambda p: dict(p)["sparsity"]))
     sweep = {name: value for name, value in point.items() if name.startswith("sweep.")}
-    search = " and ".join(["tags.`ltspec.kind` = 'train'", f"tags.`ltspec.generator` = '{point['generator']}'",
+    search = " and ".join([f"tags.`ltspec.kind` = '{train.KIND.name}'",
+                           f"tags.`ltspec.generator` = '{point['generator']}'",
                            f"tags.`ltspec.sparsity_target` = '{point['sparsity']:.6g}'",
                            *(f"tags.`ltspec.{name}` = '{value}'" for name, value in sweep.items())])
     where = " ".join(f"{name.removeprefix('sweep.')}={value}" for name, value in sweep.items())
     return f"lottery vs reinit, {point['generator']} at {point['sparsity']:.1%} {where}".strip(), search
 
 
+def serve(uri: str, port: int) -> None:
+    """Run the UI's server over `uri` on 127.0.0.1:`port` until Ctrl-C or SIGTERM, then stop its whole process
+    group (the server leads its own session, so that a signal reaches its workers too)."""
+    import subprocess
+
+    def stop(*_) -> None:
+        raise KeyboardInterrupt
+
+    server = subprocess.Popen(command(uri, port), start_new_session=True)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait()
+
+
 def command(uri: str, port: int) -> list[str]:
-    """The server's command line: `mlflow ui` with its app wrapped (see `serve`)."""
+    """The server's command line: `mlflow ui` with its app wrapped (see `server_main`)."""
     return [sys.executable, "-m", "ltspec.ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port),
             "--workers", "1"]
 
@@ -86,8 +104,8 @@ def _stop_when_orphaned(parent: int) -> None:
     threading.Thread(target=watch, name="stop-when-orphaned", daemon=True).start()
 
 
-def serve(arguments: list[str]) -> None:
-    """Run `mlflow ui ARGUMENTS` serving `app` instead of MLflow's own app, which it wraps.
+def server_main(arguments: list[str]) -> None:
+    """The server process: run `mlflow ui ARGUMENTS` serving `app` instead of MLflow's own app, which it wraps.
 
     MLflow builds the uvicorn command line naming its app; that one private function is wrapped to name this
     module's. Should a release rename it, the UI still starts, unwrapped, with runs in pages of 100.
@@ -143,4 +161,4 @@ async def app(scope, receive, send):
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1:])
+    server_main(sys.argv[1:])

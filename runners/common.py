@@ -19,7 +19,6 @@ from ltspec import preemption, tracking
 from ltspec.plan import Plan, Stage
 from ltspec.runners.slots import gpu_indices
 from ltspec.spec import LoadedSpec, Spec
-from ltspec.stages.context import trunk_of
 from ltspec.store import Store
 
 CUBLAS_WORKSPACE = "CUBLAS_WORKSPACE_CONFIG"  # cuBLAS's workspace setting, which its deterministic mode needs
@@ -135,7 +134,7 @@ def reproducible(deterministic: bool) -> Iterator[None]:
 
 def architecture(stage: Stage, stages: dict[str, Stage]) -> str:
     """The architecture a stage trains or measures: its trunk's."""
-    return stages[trunk_of(stage)].config["model"]["arch"]
+    return stages[stage.trunk].config.model.arch
 
 
 def resolve_device(name: str, gpus: Sequence[int] | None = None) -> torch.device:

@@ -30,7 +30,6 @@ from ltspec.runners.slots import Layout, gpu_indices, gpu_share, memory_fraction
 from ltspec.runners.workers import Job, Workers
 from ltspec.spec import LoadedSpec
 from ltspec.stages import Context, StageFailed, run_stage
-from ltspec.stages.context import trunk_of
 from ltspec.store import Store
 
 SIDE_BY_SIDE_SECONDS = 10.0  # training left, one stage at a time, below which the local runner keeps to one
@@ -172,7 +171,7 @@ def _side_by_side(plan: Plan, ctx: Context, placed: Layout, memory: dict[str, in
         return
     if ctx.tracker is not None:  # created here, before any worker starts, so that two never race to create one
         with preemption.deferred():
-            for trunk in dict.fromkeys(trunk_of(stage) for stage in left):
+            for trunk in dict.fromkeys(stage.trunk for stage in left):
                 ctx.trunk_runs.setdefault(trunk, tracking.trunk_run(ctx.tracker, ctx.stages[trunk]))
     frontier = Frontier(left, critical_path_first(left, epochs_cost))
     free, held = dict(placed.per_device), {}  # free slots by device; each running stage's (device, slots)
@@ -202,3 +201,8 @@ def _side_by_side(plan: Plan, ctx: Context, placed: Layout, memory: dict[str, in
                 device, count = held.pop(key)
                 free[device] += count
                 settle(key, outcome, message)
+
+
+def launch(loaded: LoadedSpec, plan: Plan, options, **display) -> Summary:
+    """`ltspec run --runner local` (`ltspec.runners.launch`)."""
+    return run_local(loaded, plan, device=options.device, workers=options.workers, gpus=options.gpus, **display)

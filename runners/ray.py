@@ -39,7 +39,6 @@ from ltspec.runners.common import (Summary, Workspace, architecture, close_trunk
 from ltspec.runners.slots import gpu_share
 from ltspec.spec import LoadedSpec, Spec
 from ltspec.stages import Context, StageFailed, run_stage
-from ltspec.stages.context import trunk_of
 from ltspec.store import Store
 
 LOST_WORKER_RETRIES = 2  # a worker lost to a dead node or the OOM killer; the stage resumes from its checkpoint
@@ -107,7 +106,7 @@ def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_
         signal.signal(signal.SIGINT, signal.default_int_handler)
     plugins.load()  # a worker process has not loaded the spec: a plugin's model, dataset or generator may be named
     torch.set_num_threads(workspace.threads)
-    trunk = trunk_of(stages[key])
+    trunk = stages[key].trunk
     # the runs this worker creates name its node (`ltspec.ray_node`, Ray's node id), to trace a stage to a machine
     ctx = Context(store=Store(Path(workspace.store_root)),
                   device=torch.device("cuda" if ray.get_gpu_ids() else "cpu"), stages=stages,
@@ -249,7 +248,7 @@ def _submit(pending: list[Stage], driver: Context, spec: Spec, gpu_share: float 
     stages = ray.put(driver.stages)
     refs: dict[str, ray.ObjectRef] = {}
     for stage in pending:
-        trunk = trunk_of(stage)
+        trunk = stage.trunk
         if trunk not in driver.trunk_runs:
             driver.trunk_runs[trunk] = tracking.trunk_run(driver.tracker, driver.stages[trunk])
         arch = architecture(stage, driver.stages)
@@ -313,3 +312,8 @@ def _summary(plan: Plan, outcomes: dict[str, dict]) -> Summary:
         else:
             {"ran": summary.ran, "done": summary.done, "blocked": summary.blocked}[outcome["status"]].append(stage.key)
     return summary
+
+
+def launch(loaded: LoadedSpec, plan: Plan, options, **display) -> Summary:
+    """`ltspec run --runner ray` (`ltspec.runners.launch`)."""
+    return run_ray(loaded, plan, address=options.address, gpu_share=options.gpu_share, **display)

@@ -15,7 +15,7 @@ from rich.progress import Progress
 
 from conftest import QUICKSTART, ROOT, ltspec, write_spec
 from ltspec import __version__
-from ltspec.cli import _shown, quickstart_path
+from ltspec.cli.shell import quickstart_path, shown as _shown
 from ltspec.plan import compile_plan
 from ltspec.plan.select import parse_choices, select
 from ltspec.plan.status import status
@@ -171,7 +171,7 @@ def test_plan_and_the_run_header_show_a_half_trained_stage(tmp_path):
     spec = write_spec(tmp_path, STORED)
     plan = compile_plan(load_spec(spec))
     store = Store(tmp_path / "results")
-    dense = next(stage for stage in plan.stages if stage.kind == "dense")
+    dense = next(stage for stage in plan.stages if stage.kind.name == "dense")
     store.save_checkpoint(dense.key, {"epoch": 1, "hooks": {}})
     shown = ltspec("plan", str(spec), cwd=tmp_path, env={**os.environ, "COLUMNS": "120"})
     assert "1/2 ep done" in shown.stdout and "3 of 4 epochs left" in shown.stdout

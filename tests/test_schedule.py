@@ -4,17 +4,26 @@ by small ones. The rule is driven on a simulated clock, as benchmarks/schedule.p
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import zlib
+
+from ltspec.kinds import dense
+from ltspec.kinds.base import DataConfig, ModelConfig
 from ltspec.plan import Stage
+from ltspec.recipe import ConstantSchedule, Recipe, Sgd
 from ltspec.runners.schedule import (Frontier, choose, critical_path, critical_path_first, epochs_cost, plan_order,
                                      simulate)
 
 
 def stage(name: str, epochs: int, *parents: Stage) -> Stage:
-    return Stage("dense", {"name": name}, tuple(parent.key for parent in parents), epochs=epochs)
+    """A stage of `epochs` after `parents`, its key made its own by a seed drawn from its name."""
+    recipe = Recipe(max(epochs, 1), 0.1, Sgd(), ConstantSchedule(kind="constant"))
+    config = dense.DenseConfig(DataConfig("digits", 128, "none", 0.0), ModelConfig("mlp", 1.0),
+                               zlib.crc32(name.encode()), recipe)
+    return Stage(dense.KIND, config, tuple(parent.key for parent in parents), epochs=epochs, labels={"name": name})
 
 
 def by_name(stages: list[Stage]) -> dict[str, Stage]:
-    return {s.config["name"]: s for s in stages}
+    return {s.labels["name"]: s for s in stages}
 
 
 def one_slot_each(stage: Stage, device: str) -> int:

@@ -3,6 +3,7 @@ exactly once whatever was interrupted. Every test uses a real MLflow store (sqli
 
 import json
 import os
+import pickle
 import signal
 import socket
 import sqlite3
@@ -16,11 +17,14 @@ from hypothesis import strategies as st
 from mlflow import MlflowClient
 
 from ltspec import tracking
-from ltspec.plan import Stage
+from ltspec.kinds import dense
+from ltspec.kinds.base import DataConfig, ModelConfig, Stage
+from ltspec.recipe import ConstantSchedule, Recipe, Sgd
 from ltspec.tracking import LOGGED, TrackingError
 
-STAGE = Stage("dense", {"seed": 0, "model": {"arch": "mlp"}, "train": {"epochs": 3, "lr": 0.1}}, epochs=3,
-              labels={"seed": 0})
+STAGE = Stage(dense.KIND, dense.DenseConfig(DataConfig("digits", 128, "none", 0.0), ModelConfig("mlp", 1.0), 0,
+                                            Recipe(3, 0.1, Sgd(), ConstantSchedule(kind="constant"))),
+              epochs=3, labels={"seed": 0})
 RECORD = {"metrics": {"final_test_accuracy": 0.9, "sparsity": 0.0},
           "history": [[epoch, {"train_loss": 1.0 / epoch, "test_accuracy": 0.3 * epoch}] for epoch in (1, 2, 3)],
           "artifacts": {"layers": {"fc1": 0.5}}}
@@ -213,11 +217,10 @@ def test_finishing_logs_every_metric_once_whatever_an_earlier_attempt_logged(tra
 
 
 KILLED_WHILE_FINISHING = """
-import os, signal, sys, json
+import os, signal, sys, json, pickle
 from ltspec import tracking
-from ltspec.plan import Stage
 
-stage, record = Stage(**json.loads(sys.argv[3])), json.loads(sys.argv[4])
+stage, record = pickle.loads(bytes.fromhex(sys.argv[3])), json.loads(sys.argv[4])
 tracker = tracking.connect(sys.argv[1], "spec", {})
 real = tracker.client.log_batch
 
@@ -237,7 +240,7 @@ tracking.finish_stage_run(tracker, sys.argv[2], stage, record)
 def test_a_kill_between_the_final_metrics_and_the_end_of_the_run_logs_nothing_twice(tracker, tmp_path):
     run_id = tracking.start_stage(tracker, STAGE, None, [])
     tracker.client.log_text(run_id, "Traceback: an earlier attempt failed", "error.txt")
-    stage = json.dumps({"kind": STAGE.kind, "config": STAGE.config, "epochs": STAGE.epochs, "labels": STAGE.labels})
+    stage = pickle.dumps(STAGE).hex()
     killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_FINISHING, uri_of(tmp_path), run_id, stage,
                              json.dumps(RECORD)], capture_output=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]

@@ -10,7 +10,8 @@
 Every figure has one legend below its panels, titled by what the bands or bars are and over how many seeds.
 
 matplotlib is imported here only, and used through `Figure` objects rather than pyplot, so no global backend is
-switched and no window can open: the PNG and PDF writers need no display.
+switched and no window can open: the PNG and PDF writers need no display. The files carry no timestamp or version
+(`METADATA`), so drawing the same tables twice writes the same bytes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from pathlib import Path
 from ltspec.report.tables import Table, in_order
 
 FORMATS = ("png", "pdf")
+# No date and no version strings in the files, so that the same runs draw the same bytes (a report can be committed
+# and diffed): matplotlib stamps a PDF with its creation time and both formats with its version unless told not to.
+METADATA = {"png": {"Software": None}, "pdf": {"Creator": None, "Producer": None, "CreationDate": None}}
 MAX_COLUMNS = 3
 LEGEND_ENTRY_INCHES = 2.2
 
@@ -36,7 +40,7 @@ def write_figures(tables: list[Table], out_dir: Path) -> list[Path]:
         figure = draw(table)
         for suffix in FORMATS:
             path = out_dir / f"{table.name}.{suffix}"
-            figure.savefig(path, dpi=120)
+            figure.savefig(path, dpi=120, metadata=METADATA[suffix])
             written.append(path)
     return written
 

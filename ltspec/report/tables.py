@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ltspec.kinds import measure
 from ltspec.plan import ArmRun, Stage
 from ltspec.report.collect import Point, Results, Stat, short_names
-from ltspec.tracking import rp_metric
+from ltspec.points import rp_metric
 
 ACCURACY = "final_test_accuracy"
 SPARSITY_NOTE = "Sparsity is measured from the masks (prunable, non-excluded tensors; mean over seeds), not the target."
@@ -172,13 +173,13 @@ def rewind(results: Results) -> list[Table]:
 
 def measure_stages(point: Point, generator: str | None) -> list[Stage]:
     """The R_p stages of one point: the dense ones (generator None) or those on one generator's masks."""
-    return [stage for stage in point.plan.stages if stage.kind == "measure"
+    return [stage for stage in point.plan.stages if stage.kind == measure.KIND
             and (len(stage.parents) == 1 if generator is None else stage.labels.get("generator") == generator)]
 
 
 def rp_stat(results: Results, stages: Iterable[Stage], pair: tuple[str, str], p: float) -> Stat:
     """R_p of one pair at one p over the stages that measure it (none: a cell that does not apply)."""
-    keys = [stage.key for stage in stages if list(pair) in stage.config["pairs"] and p in stage.config["p"]]
+    keys = [stage.key for stage in stages if tuple(pair) in stage.config.pairs and p in stage.config.p]
     return results.stat(keys, rp_metric(*pair, p))
 
 
@@ -192,10 +193,10 @@ def rp_init_trained(results: Results) -> list[Table]:
     measured = [stage for found in stages.values() for stage in found]
     if not measured:
         return []
-    pairs = in_order(tuple(pair) for stage in measured for pair in stage.config["pairs"])
+    pairs = in_order(tuple(pair) for stage in measured for pair in stage.config.pairs)
     columns = tuple(Column(point.label, pair_label(pair)) for point in results.points for pair in pairs)
     rows = []
-    for p in sorted({p for stage in measured for p in stage.config["p"]}):
+    for p in sorted({p for stage in measured for p in stage.config.p}):
         cells = tuple(rp_stat(results, stages[point.label], pair, p) for point in results.points for pair in pairs)
         rows.append(Row((f"{p:g}",), cells, p))
     return [Table("rp-init-trained", "rp-init-trained", "Weight correlation R_p of dense weights", ("p",),
@@ -207,7 +208,7 @@ def rp_masked(results: Results) -> list[Table]:
     tables = []
     for generator in generators(results):
         measured = [(point, stage) for point in results.points for stage in measure_stages(point, generator)]
-        pairs = in_order(tuple(pair) for _, stage in measured for pair in stage.config["pairs"] if has_mask_term(pair))
+        pairs = in_order(tuple(pair) for _, stage in measured for pair in stage.config.pairs if has_mask_term(pair))
         if not pairs:
             continue
         columns = tuple(Column(point.label, pair_label(pair)) for point in results.points for pair in pairs)
@@ -215,7 +216,7 @@ def rp_masked(results: Results) -> list[Table]:
         for target in sorted({stage.labels["sparsity"] for _, stage in measured}):
             at_target = [(point, stage) for point, stage in measured if stage.labels["sparsity"] == target]
             label, x = sparsity_label(results, (stage.parents[1] for _, stage in at_target), target)
-            for p in sorted({p for _, stage in at_target for p in stage.config["p"]}):
+            for p in sorted({p for _, stage in at_target for p in stage.config.p}):
                 cells = tuple(rp_stat(results, [stage for where, stage in at_target if where is point], pair, p)
                               for point in results.points for pair in pairs)
                 rows.append(Row((label, f"{p:g}"), cells, x))
@@ -229,7 +230,7 @@ def table1(results: Results) -> list[Table]:
     dataset; its rows are the sweep points."""
     measured = {point.label: [stage for generator in point.spec.masks for stage in measure_stages(point, generator)]
                 for point in results.points}
-    pairs = in_order(tuple(pair) for found in measured.values() for stage in found for pair in stage.config["pairs"]
+    pairs = in_order(tuple(pair) for found in measured.values() for stage in found for pair in stage.config.pairs
                      if not has_mask_term(pair))
     if not pairs:
         return []
@@ -243,7 +244,7 @@ def table1(results: Results) -> list[Table]:
             for target in sorted({stage.labels["sparsity"] for stage in at_generator}):
                 at_target = [stage for stage in at_generator if stage.labels["sparsity"] == target]
                 label, x = sparsity_label(results, (stage.parents[1] for stage in at_target), target)
-                for p in sorted({p for stage in at_target for p in stage.config["p"]}):
+                for p in sorted({p for stage in at_target for p in stage.config.p}):
                     index = (point.spec.model.arch, point.spec.data.dataset,
                              *(str(settings[path]) for path in others), generator, label, f"{p:g}")
                     rows.append(Row(index, tuple(rp_stat(results, at_target, pair, p) for pair in pairs), x))

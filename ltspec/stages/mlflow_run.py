@@ -11,8 +11,8 @@ from __future__ import annotations
 import traceback
 
 from ltspec import preemption, tracking
-from ltspec.plan import Stage
-from ltspec.stages.context import Context, trunk_of
+from ltspec.kinds.base import Stage
+from ltspec.stages.context import Context
 
 INTERRUPTS = (KeyboardInterrupt, SystemExit)  # SystemExit: how a Ray worker answers SIGTERM
 
@@ -42,7 +42,7 @@ class StageRun:
     @preemption.deferred()
     def start(self, reused: bool = False) -> None:
         if self.needed:
-            trunk = trunk_of(self.stage)
+            trunk = self.stage.trunk
             if trunk not in self.ctx.trunk_runs:
                 self.ctx.trunk_runs[trunk] = tracking.trunk_run(self.ctx.tracker, self.ctx.stages[trunk])
             self.fresh = not self.earlier
@@ -62,8 +62,7 @@ class StageRun:
         if self.run_id is None:
             return
         tracker, folder = self.ctx.tracker, self.ctx.store.stage_dir(self.stage.key)
-        files = [folder / "mask.pt"] if self.stage.kind == "mask" else []
-        files += [folder / "final.pt"] if self.stage.kind == "train" and tracker.log_weights else []
+        files = [folder / name for name in self.stage.kind.logged(self.stage, tracker.log_weights)]
         tracking.finish_stage_run(tracker, self.run_id, self.stage, record, files,
                                   logged_epochs=self.logged_epochs if logged_here and self.fresh else None,
                                   tags={tracking.STORE_PATH: str(folder.resolve())})

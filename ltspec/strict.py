@@ -16,14 +16,15 @@ Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
 Scope = Literal["layerwise", "global"]
 TensorKind = Literal["conv", "linear"]
+NetworkMode = Literal["eval", "train"]  # torch's module modes: batch norm on running or batch statistics
 
 
 @contextmanager
 def pydantic_plugins_off() -> Iterator[None]:
     """Build models without pydantic's plugin discovery, then put the user's setting back.
 
-    Building a validator makes pydantic look for plugins in the metadata of every installed distribution: about
-    15 ms beside torch, MLflow and Ray, a tenth of `ltspec validate`. No plugin has business with a spec.
+    Building a validator makes pydantic look for plugins in the metadata of every installed distribution, a cost
+    that grows with every package installed beside ltspec (torch, MLflow, Ray). No plugin has business with a spec.
     """
     setting = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
     os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
