@@ -20,6 +20,7 @@ import torch
 from ltspec import datasets
 from ltspec.data import DatasetError, cannot_download, load_dataset, unreachable
 from ltspec.plan import Plan, Stage
+from ltspec.plan.status import status
 from ltspec.kinds.base import canonical
 from ltspec.stages.context import DATA_SEED, model
 from ltspec.store import Store
@@ -98,9 +99,13 @@ def duration(seconds: float) -> str:
     return f"{seconds / DAY:.1f} days"
 
 
-def estimate(plans: list[Plan], done: set[str], device: torch.device) -> Estimate:
+def estimate(plans: list[Plan], done: set[str], device: torch.device,
+             partial: dict[str, int] | None = None) -> Estimate:
     """Time a few training steps of each architecture (at its batch size, precision and data shape) and multiply by
-    the steps of the epochs left; evaluation is counted as a third of a training step per example."""
+    the steps of the epochs left (`partial`: the epochs a half-trained stage's checkpoint holds, not trained again,
+    so that the estimate counts what `ltspec plan` and the run's bar count); evaluation is counted as a third of a
+    training step per example."""
+    partial = partial or {}
     epochs: dict[tuple, int] = {}
     stages: dict[tuple, Stage] = {}
     seen = set()
@@ -110,7 +115,7 @@ def estimate(plans: list[Plan], done: set[str], device: torch.device) -> Estimat
                 continue
             seen.add(stage.key)
             what = _training_shape(stage)
-            epochs[what] = epochs.get(what, 0) + stage.epochs
+            epochs[what] = epochs.get(what, 0) + stage.epochs - partial.get(stage.key, 0)
             stages.setdefault(what, stage)
     by_arch: dict[str, tuple[int, float | None]] = {}
     for what, count in epochs.items():
@@ -190,7 +195,9 @@ def prepare_run(loaded_specs: list[tuple], device: str, runner: str, workers: in
     from ltspec.runners.workers import start_server
 
     plans = [compiled for _, _, compiled in loaded_specs]
-    done = frozenset().union(*(_done(compiled, Path(loaded.spec.storage.root)) for _, loaded, compiled in loaded_specs))
+    found = [status(compiled, Store(Path(loaded.spec.storage.root))) for _, loaded, compiled in loaded_specs]
+    done = frozenset().union(*(one.done for one in found))
+    partial = {key: epoch for one in found for key, epoch in one.partial.items()}
     problems, fetch = check_datasets(plans, done)
     if problems:
         raise DataMissing(problems)
@@ -200,14 +207,14 @@ def prepare_run(loaded_specs: list[tuple], device: str, runner: str, workers: in
     if workers != 1 and where.type == "cpu" and \
             sum(s.epochs for plan in plans for s in plan.stages if s.key not in done) >= EARLY_START_EPOCHS:
         start_server()  # before the estimate (seconds of imports and timed steps), likely to need it
-    found = estimate(plans, done, where)
-    if workers is None and found.seconds is not None and found.seconds < SIDE_BY_SIDE_SECONDS:
+    timed = estimate(plans, done, where, partial)
+    if workers is None and timed.seconds is not None and timed.seconds < SIDE_BY_SIDE_SECONDS:
         workers = 1
     at_once = min(len(layout(loaded, compiled, where, workers=workers, gpus=gpus).slots)
                   for _, loaded, compiled in loaded_specs)
     if at_once > 1:
         start_server()
-    return Prepared(done, dataclasses.replace(found, at_once=at_once), workers, tuple(fetch))
+    return Prepared(done, dataclasses.replace(timed, at_once=at_once), workers, tuple(fetch))
 
 
 def fetch_datasets(fetch: tuple[Fetch, ...]) -> None:
@@ -221,8 +228,3 @@ def fetch_datasets(fetch: tuple[Fetch, ...]) -> None:
             problems.append(str(error))
     if problems:
         raise DataMissing(problems)
-
-
-def _done(plan: Plan, root: Path) -> set[str]:
-    store = Store(root)
-    return {stage.key for stage in plan.stages if store.is_complete(stage.key)}

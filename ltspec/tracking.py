@@ -373,11 +373,14 @@ def extend_trunk(tracker: Tracker, trunk_run_id: str) -> None:
     tracker.client.set_terminated(trunk_run_id, "FINISHED", end_time=int(time.time() * 1000))
 
 
+RUN_NAME_ORDER = "tags.`mlflow.runName`"  # the UI's own key for its "Run Name" sort (it labels no other one)
+
+
 def runs_url(base: str, experiment_id: str, search: str = "") -> str:
     """The experiment's runs table in the MLflow UI: as model training (not the GenAI overview), sorted by run
     name (which also lists the stage runs flat rather than folded under their trunks), filtered by an MLflow
     search expression."""
-    query = {"workflowType": "machine_learning", "orderByKey": "attributes.run_name", "orderByAsc": "true",
+    query = {"workflowType": "machine_learning", "orderByKey": RUN_NAME_ORDER, "orderByAsc": "true",
              **({"searchFilter": search} if search else {})}
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{urlencode(query, quote_via=quote)}"
 

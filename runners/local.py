@@ -121,7 +121,7 @@ class Display:
     def __init__(self, progress: Progress, plan: Plan, epochs_left: int, events: Events | None = None):
         self.progress, self.plan, self.summary = progress, plan, Summary()
         self.events = events or (lambda event: None)
-        self.overall = progress.add_task(f"stages 0/{len(plan.stages)}", total=max(epochs_left, 1), info="epochs",
+        self.overall = progress.add_task(f"stages 0/{len(plan.stages)}", total=epochs_left, info="epochs",
                                          eta=True)
         self.bars: dict[str, int] = {}
 

@@ -1,6 +1,7 @@
 """The command line as a user meets it: JSON plans, clear errors and exit codes, the MLflow UI."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -23,10 +24,14 @@ def test_plan_json_lists_every_stage_with_its_epochs(tmp_path):
     assert {stage["kind"] for stage in plan["stages"]} == {"dense", "mask", "train", "evaluate", "measure"}
 
 
-def test_plan_tree_shows_the_savings(tmp_path):
+def test_plan_is_a_summary_and_the_tree_is_asked_for(tmp_path):
     result = ltspec("plan", str(QUICKSTART), cwd=tmp_path)
     assert result.returncode == 0
-    assert "sharing saves 1248 of 2016 epochs" in " ".join(result.stdout.split())
+    assert result.stdout.splitlines()[-1] == ("128 stages, 0 already done; 768 of 768 epochs left to train; sharing "
+                                              "saves 1248 of 2016 epochs")
+    assert len(result.stdout.splitlines()) == 2 and "todo" not in result.stdout
+    tree = ltspec("plan", str(QUICKSTART), "--tree", cwd=tmp_path, env={**os.environ, "COLUMNS": "200"})
+    assert tree.stdout.count("todo") == 128
 
 
 def test_report_without_runs_says_so_and_exits_1(tmp_path):

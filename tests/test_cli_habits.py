@@ -19,6 +19,7 @@ from ltspec.cli.shell import quickstart_path, shown as _shown
 from ltspec.plan import compile_plan
 from ltspec.plan.select import parse_choices, select
 from ltspec.plan.status import status
+from ltspec.preflight import estimate
 from ltspec.runners.common import progress_columns
 from ltspec.spec import SpecError, load_spec
 from ltspec.spec.overrides import parse_override
@@ -83,7 +84,12 @@ def test_specs_lists_the_shipped_specs_and_init_copies_one_to_edit(tmp_path):
     made = ltspec("init", "mine", "--from", "paper/table1", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     copied = (tmp_path / "mine.toml").read_text()
-    assert tomllib.loads(copied)["name"] == "mine" and "#:schema" not in copied
+    schema_line, header, command = copied.splitlines()[:3]
+    assert (tmp_path / schema_line.removeprefix("#:schema ")).resolve() == ROOT / "schemas" / "ltspec.schema.json"
+    assert header == "# mine: copied from paper/table1 by `ltspec init`; edit it, then"
+    assert command == "#   ltspec validate mine.toml && ltspec run mine.toml && ltspec report mine.toml"
+    assert "The paper's Table 1 (App. F)" in copied and "specs/paper/table1.toml" not in copied
+    assert tomllib.loads(copied)["name"] == "mine"
     assert ltspec("validate", "mine.toml", cwd=tmp_path).returncode == 0
     again = ltspec("init", "mine", cwd=tmp_path)
     assert again.returncode == 2 and "exists already" in again.stderr
@@ -174,7 +180,10 @@ def test_plan_and_the_run_header_show_a_half_trained_stage(tmp_path):
     dense = next(stage for stage in plan.stages if stage.kind.name == "dense")
     store.save_checkpoint(dense.key, {"epoch": 1, "hooks": {}})
     shown = ltspec("plan", str(spec), cwd=tmp_path, env={**os.environ, "COLUMNS": "120"})
-    assert "1/2 ep done" in shown.stdout and "3 of 4 epochs left" in shown.stdout
+    assert f"half trained: {dense.describe()} 1/2 ep done" in shown.stdout and "3 of 4 epochs left" in shown.stdout
+    tree = ltspec("plan", str(spec), "--tree", cwd=tmp_path, env={**os.environ, "COLUMNS": "120"}).stdout
+    assert f"{dense.key[:10]} 1/2 ep done" in tree, "the epochs done say the epochs of the stage: once"
+    assert estimate([plan], set(), torch.device("cpu"), {dense.key: 1}).epochs == 3, "the estimate counts the same"
     as_json = json.loads(ltspec("plan", str(spec), "--json", cwd=tmp_path).stdout)
     assert [stage["epochs_done"] for stage in as_json["stages"] if stage["kind"] == "dense"] == [1]
     found = status(plan, store)

@@ -39,7 +39,7 @@ def test_the_comparison_link_filters_one_mask_at_one_point_of_the_sweep():
     assert search == ("tags.`ltspec.kind` = 'train' and tags.`ltspec.generator` = 'imp' and "
                       "tags.`ltspec.sparsity_target` = '0.875' and tags.`ltspec.sweep.train.lr` = '0.01'")
     query = parse_qs(urlsplit(runs_url("http://127.0.0.1:5000", "7", search)).fragment.split("?", 1)[1])
-    assert query == {"workflowType": ["machine_learning"], "orderByKey": ["attributes.run_name"],
+    assert query == {"workflowType": ["machine_learning"], "orderByKey": ["tags.`mlflow.runName`"],
                      "orderByAsc": ["true"], "searchFilter": [search]}
 
 
@@ -144,3 +144,4 @@ def test_a_browser_sees_every_stage_run_on_the_printed_link_without_a_click(ui_s
     missing = [run.info.run_name for run in runs if run.info.run_name not in page]
     assert not missing, f"the runs table does not show {missing}"
     assert "two IMP rounds on digits at two learning rates" in page
+    assert "Sort: Run Name" in page and "undefined" not in page, "the link's sort key is one the UI knows"

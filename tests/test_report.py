@@ -234,9 +234,18 @@ def test_missing_stages_show_as_missing_and_unfinished_runs_do_not_count(tables)
     assert "Missing from MLflow: 2 of 16 runs" in markdown(tables["arms-oneshot"])
 
 
+def test_a_csv_holds_its_tables_unit_and_names_it(tables):
+    """The CSV of an accuracy table is in percent, as its markdown: 85.50 ± 0.71 in one is 85.5 in the other."""
+    lines = csv_text(tables["arms-oneshot"]).splitlines()
+    assert lines[0] == "sparsity,point,column,mean (%),std (%),n,expected"
+    first = lines[1].split(",")
+    assert float(first[3]) == pytest.approx(85.5) and float(first[4]) == pytest.approx(0.7071, abs=1e-4)
+
+
 def test_correlation_tables_are_exact(tables):
     seeds = {lr: [base + 0.01 * seed for seed in (0, 1)] for lr, base in RP_INIT_TRAINED.items()}
-    assert csv_text(tables["rp-init-trained"]).splitlines() == ["p,point,column,mean,std,n,expected"] + [
+    header = "p,point,column,mean (fraction),std (fraction),n,expected"
+    assert csv_text(tables["rp-init-trained"]).splitlines() == [header] + [
         f"0.2,lr={lr},\"R(init, trained)\",{statistics.fmean(values)!r},{statistics.stdev(values)!r},2,2"
         for lr, values in seeds.items()]
     masked = tables["rp-masked-imp"]

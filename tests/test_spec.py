@@ -202,10 +202,12 @@ def test_validate_and_plan_import_neither_torch_nor_mlflow():
             "r = CliRunner().invoke(app, ['validate', 'specs/vgg16.toml']); assert r.exit_code == 0, r.output; "
             f"print({heavy}); "
             "r = CliRunner().invoke(app, ['plan', 'specs/vgg16.toml']); assert r.exit_code == 0, r.output; "
+            f"print({heavy}); "
+            "r = CliRunner().invoke(app, ['plan', 'specs/vgg16.toml', '--tree']); assert r.exit_code == 0, r.output; "
             f"print({heavy})")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split("\n")[:2] == ["[]", "['rich']"], "validate needs no rich; plan only for its tree"
+    assert result.stdout.split("\n")[:3] == ["[]", "[]", "['rich']"], "rich only for the plan's tree"
 
 
 @pytest.mark.parametrize("setting", [None, "logfire"])

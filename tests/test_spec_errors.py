@@ -280,3 +280,39 @@ def test_any_file_exits_2_with_one_paragraph(tmp_path, content):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert len(result.stderr.splitlines()) == 2 and result.stderr.startswith("error:"), result.stderr
+
+
+MISTAKES_IN_EVERY_CHECK = """\
+name = "order"
+seeds = [0]
+
+[data]
+dataset = "digits"
+
+[model]
+arch = "mlp"
+
+[train]
+epochs = 2
+lr = 0.1
+
+[arms]
+lottery = { start = "rewind@9" }
+
+[measure]
+pairs = [["init", "nothere"]]
+
+[storage]
+checkpoint_every = 0
+"""
+
+
+def test_problems_come_in_the_files_order_whichever_check_found_them(tmp_path):
+    """Pydantic's field errors are found before the cross-field checks; a user reads the file top to bottom."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(MISTAKES_IN_EVERY_CHECK)
+    with pytest.raises(SpecError) as raised:
+        load_spec(spec)
+    positions = [(problem.line, problem.column) for problem in raised.value.problems]
+    assert len(positions) == 5 and positions == sorted(positions)
+    assert positions[-1][0] == MISTAKES_IN_EVERY_CHECK.splitlines().index("checkpoint_every = 0") + 1

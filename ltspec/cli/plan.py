@@ -10,14 +10,19 @@ import typer
 
 from ltspec.cli.shell import OnlyOption, SpecsArg, fail, frozen_at_exit, load_all, say, status, warn_unequal
 
+HALF_TRAINED_SHOWN = 10  # a half-run paper can have hundreds; `--tree` shows them all
+
 
 @frozen_at_exit
 def plan(specs: SpecsArg, only: OnlyOption = [],
+         tree: Annotated[bool, typer.Option("--tree", help="Print every stage, as a tree: trunk, mask generator, "
+                                            "mask, the stages on it.")] = False,
          as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON for scripts.")] = False,
          estimate: Annotated[bool, typer.Option("--estimate", help="Time a few training steps of each "
                                                 "architecture and estimate the wall time left.")] = False,
          device: Annotated[str, typer.Option(help="Device of the estimate: auto, cpu, cuda or cuda:N.")] = "auto"):
-    """Show the stage DAG grouped by dense trunk, the epochs to train, and the epochs sharing saves.
+    """Summarise the plan: its stages, what is done or half trained, the epochs to train and those sharing saves;
+    --tree shows every stage grouped by dense trunk.
 
     Several specs (or a folder) are shown as one plan, each stage they share once, as a shared store runs them."""
     from ltspec.plan.combine import combine
@@ -33,17 +38,23 @@ def plan(specs: SpecsArg, only: OnlyOption = [],
     if as_json:
         typer.echo(json.dumps(plan_json(compiled, done, partial, on_slurm), indent=2))
         return
-    from rich.console import Console
+    if tree:
+        from rich.console import Console
 
-    Console().print(plan_tree(compiled, done, partial, on_slurm))
+        Console().print(plan_tree(compiled, done, partial, on_slurm))
+    elif partial:
+        shown = [f"{compiled.stage(key).describe()} {epoch}/{compiled.stage(key).epochs} ep done"
+                 for key, epoch in partial.items()]
+        more = f"; and {len(shown) - HALF_TRAINED_SHOWN} more" if len(shown) > HALF_TRAINED_SHOWN else ""
+        typer.echo(f"half trained: {'; '.join(shown[:HALF_TRAINED_SHOWN])}{more}")
     say_slurm(compiled, on_slurm)
-    for path, one, _ in loaded:
+    for path, one, _ in loaded if tree or len(loaded) == 1 else ():  # a folder's notes: with the tree
         for key, base, values in one.swept():
             replaced = f", replacing {json.dumps(base)} set in the file" if base is not None else ""
             where = f"{Path(path).name}: " if len(loaded) > 1 else ""
             typer.echo(f"{where}the sweep sets {key} to {', '.join(map(json.dumps, values))}{replaced}")
     if estimate:
-        typer.echo("estimate: " + estimated([part for _, _, part in loaded], done, device).describe())
+        typer.echo("estimate: " + estimated([part for _, _, part in loaded], done, device, partial).describe())
     remaining = sum(stage.epochs - partial.get(stage.key, 0) for stage in compiled.stages if stage.key not in done)
     typer.echo(f"{len(compiled.stages)} stages, {len(done)} already done; {remaining} of {compiled.epochs} epochs "
                f"left to train; sharing saves {combined.naive_epochs - compiled.epochs} of {combined.naive_epochs} "
@@ -82,12 +93,12 @@ def say_slurm(compiled, states: dict | None) -> None:
                 f"{compiled.stage(key).describe()} (job {state.job}): {state.detail}; log {state.log}")
 
 
-def estimated(plans, done: set[str], device: str):
+def estimated(plans, done: set[str], device: str, partial: dict[str, int]):
     """The time left to train, from a few timed steps on the device (`ltspec.preflight.estimate`)."""
     from ltspec.preflight import estimate
     from ltspec.runners.common import resolve_device
 
     try:
-        return estimate(plans, done, resolve_device(device))
+        return estimate(plans, done, resolve_device(device), partial)
     except ValueError as error:
         raise fail(str(error)) from None

@@ -51,7 +51,7 @@ def plan_tree(compiled: Plan, done: set[str], partial: dict[str, int] | None = N
         if state is not None and state.state in colors:
             progress = f", {partial[stage.key]}/{stage.epochs} ep" if stage.key in partial else ""
             mark = f"[{colors[state.state]}]{escape(state.mark())}{progress}[/]"
-        epochs = f" {stage.epochs} ep" if stage.epochs else ""
+        epochs = f" {stage.epochs} ep" if stage.epochs and stage.key not in partial else ""
         return f"{stage.describe()} [dim]{stage.key[:10]}[/]{epochs} {mark}"
 
     root = Tree(f"[bold]{compiled.name}[/] [dim]spec {compiled.spec_hash}[/]")

@@ -135,20 +135,22 @@ def latex(table: Table) -> str:
 
 
 def csv_text(table: Table) -> str:
-    """Tidy CSV: one line per applicable cell, with the row labels, its column, mean, std, n and expected n."""
+    """Tidy CSV: one line per applicable cell, with the row labels, its column, mean, std, n and expected n; mean
+    and std in the unit the table's markdown shows (percent for accuracies), named in the header."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*table.index, "point", "column", "mean", "std", "n", "expected"])
+    unit, scale = ("%", 100) if table.percent else ("fraction", 1)
+    writer.writerow([*table.index, "point", "column", f"mean ({unit})", f"std ({unit})", "n", "expected"])
     for row in table.rows:
         for column, cell in zip(table.columns, row.cells):
             if cell.expected:
-                writer.writerow([*row.index, column.point, column.name, _number(cell.mean), _number(cell.std),
-                                 cell.n, cell.expected])
+                writer.writerow([*row.index, column.point, column.name, _number(cell.mean, scale),
+                                 _number(cell.std, scale), cell.n, cell.expected])
     return out.getvalue()
 
 
-def _number(value: float | None) -> str:
-    return "" if value is None else repr(value)
+def _number(value: float | None, scale: int) -> str:
+    return "" if value is None else repr(value * scale)
 
 
 RENDERERS = {"md": markdown, "tex": latex, "csv": csv_text}

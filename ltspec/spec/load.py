@@ -191,8 +191,10 @@ def _toml(source: str, path: str | Path, where: Layout) -> dict:
 
 
 def _report(problems: list[Problem], where: Layout) -> list[Problem]:
-    """Located, each once, in the order found; past MAX_PROBLEMS, a line saying there are more."""
-    unique = list(dict.fromkeys(locate(problem, where) for problem in problems))
+    """Located, each once, in the file's order (as an editor lists them; a command-line override, line 0, first);
+    past MAX_PROBLEMS, a line saying there are more."""
+    located = dict.fromkeys(locate(problem, where) for problem in problems)
+    unique = sorted(located, key=lambda problem: (problem.line or 0, problem.column or 0))
     if len(unique) <= MAX_PROBLEMS:
         return unique
     return unique[:MAX_PROBLEMS] + [Problem((), f"and more problems: these are the first {MAX_PROBLEMS}",
