@@ -3,14 +3,9 @@ Figs 6 and 7)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ltspec.layouts.base import (SPARSITY_NOTE, Column, Layout, Table, accuracy_cells, arm_tables, generators,
+from ltspec.layouts.base import (SPARSITY_NOTE, Column, Layout, Results, Table, accuracy_cells, arm_tables, generators,
                                   in_order, rows_by_sparsity)
 from ltspec.layouts.drawing import accuracy_vs_sparsity
-
-if TYPE_CHECKING:
-    from ltspec.report.collect import Results
 
 
 def every_arm(results: Results) -> list[Table]:

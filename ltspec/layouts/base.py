@@ -20,14 +20,9 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ltspec.points import rp_metric
-
-if TYPE_CHECKING:
-    from ltspec.kinds.base import Stage
-    from ltspec.plan import ArmRun
-    from ltspec.report.collect import Point, Results
 
 ACCURACY = "final_test_accuracy"
 SPARSITY_NOTE = "Sparsity is measured from the masks (prunable, non-excluded tensors; mean over seeds), not the target."
@@ -69,6 +64,25 @@ class Stat:
     def std(self) -> float | None:
         return statistics.stdev(self.present) if self.n >= 2 else None
 
+
+
+class Point(Protocol):
+    """A sweep point as a layout reads it (`ltspec.report.collect.Point`): its column label, the values it sets,
+    its spec and the plan of its stages alone."""
+
+    label: str
+    values: tuple[tuple[str, Any], ...]
+    spec: Any
+    plan: Any
+
+
+class Results(Protocol):
+    """What a layout reads (`ltspec.report.collect.Results`): the sweep points, and a metric over stages."""
+
+    points: tuple[Point, ...]
+
+    def stat(self, keys: Iterable[str], metric: str) -> Stat:
+        """The metric over these stages, one value per stage, None where its run is missing."""
 
 
 @dataclass(frozen=True)
@@ -163,7 +177,7 @@ def arm_tables(results: Results, layout: str, title: str, chosen: Callable[[str]
     return tables
 
 
-def rows_by_sparsity(results: Results, runs: list[tuple[Point, ArmRun]], cells) -> tuple[Row, ...]:
+def rows_by_sparsity(results: Results, runs: list[tuple[Point, Any]], cells) -> tuple[Row, ...]:
     """One row per target sparsity of `runs`, labelled by the measured sparsity, its cells `cells(runs there)`."""
     rows = []
     for target in sorted({run.sparsity for _, run in runs}):
@@ -186,13 +200,13 @@ def accuracy_cells(results: Results, series: list[tuple[str, str]], with_dense: 
 
 
 
-def measure_stages(point: Point, generator: str | None) -> list[Stage]:
+def measure_stages(point: Point, generator: str | None) -> list:
     """The R_p stages of one point: the dense ones (generator None) or those on one generator's masks."""
     return [stage for stage in point.plan.measures
             if (len(stage.parents) == 1 if generator is None else stage.labels.get("generator") == generator)]
 
 
-def rp_stat(results: Results, stages: Iterable[Stage], pair: tuple[str, str], p: float) -> Stat:
+def rp_stat(results: Results, stages: Iterable, pair: tuple[str, str], p: float) -> Stat:
     """R_p of one pair at one p over the stages that measure it (none: a cell that does not apply)."""
     keys = [stage.key for stage in stages if tuple(pair) in stage.config.pairs and p in stage.config.p]
     return results.stat(keys, rp_metric(*pair, p))

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ltspec.layouts.base import Column, Layout, Row, Table, dense_accuracy
-
-if TYPE_CHECKING:
-    from ltspec.report.collect import Results
+from ltspec.layouts.base import Column, Layout, Results, Row, Table, dense_accuracy
 
 
 def dense(results: Results) -> list[Table]:

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ltspec.layouts.base import Layout, Table, arm_tables
+from ltspec.layouts.base import Layout, Results, Table, arm_tables
 from ltspec.layouts.drawing import accuracy_vs_sparsity
-
-if TYPE_CHECKING:
-    from ltspec.report.collect import Results
 
 
 def rewind(results: Results) -> list[Table]:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ltspec.layouts.base import RP_NOTE, Column, Layout, Row, Table, in_order, measure_stages, pair_label, rp_stat
+from ltspec.layouts.base import (RP_NOTE, Column, Layout, Results, Row, Table, in_order, measure_stages, pair_label,
+                                  rp_stat)
 from ltspec.layouts.drawing import rp_vs_p
-
-if TYPE_CHECKING:
-    from ltspec.report.collect import Results
 
 
 def rp_init_trained(results: Results) -> list[Table]:

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ltspec.layouts.base import (RP_NOTE, SPARSITY_NOTE, Column, Layout, Row, Table, generators, has_mask_term,
+from ltspec.layouts.base import (RP_NOTE, SPARSITY_NOTE, Column, Layout, Row, Results, Table, generators, has_mask_term,
                                   in_order, measure_stages, pair_label, rp_stat, sparsity_label)
 from ltspec.layouts.drawing import rp_bars
-
-if TYPE_CHECKING:
-    from ltspec.report.collect import Results
 
 
 def rp_masked(results: Results) -> list[Table]:

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ltspec.layouts.base import (RP_NOTE, SPARSITY_NOTE, Column, Layout, Row, Table, has_mask_term, in_order,
+from ltspec.layouts.base import (RP_NOTE, SPARSITY_NOTE, Column, Layout, Row, Results, Table, has_mask_term, in_order,
                                   measure_stages, pair_label, rp_stat, short_names, sparsity_label)
-
-if TYPE_CHECKING:
-    from ltspec.report.collect import Results
 
 
 def table1(results: Results) -> list[Table]:
