@@ -37,6 +37,9 @@ OptionalSpecsArg = Annotated[Optional[list[Path]], typer.Argument(
 OnlyOption = Annotated[list[str], typer.Option(
     "--only", metavar="NAME=VALUE", help="Only the stages with this label, and what they need: generator, arm, "
     "seed, sparsity, round, kind or a swept setting (`lr=0.01`); repeat it to narrow, or to give alternatives.")]
+RehearseOption = Annotated[bool, typer.Option(
+    "--rehearse", help="The rehearsal of the specs: every stage at toy scale, offline, on stand-in data where the "
+    "data is not there, in its own store, MLflow experiment and report folder (`ltspec.rehearsal`).")]
 
 
 def _version(value: bool) -> None:
@@ -93,13 +96,20 @@ def _frozen_at_exit(command):
     return frozen_at_exit
 
 
-def _load(spec: Path, overrides: tuple[str, ...] = (), compile: bool = True):
-    """Load and (unless told not to) compile, or print every problem and exit 2 without running anything."""
+def _load(spec: Path, overrides: tuple[str, ...] = (), compile: bool = True, notes: dict | None = None):
+    """Load and (unless told not to) compile, or print every problem and exit 2 without running anything. Given
+    `notes`, the spec's rehearsal instead, its notes added to them."""
     from ltspec.plan import compile_plan
     from ltspec.spec import SpecError, load_spec
 
     try:
         loaded = load_spec(spec, overrides)
+        if notes is not None:
+            from ltspec.rehearsal import rehearse
+
+            rehearsal = rehearse(loaded)
+            loaded = rehearsal.loaded
+            notes.update(dict.fromkeys(rehearsal.notes))
     except SpecError as error:
         count = len(error.problems)
         _say("error:", "red", f"{error.file}: {count} problem{'s' * (count != 1)}, nothing was run", err=True)
@@ -129,22 +139,25 @@ def _spec_files(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def _load_all(arguments: list[Path], only: list[str] = (), compile: bool = True) -> list[tuple]:
-    """Load and compile every spec, with the overrides among `arguments` applied and the plans cut to `only`,
-    printing the problems of each bad spec; exit 2 if any was bad."""
+def _load_all(arguments: list[Path], only: list[str] = (), compile: bool = True,
+              rehearse: bool = False) -> list[tuple]:
+    """Load and compile every spec (or its rehearsal), with the overrides among `arguments` applied and the plans
+    cut to `only`, printing the problems of each bad spec; exit 2 if any was bad."""
     from ltspec.plan.select import SelectionError, parse_choices, select
 
     paths, overrides = _split(arguments)
     if not paths:
         raise _fail(f"no spec before the overrides {' '.join(overrides)}")
-    compiled, failed = [], False
+    compiled, failed, notes = [], False, {} if rehearse else None
     for spec in _spec_files(paths):
         try:
-            compiled.append((spec, *_load(spec, overrides, compile or bool(only))))
+            compiled.append((spec, *_load(spec, overrides, compile or bool(only), notes)))
         except typer.Exit:
             failed = True
     if failed:
         raise typer.Exit(2)
+    for note in notes or ():
+        _say("rehearsal:", "cyan", note)
     try:
         choices = parse_choices(list(only))
         return [(spec, loaded, select(plan, choices) if choices else plan) for spec, loaded, plan in compiled]
@@ -339,16 +352,17 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         address: Annotated[Optional[str], typer.Option(help="Ray cluster address (ray runner).")] = None,
         gpu_share: Annotated[Optional[float], typer.Option(help="GPUs per stage on Ray; overrides the spec.")] = None,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Start without asking, however long the estimate.")]
-        = False):
+        = False, rehearse: RehearseOption = False):
     """Execute the plan: train what is not done yet, resume what was interrupted, log every stage to MLflow.
 
     Several specs run one after another: a stage that an earlier spec trained in the same store is found done and
-    logged to the later spec's experiment as reused, so shared work trains once and each spec keeps its runs."""
+    logged to the later spec's experiment as reused, so shared work trains once and each spec keeps its runs.
+    `--rehearse` runs the specs' rehearsals, then writes their reports."""
     from rich.console import Console
 
     if runner not in ("local", "ray"):
         raise _fail(f"unknown runner `{runner}`; use local or ray")
-    loaded_specs = _load_all(_or_quickstart(specs), only)
+    loaded_specs = _load_all(_or_quickstart(specs), only, rehearse=rehearse)
     console = Console()
     if len(loaded_specs) > 1:
         from ltspec.plan.combine import combine
@@ -370,6 +384,8 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
              "checkpoints and the current MLflow run is marked KILLED; run the same command again to resume",
              err=True)
         raise typer.Exit(exit_code(interrupt)) from None
+    if rehearse:
+        ok &= not max(_write_reports(loaded_specs, bool(only), ["md", "tex", "csv"], None, console))
     if not ok:
         raise typer.Exit(1)
 
@@ -460,7 +476,10 @@ def _run_one(spec: Path, loaded, compiled: Plan, console, *, device, runner, wor
                   f"{len(summary.failed)} failed, {len(summary.blocked)} skipped after a failure")
     for message in summary.failed.values():
         _say("failed:", "red", message, err=True)
-    if summary.ok:
+    if summary.ok and loaded.rehearsal:
+        console.print(f"browse the runs: `mlflow ui --backend-store-uri {loaded.spec.tracking.uri}`, experiment "
+                      f"{loaded.spec.tracking.experiment}; the report follows")
+    elif summary.ok:
         console.print(f"browse the runs: [bold]ltspec ui{_shown(spec)}[/] (or `mlflow ui --backend-store-uri "
                       f"{loaded.spec.tracking.uri}`); tables: [bold]ltspec report{_shown(spec)}[/]")
     return summary.ok
@@ -471,27 +490,34 @@ def report(specs: OptionalSpecsArg = None, only: OnlyOption = [],
            format: Annotated[list[str], typer.Option("--format", "-f", help="File formats: md, tex, csv.")] = [
                "md", "tex", "csv"],
            out: Annotated[Optional[Path], typer.Option(help="Output folder (default: reports/<spec name>; with "
-                                                            "several specs, OUT/<spec name>).")] = None):
-    """The paper's tables and figures and a check of its claims, from the specs' MLflow runs (mean ± std over seeds)."""
+                                                            "several specs, OUT/<spec name>).")] = None,
+           rehearse: RehearseOption = False):
+    """The paper's tables and figures and a check of its claims, from the specs' MLflow runs (mean ± std over seeds);
+    `--rehearse`: of their rehearsals (`ltspec run --rehearse`), into reports/<spec name>-rehearsal."""
     from rich.console import Console
-
-    from ltspec.report import write_report
 
     unknown = sorted(set(format) - {"md", "tex", "csv"})
     if unknown:
         raise _fail(f"unknown format {', '.join(unknown)}; use md, tex or csv")
-    from ltspec.faults import EnvironmentFault
+    # the report compiles each sweep point itself
+    loaded = _load_all(_or_quickstart(specs), only, compile=False, rehearse=rehearse)
+    raise typer.Exit(max(_write_reports(loaded, bool(only), format, out, Console())))
 
-    loaded = _load_all(_or_quickstart(specs), only, compile=False)  # the report compiles each sweep point itself
-    console, codes = Console(), []
+
+def _write_reports(loaded: list[tuple], only: bool, formats: list[str], out: Path | None, console) -> list[int]:
+    """Each spec's report (of the stages `--only` kept, if `only`); the exit code of each."""
+    from ltspec.faults import EnvironmentFault
+    from ltspec.report import write_report
+
+    codes = []
     for _, spec_loaded, part in loaded:
         folder = out / spec_loaded.spec.name if out is not None and len(loaded) > 1 else out
         kept = {stage.key for stage in part.stages} if only else None
         try:
-            codes.append(write_report(spec_loaded, formats=format, out_dir=folder, console=console, only=kept))
+            codes.append(write_report(spec_loaded, formats=formats, out_dir=folder, console=console, only=kept))
         except EnvironmentFault as error:
             raise _fault(error) from None
-    raise typer.Exit(max(codes))
+    return codes
 
 
 @app.command()

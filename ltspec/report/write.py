@@ -50,8 +50,9 @@ def write_report(loaded: LoadedSpec, *, formats: Sequence[str] = ("md", "tex", "
         console.print(f"[bold red]error:[/] {escape(str(error))}")
         return 1
     if not metrics:
+        rehearse = " --rehearse" if loaded.rehearsal else ""
         console.print(f"No runs found for spec {spec.name} in experiment {experiment} at URI {uri}: run "
-                      f"`ltspec run {spec_path}` first (or check `[tracking]` in the spec).", markup=False)
+                      f"`ltspec run {spec_path}{rehearse}` first (or check `[tracking]` in the spec).", markup=False)
         return 1
     results = Results(points, metrics)
     tables = build_tables(results, spec.report.layouts)

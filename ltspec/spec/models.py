@@ -14,7 +14,8 @@ from pydantic import Strict as StrictType
 
 from ltspec import architectures, masks
 from ltspec.datasets import DATASETS
-from ltspec.settings import Fraction, PositiveInt, Strict, TensorKind, pydantic_plugins_off
+from ltspec.settings import (EpochIndex, Epochs, Fraction, PositiveInt, Strict, TensorKind, WeightPoint,
+                             pydantic_plugins_off)
 from ltspec.spec.limits import MAX_EXPERIMENT_LENGTH, MAX_NAME_LENGTH, MAX_PATH_LENGTH, MAX_SEEDS
 
 SCHEMA_VERSION = 1
@@ -78,20 +79,20 @@ Optimizer = Annotated[Sgd | Adam, Field(discriminator="kind")]
 
 class StepSchedule(Strict):
     kind: Literal["step"] = "step"
-    milestones: list[PositiveInt] = Field(default=[], description="Epochs at which the lr is multiplied "
+    milestones: list[Epochs] = Field(default=[], description="Epochs at which the lr is multiplied "
                                           "by `gamma` (the paper: 80 and 120 of 150).")
     gamma: float = Field(0.1, gt=0.0, le=1.0)
-    warmup_epochs: int = Field(0, ge=0)
+    warmup_epochs: EpochIndex = 0
 
 
 class CosineSchedule(Strict):
     kind: Literal["cosine"]
-    warmup_epochs: int = Field(0, ge=0)
+    warmup_epochs: EpochIndex = 0
 
 
 class ConstantSchedule(Strict):
     kind: Literal["constant"]
-    warmup_epochs: int = Field(0, ge=0)
+    warmup_epochs: EpochIndex = 0
 
 
 Schedule = Annotated[StepSchedule | CosineSchedule | ConstantSchedule, Field(discriminator="kind")]
@@ -100,7 +101,7 @@ Schedule = Annotated[StepSchedule | CosineSchedule | ConstantSchedule, Field(dis
 class Train(Strict):
     """The dense training recipe; arms reuse it with their own epochs and lr."""
 
-    epochs: PositiveInt = Field(description="Epochs of dense training, T (the paper: 150).")
+    epochs: Epochs = Field(description="Epochs of dense training, T (the paper: 150).")
     lr: float = Field(gt=0.0, description="Initial learning rate (the paper compares 0.01 with 0.1).")
     optimizer: Optimizer = Field(Sgd())
     schedule: Schedule = Field(StepSchedule())
@@ -119,9 +120,9 @@ def mask_tables() -> object:
 class Arm(Strict):
     """A training run on every mask, from one starting point."""
 
-    start: str = Field(pattern=START_PATTERN, description="`init` (lottery), `reinit` (fresh init, another seed), "
+    start: WeightPoint = Field(pattern=START_PATTERN, description="`init` (lottery), `reinit` (fresh init, another seed), "
                        "`trained` (fine-tune, lr schedule restarted) or `rewind@k` (dense weights after k epochs).")
-    epochs: PositiveInt | None = Field(None, description="Override T' (default: train.epochs, the equal budget).")
+    epochs: Epochs | None = Field(None, description="Override T' (default: train.epochs, the equal budget).")
     lr: float | None = Field(None, gt=0.0, description="Override the initial lr (default: train.lr).")
 
 
@@ -129,7 +130,7 @@ class Measure(Strict):
     """R_p, the paper's weight-correlation indicator, over named weight pairs."""
 
     p: list[Fraction] = Field([0.2], min_length=1, description="Top-p fractions at which R_p is measured.")
-    pairs: list[Pair[str]] = Field(
+    pairs: list[Pair[WeightPoint]] = Field(
         default=[], description="Weight pairs: `init`, `trained`, `reinit`, `rewind@k`, `X*mask` (X "
         "under the mask) or an arm's name (its trained result on the mask).")
     tensors: list[TensorKind] = Field(["conv", "linear"], min_length=1,
