@@ -18,7 +18,8 @@ every mask generator, arm, measure and report layout of the study runs once on e
 - **Data.** A stand-in (`ltspec.datasets.stand_in`): `<name>-sample`, the first 8 train and 8 test examples of
   the real data where it is; `<name>-synthetic`, synthetic examples of its shape and classes where it is not (a
   rehearsal never downloads). Batch sizes map, in order, to 4, 8, 12, ...: an epoch is two batches of 4 (or one
-  batch, at a larger one).
+  batch, at a larger one). Validation splits other than none map, in order, to 1/8, 2/8, ...: one of the 8
+  examples held out, or two, ...
 - **Where.** Its own store (`<root>/rehearsal`), its own MLflow experiment (`<experiment> (rehearsal)`, each run
   tagged `ltspec.rehearsal`), its own report folder (the spec is named `<name>-rehearsal`), so that nothing it
   writes is ever taken for a result, and no result for its.
@@ -100,8 +101,9 @@ def rehearse(loaded: LoadedSpec, present: Present | None = None) -> Rehearsal:
     specs = [point.spec for point in loaded.points]
     scale = EpochScale.of(epoch_values(specs))
     first = specs[0]
-    sizes = sorted({spec.data.batch_size for spec in specs})
-    batch_sizes = {size: BATCH_SIZE * (rank + 1) for rank, size in enumerate(sizes)}
+    batch_sizes = _in_order({spec.data.batch_size for spec in specs}, lambda rank: BATCH_SIZE * rank)
+    held_out = _in_order({spec.data.validation_split for spec in specs} - {0.0},
+                         lambda rank: rank / datasets.STAND_IN_SIZE[0])
     steps = _step_scale(first.data, batch_sizes[first.data.batch_size])
     roots = {spec.data.dataset: spec.data.root for spec in specs}
     stand_ins = {name: _stand_in(name, present(name, root)) for name, root in roots.items()}
@@ -119,6 +121,7 @@ def rehearse(loaded: LoadedSpec, present: Present | None = None) -> Rehearsal:
     _rewrite(data, "data.dataset", lambda name: stand_ins.get(name) or _stand_in(name, present(name, first.data.root)),
              first.data.dataset)
     _rewrite(data, "data.batch_size", lambda size: batch_sizes.get(size, BATCH_SIZE), first.data.batch_size)
+    _rewrite(data, "data.validation_split", lambda fraction: held_out.get(fraction, fraction))
     data["data"]["download"] = False
     data["name"] = first.name + NAME_SUFFIX
     data["description"] = "Rehearsal at toy scale, not a result" + (f": {first.description}" if first.description
@@ -188,6 +191,11 @@ def _stand_in(name: str, present: bool) -> str:
     if datasets.info(name).stand_in_for is not None:
         return name
     return f"{name}-{'sample' if present else 'synthetic'}"
+
+
+def _in_order(values: set, image: Callable[[int], Any]) -> dict:
+    """Each value to `image(rank)`, ranks from 1 in increasing order of the values."""
+    return {value: image(rank) for rank, value in enumerate(sorted(values), start=1)}
 
 
 def _step_scale(data: Data, batch_size: int) -> Callable[[int], int]:
