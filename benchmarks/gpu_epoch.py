@@ -18,8 +18,8 @@ import torch
 from ltspec.data import DeviceLoader, Split
 from ltspec.nets import build_model, prunable_tensors
 from ltspec.pruning import magnitude_mask
-from ltspec.training import OptimizerSettings, ScheduleSettings, compile_model, make_optimizer, make_scheduler, \
-    train_epoch
+from ltspec.recipe import Sgd, StepSchedule
+from ltspec.training import compile_model, make_optimizer, make_scheduler, train_epoch
 
 H100_FLOOR_SECONDS = 0.12
 
@@ -34,8 +34,8 @@ def epoch_seconds(args, precision: str, channels_last: bool) -> tuple[float, flo
     model = build_model(args.arch, num_classes=10, seed=0).to(device)
     weights = prunable_tensors(model)
     mask = magnitude_mask({n: w.detach() for n, w in weights.items()}, 0.8).to(device)
-    optimizer = make_optimizer(model.parameters(), OptimizerSettings("sgd", lr=0.05, weight_decay=5e-4))
-    scheduler = make_scheduler(optimizer, ScheduleSettings("step", (80, 120)), epochs=150,
+    optimizer = make_optimizer(model.parameters(), 0.05, Sgd(weight_decay=5e-4))
+    scheduler = make_scheduler(optimizer, StepSchedule(milestones=[80, 120]), epochs=150,
                                steps_per_epoch=len(loader))
     runner = compile_model(model) if args.compile else model
     times = []

@@ -36,7 +36,8 @@ from ltspec.stages.context import Context
 from ltspec.stages.harness import EpochLog, StoreCheckpoints
 from ltspec.store import Store
 from ltspec.files import write_atomically
-from ltspec.training import OptimizerSettings, Recipe, ScheduleSettings, fit, make_optimizer
+from ltspec.recipe import ConstantSchedule, Recipe, Sgd
+from ltspec.training import fit, make_optimizer
 
 SPEC = """\
 name = "harness-overhead"
@@ -73,7 +74,7 @@ def clocks() -> tuple[float, float]:
 
 
 def bare(model, batches, epochs: int, device: torch.device) -> list[tuple[float, float]]:
-    optimizer = make_optimizer(model.parameters(), OptimizerSettings("sgd", lr=0.01))
+    optimizer = make_optimizer(model.parameters(), 0.01, Sgd(weight_decay=0.0))
     times = []
     for _ in range(epochs):
         wall, cpu = clocks()
@@ -128,7 +129,7 @@ def harness(model, batches, epochs: int, device: torch.device, root: Path,
     plan = compile_plan(load_spec(spec))
     stage = plan.trunks[0]
     ctx = Context(store=Store(root / "store"), device=device, stages={s.key: s for s in plan.stages})
-    recipe = Recipe(OptimizerSettings("sgd", lr=0.01), ScheduleSettings("constant"), epochs=epochs + 1)
+    recipe = Recipe(epochs + 1, 0.01, Sgd(weight_decay=0.0), ConstantSchedule(kind="constant"))
     log = EpochLog(lambda rows: None)
     if seconds is None:
         timed = Timed(Inline(ctx.store, stage.key), device)

@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ltspec.training import OptimizerSettings, ScheduleSettings, make_optimizer, make_scheduler, train_epoch
+from ltspec.recipe import Sgd, StepSchedule
+from ltspec.training import make_optimizer, make_scheduler, train_epoch
 
-OPTIMIZER = OptimizerSettings("sgd", lr=0.01, momentum=0.9, weight_decay=5e-4)
-SCHEDULE = ScheduleSettings("step", milestones=(80, 120))
+LR, OPTIMIZER = 0.01, Sgd(momentum=0.9, weight_decay=5e-4)
+SCHEDULE = StepSchedule(milestones=[80, 120])
 
 
 def conv_bn(inputs: int, outputs: int, stride: int = 1) -> nn.Sequential:
@@ -105,8 +106,8 @@ def main():
         )
         for _ in range(args.steps)
     ]
-    bare_optimizer = make_optimizer(bare_model.parameters(), OPTIMIZER)
-    ltspec_optimizer = make_optimizer(ltspec_model.parameters(), OPTIMIZER)
+    bare_optimizer = make_optimizer(bare_model.parameters(), LR, OPTIMIZER)
+    ltspec_optimizer = make_optimizer(ltspec_model.parameters(), LR, OPTIMIZER)
     scheduler = make_scheduler(ltspec_optimizer, SCHEDULE, epochs=args.repeats + 1, steps_per_epoch=args.steps)
     enforce_mask = random_mask_enforcement(ltspec_model, args.sparsity, torch.Generator().manual_seed(0))
 

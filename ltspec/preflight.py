@@ -8,8 +8,10 @@ plan is GPU work before the first of its epochs, not after.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -18,6 +20,7 @@ from ltspec.data import DatasetError, load_dataset
 from ltspec.plan import Plan, Stage
 from ltspec.stages.context import DATA_SEED, model
 from ltspec.stages.harness import recipe
+from ltspec.store import Store
 from ltspec.training import make_optimizer, make_scheduler, train_epoch
 
 DAY = 24 * 3600.0
@@ -134,7 +137,7 @@ def _seconds_per_example(stage: Stage, device: torch.device) -> float:
     x = torch.randn(batch, *shape, device=device)
     y = torch.randint(0, data.num_classes, (batch,), device=device)
     planned = recipe(config["train"])
-    optimizer = make_optimizer(network.parameters(), planned.optimizer)
+    optimizer = make_optimizer(network.parameters(), planned.lr, planned.optimizer)
     scheduler = make_scheduler(optimizer, planned.schedule, epochs=1, steps_per_epoch=1)
     train_epoch(network, [(x, y)], optimizer, scheduler, precision=planned.precision)  # warm up
     # train_epoch reads its loss back to the host, so each call ends when the device has finished the step
@@ -143,3 +146,61 @@ def _seconds_per_example(stage: Stage, device: torch.device) -> float:
         train_epoch(network, [(x, y)], optimizer, scheduler, precision=planned.precision)
         steps += 1
     return (time.perf_counter() - started) / (steps * batch)
+
+
+class DataMissing(Exception):
+    """A dataset the run needs is neither there nor to be fetched: one message per dataset."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("a dataset this run needs is not there, so nothing was run: " + " ".join(problems))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run about to start: what the store has done, the estimate of the rest, and how many stages at once."""
+
+    done: frozenset[str]
+    estimate: Estimate | None  # None for a runner that trains elsewhere (the estimate times this machine)
+    workers: int
+
+
+def prepare_run(loaded_specs: list[tuple], device: str, runner: str, workers: int | None) -> Prepared:
+    """Everything `ltspec run` settles before it asks to start: the datasets that will not be downloaded are
+    checked (`DataMissing`), before the estimate times a single training step; the work left is estimated, and the
+    local runner's stages at once chosen (`workers`, else `default_workers` for the work estimated). Its workers'
+    server is started as soon as it will likely be needed, so that its imports overlap the rest of the start-up.
+    Datasets to download are fetched later, by `fetch_datasets`, once the user has agreed to the run."""
+    from ltspec.runners.common import resolve_device
+    from ltspec.runners.local import EARLY_START_EPOCHS, default_workers
+    from ltspec.runners.workers import start_server
+
+    plans = [compiled for _, _, compiled in loaded_specs]
+    done = frozenset().union(*(_done(compiled, Path(loaded.spec.storage.root)) for _, loaded, compiled in loaded_specs))
+    _raise_if_missing(check_datasets(plans, done, fetched=False))
+    if runner != "local":
+        return Prepared(done, None, workers or 1)
+    where = resolve_device(device)
+    if workers != 1 and where.type == "cpu" and \
+            sum(s.epochs for plan in plans for s in plan.stages if s.key not in done) >= EARLY_START_EPOCHS:
+        start_server()  # before the estimate (seconds of imports and timed steps), likely to need it
+    found = estimate(plans, done, where)
+    workers = workers or min(default_workers(loaded.spec, where, found.seconds) for _, loaded, _ in loaded_specs)
+    if workers > 1:
+        start_server()
+    return Prepared(done, dataclasses.replace(found, at_once=workers), workers)
+
+
+def fetch_datasets(plans: list[Plan], done: frozenset[str]) -> None:
+    """Download what the specs ask to download (`data.download = true`); `DataMissing` where that fails."""
+    _raise_if_missing(check_datasets(plans, done, fetched=True))
+
+
+def _raise_if_missing(problems: list[str]) -> None:
+    if problems:
+        raise DataMissing(problems)
+
+
+def _done(plan: Plan, root: Path) -> set[str]:
+    store = Store(root)
+    return {stage.key for stage in plan.stages if store.is_complete(stage.key)}

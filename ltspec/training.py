@@ -16,7 +16,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -24,27 +24,8 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from ltspec.hooks import Hook
-
-@dataclass(frozen=True)
-class OptimizerSettings:
-    """`momentum` and `nesterov` apply to SGD only, `betas` to Adam and AdamW only."""
-
-    kind: Literal["sgd", "adam", "adamw"]
-    lr: float
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-
-
-@dataclass(frozen=True)
-class ScheduleSettings:
-    """Milestones and warmup are counted in epochs, like the paper (LR × 0.1 at epochs 80 and 120)."""
-
-    kind: Literal["step", "cosine", "constant"]
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    warmup_epochs: int = 0
+from ltspec.recipe import (OPTIMIZERS, SCHEDULES, Adam, ConstantSchedule, CosineSchedule, Recipe, Sgd, StepSchedule,
+                           entry)
 
 
 @dataclass(frozen=True)
@@ -61,42 +42,13 @@ class EpochResult:
     examples: int
 
 
-OPTIMIZERS: dict[str, Callable[[Iterable[Tensor], OptimizerSettings], torch.optim.Optimizer]] = {
-    "sgd": lambda params, s: torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, nesterov=s.nesterov,
-                                             weight_decay=s.weight_decay),
-    "adam": lambda params, s: torch.optim.Adam(params, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay),
-    "adamw": lambda params, s: torch.optim.AdamW(params, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay),
-}
+def make_optimizer(params: Iterable[Tensor], lr: float, settings: Sgd | Adam) -> torch.optim.Optimizer:
+    """The optimizer of `settings` (a table of `ltspec.recipe.OPTIMIZERS`) over `params` at the initial `lr`."""
+    return entry(OPTIMIZERS, settings.kind, "optimizer").build(params, lr, settings)
 
 
-def make_optimizer(params: Iterable[Tensor], settings: OptimizerSettings) -> torch.optim.Optimizer:
-    return _registered(OPTIMIZERS, settings.kind, "optimizer")(params, settings)
-
-
-def _step_decay(settings: ScheduleSettings, step: int, steps_per_epoch: int, progress: float) -> float:
-    return settings.gamma ** sum(step // steps_per_epoch >= milestone for milestone in settings.milestones)
-
-
-def _cosine_decay(settings: ScheduleSettings, step: int, steps_per_epoch: int, progress: float) -> float:
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-DECAYS: dict[str, Callable[[ScheduleSettings, int, int, float], float]] = {
-    "step": _step_decay,
-    "cosine": _cosine_decay,
-    "constant": lambda settings, step, steps_per_epoch, progress: 1.0,
-}
-
-
-def _registered(registry: dict, kind: str, what: str):
-    if kind not in registry:
-        raise ValueError(f"unknown {what} kind {kind!r}: expected one of {', '.join(map(repr, registry))}")
-    return registry[kind]
-
-
-def make_scheduler(
-    optimizer: torch.optim.Optimizer, settings: ScheduleSettings, *, epochs: int, steps_per_epoch: int
-) -> LRScheduler:
+def make_scheduler(optimizer: torch.optim.Optimizer, settings: StepSchedule | CosineSchedule | ConstantSchedule, *,
+                   epochs: int, steps_per_epoch: int) -> LRScheduler:
     """A scheduler to step once per optimizer step, so that warmup ramps smoothly rather than in epoch stairs.
 
     Step i (counting from 0) trains at lr · warmup(i) · decay(i). The warmup ramps linearly over the first
@@ -107,7 +59,7 @@ def make_scheduler(
     To resume, make the optimizer and the scheduler as at the start, then load both state dicts: the schedule
     itself is rebuilt from `settings`, only the step count is state.
     """
-    decay = _registered(DECAYS, settings.kind, "schedule")
+    decay = entry(SCHEDULES, settings.kind, "schedule").decay
     warmup_steps = settings.warmup_epochs * steps_per_epoch
     decay_steps = max(1, epochs * steps_per_epoch - warmup_steps)
 
@@ -211,16 +163,6 @@ class Checkpoints(Protocol):
     def save(self, epoch: int, state: Callable[[], dict], *, final: bool) -> None: ...
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """How to train: optimizer, schedule, epochs and precision, as plain settings."""
-
-    optimizer: OptimizerSettings
-    schedule: ScheduleSettings
-    epochs: int
-    precision: str = "fp32"
-
-
 class Diverged(ArithmeticError):
     """The training loss became NaN or infinite."""
 
@@ -242,7 +184,7 @@ def fit(model: nn.Module, train: Callable[[int], Iterator[tuple[Tensor, Tensor]]
     `torch.compile` of `model` to run instead of it (checkpoints keep `model`'s own state_dict).
     """
     runner = compiled or model
-    optimizer = make_optimizer(model.parameters(), recipe.optimizer)
+    optimizer = make_optimizer(model.parameters(), recipe.lr, recipe.optimizer)
     scheduler = make_scheduler(optimizer, recipe.schedule, epochs=recipe.epochs, steps_per_epoch=steps_per_epoch)
     penalties = [hook.penalty for hook in hooks if _overrides(hook, "penalty")]
     after_step = [hook.after_step for hook in hooks if _overrides(hook, "after_step")]

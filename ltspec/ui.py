@@ -69,8 +69,25 @@ def comparison(plan: Plan) -> tuple[str, str] | None:
     return f"lottery vs reinit, {point['generator']} at {point['sparsity']:.1%} {where}".strip(), search
 
 
+def serve(uri: str, port: int) -> None:
+    """Run the UI's server over `uri` on 127.0.0.1:`port` until Ctrl-C or SIGTERM, then stop its whole process
+    group (the server leads its own session, so that a signal reaches its workers too)."""
+    import subprocess
+
+    def stop(*_) -> None:
+        raise KeyboardInterrupt
+
+    server = subprocess.Popen(command(uri, port), start_new_session=True)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait()
+
+
 def command(uri: str, port: int) -> list[str]:
-    """The server's command line: `mlflow ui` with its app wrapped (see `serve`)."""
+    """The server's command line: `mlflow ui` with its app wrapped (see `server_main`)."""
     return [sys.executable, "-m", "ltspec.ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port),
             "--workers", "1"]
 
@@ -86,8 +103,8 @@ def _stop_when_orphaned(parent: int) -> None:
     threading.Thread(target=watch, name="stop-when-orphaned", daemon=True).start()
 
 
-def serve(arguments: list[str]) -> None:
-    """Run `mlflow ui ARGUMENTS` serving `app` instead of MLflow's own app, which it wraps.
+def server_main(arguments: list[str]) -> None:
+    """The server process: run `mlflow ui ARGUMENTS` serving `app` instead of MLflow's own app, which it wraps.
 
     MLflow builds the uvicorn command line naming its app; that one private function is wrapped to name this
     module's. Should a release rename it, the UI still starts, unwrapped, with runs in pages of 100.
@@ -143,4 +160,4 @@ async def app(scope, receive, send):
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1:])
+    server_main(sys.argv[1:])

@@ -1,0 +1,33 @@
+"""Runners: where and when a plan's stages run, never what a stage does (that is `ltspec.stages`).
+
+Each runner is one module with `launch(loaded, plan, options, console=, plan_json=) -> Summary` and one line in
+`RUNNERS`; `ltspec run --runner NAME` takes its names from there. A runner module is imported only when it is
+used: Ray's import alone takes seconds.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+RUNNERS = {
+    "local": "this machine: stages in dependency order, side by side in worker processes",
+    "ray": "a Ray cluster: each stage a task, on one machine or many",
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to run a plan, as the command line says it; nothing here enters a stage key."""
+
+    device: str = "auto"
+    workers: int = 1  # stages at once (local runner)
+    address: str | None = None  # a Ray cluster to join
+    gpu_share: float | None = None  # GPUs per stage on Ray; None: the spec's, or the architecture's default
+
+
+def launch(name: str, loaded, plan, options: Options, **display):
+    """Run `plan` with the runner called `name` (a key of `RUNNERS`)."""
+    if name not in RUNNERS:
+        raise ValueError(f"unknown runner `{name}`; use {' or '.join(RUNNERS)}")
+    return importlib.import_module(f"ltspec.runners.{name}").launch(loaded, plan, options, **display)

@@ -172,3 +172,8 @@ def _side_by_side(plan: Plan, ctx: Context, count: int, display: Display) -> Non
                 return
             for key, outcome, message in pool.messages(display.epoch):
                 settle(key, outcome, message)
+
+
+def launch(loaded: LoadedSpec, plan: Plan, options, **display) -> Summary:
+    """`ltspec run --runner local` (`ltspec.runners.launch`)."""
+    return run_local(loaded, plan, device=options.device, workers=options.workers, **display)

@@ -316,3 +316,8 @@ def _summary(plan: Plan, outcomes: dict[str, dict]) -> Summary:
         else:
             {"ran": summary.ran, "done": summary.done, "blocked": summary.blocked}[outcome["status"]].append(stage.key)
     return summary
+
+
+def launch(loaded: LoadedSpec, plan: Plan, options, **display) -> Summary:
+    """`ltspec run --runner ray` (`ltspec.runners.launch`)."""
+    return run_ray(loaded, plan, address=options.address, gpu_share=options.gpu_share, **display)

@@ -15,7 +15,7 @@ from rich.progress import Progress
 
 from conftest import QUICKSTART, ROOT, ltspec, write_spec
 from ltspec import __version__
-from ltspec.cli import _shown, quickstart_path
+from ltspec.cli.shell import quickstart_path, shown as _shown
 from ltspec.plan import compile_plan
 from ltspec.plan.select import parse_choices, select
 from ltspec.plan.status import status

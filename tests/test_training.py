@@ -7,10 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from ltspec.recipe import Adam, ConstantSchedule, CosineSchedule, Sgd, StepSchedule
 from ltspec.training import (
     EpochResult,
-    OptimizerSettings,
-    ScheduleSettings,
     compile_model,
     evaluate,
     make_optimizer,
@@ -49,8 +48,9 @@ def convnet(seed=0):
     )
 
 
-def train(model, batches, epochs, optimizer_settings, schedule_settings=ScheduleSettings("constant"), **kwargs):
-    optimizer = make_optimizer(model.parameters(), optimizer_settings)
+def train(model, batches, epochs, optimizer_settings, schedule_settings=ConstantSchedule(kind="constant"), **kwargs):
+    """`optimizer_settings`: (the initial lr, the optimizer's settings)."""
+    optimizer = make_optimizer(model.parameters(), *optimizer_settings)
     scheduler = make_scheduler(optimizer, schedule_settings, epochs=epochs, steps_per_epoch=len(batches))
     return [train_epoch(model, batches, optimizer, scheduler, **kwargs) for _ in range(epochs)]
 
@@ -71,7 +71,7 @@ def test_training_lowers_loss_and_raises_accuracy():
     x, y = blobs((8,))
     model = mlp()
     before = evaluate(model, batched(x, y, 32))
-    results = train(model, batched(x, y, 16), 5, OptimizerSettings("sgd", lr=0.05))
+    results = train(model, batched(x, y, 16), 5, (0.05, Sgd(weight_decay=0.0)))
     after = evaluate(model, batched(x, y, 32))
     assert results[-1].loss < results[0].loss
     assert results[-1].accuracy > results[0].accuracy
@@ -89,8 +89,8 @@ def test_same_seed_same_batches_give_bitwise_identical_runs():
             model,
             batched(x, y, 16),
             3,
-            OptimizerSettings("sgd", lr=0.1, weight_decay=5e-4),
-            ScheduleSettings("step", milestones=(2,)),
+            (0.1, Sgd(weight_decay=5e-4)),
+            StepSchedule(milestones=[2]),
         )
         runs.append((model.state_dict(), results))
     (weights_a, results_a), (weights_b, results_b) = runs
@@ -103,7 +103,7 @@ def test_epoch_metrics_are_means_over_examples_with_a_partial_last_batch():
     x, y = blobs((8,), n=40)
     model = mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    scheduler = make_scheduler(optimizer, ScheduleSettings("constant"), epochs=1, steps_per_epoch=3)
+    scheduler = make_scheduler(optimizer, ConstantSchedule(kind="constant"), epochs=1, steps_per_epoch=3)
     result = train_epoch(model, batched(x, y, 16), optimizer, scheduler)
     with torch.no_grad():
         logits = model(x)
@@ -114,20 +114,20 @@ def test_epoch_metrics_are_means_over_examples_with_a_partial_last_batch():
 
 
 def test_step_schedule_multiplies_by_gamma_at_milestone_epochs():
-    lrs, _ = lr_trajectory(ScheduleSettings("step", milestones=(2, 4), gamma=0.1), epochs=6, steps_per_epoch=3)
+    lrs, _ = lr_trajectory(StepSchedule(milestones=[2, 4], gamma=0.1), epochs=6, steps_per_epoch=3)
     assert lrs == pytest.approx([1.0] * 6 + [0.1] * 6 + [0.01] * 6)
 
 
 def test_epoch_result_reports_the_lr_the_epoch_started_with():
     x, y = blobs((8,))
     results = train(
-        mlp(), batched(x, y, 32), 3, OptimizerSettings("sgd", lr=0.1), ScheduleSettings("step", milestones=(1, 2))
+        mlp(), batched(x, y, 32), 3, (0.1, Sgd(weight_decay=0.0)), StepSchedule(milestones=[1, 2])
     )
     assert [result.lr for result in results] == pytest.approx([0.1, 0.01, 0.001])
 
 
 def test_cosine_schedule_runs_from_full_lr_through_half_to_zero():
-    lrs, final = lr_trajectory(ScheduleSettings("cosine"), epochs=4, steps_per_epoch=5, lr=0.2)
+    lrs, final = lr_trajectory(CosineSchedule(kind="cosine"), epochs=4, steps_per_epoch=5, lr=0.2)
     assert lrs[0] == 0.2
     assert lrs[10] == pytest.approx(0.1)
     assert all(later < earlier for earlier, later in zip(lrs, lrs[1:]))
@@ -135,7 +135,7 @@ def test_cosine_schedule_runs_from_full_lr_through_half_to_zero():
 
 
 def test_warmup_ramps_linearly_to_the_full_lr_then_hands_over_to_the_schedule():
-    lrs, final = lr_trajectory(ScheduleSettings("cosine", warmup_epochs=2), epochs=6, steps_per_epoch=4)
+    lrs, final = lr_trajectory(CosineSchedule(kind="cosine", warmup_epochs=2), epochs=6, steps_per_epoch=4)
     assert lrs[:8] == pytest.approx([(step + 1) / 8 for step in range(8)])
     assert lrs[8] == 1.0
     assert all(later < earlier for earlier, later in zip(lrs[8:], lrs[9:]))
@@ -143,13 +143,13 @@ def test_warmup_ramps_linearly_to_the_full_lr_then_hands_over_to_the_schedule():
 
 
 def test_constant_schedule_keeps_the_lr():
-    lrs, final = lr_trajectory(ScheduleSettings("constant"), epochs=3, steps_per_epoch=4, lr=0.3)
+    lrs, final = lr_trajectory(ConstantSchedule(kind="constant"), epochs=3, steps_per_epoch=4, lr=0.3)
     assert lrs == [0.3] * 12
     assert final == 0.3
 
 
 def test_a_resumed_schedule_continues_where_it_stopped():
-    schedule = ScheduleSettings("cosine", warmup_epochs=1)
+    schedule = CosineSchedule(kind="cosine", warmup_epochs=1)
     expected, _ = lr_trajectory(schedule, epochs=4, steps_per_epoch=3)
     first = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
     first_scheduler = make_scheduler(first, schedule, epochs=4, steps_per_epoch=3)
@@ -176,7 +176,7 @@ def test_a_resumed_schedule_continues_where_it_stopped():
     steps_per_epoch=st.integers(1, 5),
 )
 def test_step_schedule_with_warmup_is_ramp_times_decay(milestones, gamma, warmup_epochs, steps_per_epoch):
-    schedule = ScheduleSettings("step", milestones=milestones, gamma=gamma, warmup_epochs=warmup_epochs)
+    schedule = StepSchedule(milestones=list(milestones), gamma=gamma, warmup_epochs=warmup_epochs)
     lrs, _ = lr_trajectory(schedule, epochs=8, steps_per_epoch=steps_per_epoch)
     warmup_steps = warmup_epochs * steps_per_epoch
     for step, lr in enumerate(lrs):
@@ -188,10 +188,10 @@ def test_step_schedule_with_warmup_is_ramp_times_decay(milestones, gamma, warmup
 @pytest.mark.parametrize(
     "optimizer_settings",
     [
-        OptimizerSettings("sgd", lr=0.05),
-        OptimizerSettings("sgd", lr=0.05, nesterov=True, weight_decay=5e-4),
-        OptimizerSettings("adam", lr=0.01),
-        OptimizerSettings("adamw", lr=0.01, weight_decay=0.01, betas=(0.8, 0.99)),
+        (0.05, Sgd(weight_decay=0.0)),
+        (0.05, Sgd(nesterov=True, weight_decay=5e-4)),
+        (0.01, Adam(kind="adam")),
+        (0.01, Adam(kind="adamw", weight_decay=0.01, betas=(0.8, 0.99))),
     ],
     ids=["sgd", "sgd-nesterov", "adam", "adamw"],
 )
@@ -203,9 +203,9 @@ def test_every_optimizer_trains(optimizer_settings):
 
 def test_optimizer_settings_reach_the_optimizer():
     model = mlp()
-    sgd = make_optimizer(model.parameters(), OptimizerSettings("sgd", lr=0.1, momentum=0.8, nesterov=True))
-    adamw_settings = OptimizerSettings("adamw", lr=0.01, weight_decay=0.1, betas=(0.8, 0.9))
-    adamw = make_optimizer(model.parameters(), adamw_settings)
+    sgd = make_optimizer(model.parameters(), 0.1, Sgd(momentum=0.8, nesterov=True, weight_decay=0.0))
+    adamw_settings = (0.01, Adam(kind="adamw", weight_decay=0.1, betas=(0.8, 0.9)))
+    adamw = make_optimizer(model.parameters(), *adamw_settings)
     assert isinstance(sgd, torch.optim.SGD) and isinstance(adamw, torch.optim.AdamW)
     assert (sgd.defaults["lr"], sgd.defaults["momentum"], sgd.defaults["nesterov"]) == (0.1, 0.8, True)
     assert (adamw.defaults["lr"], adamw.defaults["weight_decay"], adamw.defaults["betas"]) == (0.01, 0.1, (0.8, 0.9))
@@ -214,8 +214,8 @@ def test_optimizer_settings_reach_the_optimizer():
 def test_after_step_actions_run_once_per_step_between_optimizer_and_scheduler():
     x, y = blobs((8,))
     model = mlp()
-    optimizer = make_optimizer(model.parameters(), OptimizerSettings("sgd", lr=0.1))
-    scheduler = make_scheduler(optimizer, ScheduleSettings("constant"), epochs=1, steps_per_epoch=6)
+    optimizer = make_optimizer(model.parameters(), 0.1, Sgd(weight_decay=0.0))
+    scheduler = make_scheduler(optimizer, ConstantSchedule(kind="constant"), epochs=1, steps_per_epoch=6)
     weight = model[0].weight
     seen = []
 
@@ -249,7 +249,7 @@ def test_mask_enforced_after_each_step_keeps_pruned_weights_zero_under_momentum_
         model,
         batched(x, y, 16),
         2,
-        OptimizerSettings("sgd", lr=0.1, momentum=0.9, weight_decay=5e-4),
+        (0.1, Sgd(momentum=0.9, weight_decay=5e-4)),
         after_step=[enforce_masks],
     )
     assert len(pruned_weights_zero_at_forward) == 12 and all(pruned_weights_zero_at_forward)
@@ -264,8 +264,8 @@ def test_penalty_gradient_enters_the_step_but_not_the_reported_loss():
     start = penalised[0].weight.detach().clone()
     results = []
     for model, penalty in [(plain, None), (penalised, lambda: strength * penalised[0].weight.pow(2).sum())]:
-        optimizer = make_optimizer(model.parameters(), OptimizerSettings("sgd", lr=lr, momentum=0.0))
-        scheduler = make_scheduler(optimizer, ScheduleSettings("constant"), epochs=1, steps_per_epoch=1)
+        optimizer = make_optimizer(model.parameters(), lr, Sgd(momentum=0.0, weight_decay=0.0))
+        scheduler = make_scheduler(optimizer, ConstantSchedule(kind="constant"), epochs=1, steps_per_epoch=1)
         results.append(train_epoch(model, [(x, y)], optimizer, scheduler, penalty=penalty))
     assert torch.allclose(penalised[0].weight - plain[0].weight, -lr * 2 * strength * start, atol=1e-6)
     assert torch.equal(penalised[2].weight, plain[2].weight)
@@ -277,7 +277,7 @@ def test_bf16_autocasts_the_forward_on_cpu():
     model = mlp()
     output_dtypes = set()
     model[0].register_forward_hook(lambda module, inputs, output: output_dtypes.add(output.dtype))
-    results = train(model, batched(x, y, 16), 3, OptimizerSettings("sgd", lr=0.05), precision="bf16")
+    results = train(model, batched(x, y, 16), 3, (0.05, Sgd(weight_decay=0.0)), precision="bf16")
     assert output_dtypes == {torch.bfloat16}
     assert model[0].weight.dtype == torch.float32
     assert results[-1].loss < results[0].loss
@@ -286,7 +286,7 @@ def test_bf16_autocasts_the_forward_on_cpu():
 
 def test_channels_last_converts_model_and_inputs_and_matches_contiguous_training():
     x, y = blobs((3, 6, 6))
-    sgd = OptimizerSettings("sgd", lr=0.1)
+    sgd = (0.1, Sgd(weight_decay=0.0))
     contiguous, converted = convnet(), convnet()
     input_formats = []
     converted.register_forward_pre_hook(
@@ -306,14 +306,14 @@ def test_channels_last_converts_model_and_inputs_and_matches_contiguous_training
 def test_a_nan_loss_shows_up_in_the_epoch_result():
     x, y = blobs((8,))
     x[20] = float("nan")
-    results = train(mlp(), batched(x, y, 16), 1, OptimizerSettings("sgd", lr=0.05))
+    results = train(mlp(), batched(x, y, 16), 1, (0.05, Sgd(weight_decay=0.0)))
     assert math.isnan(results[0].loss)
 
 
 def test_evaluate_changes_neither_weights_nor_batchnorm_statistics_nor_mode():
     x, y = blobs((3, 6, 6))
     model = convnet()
-    train(model, batched(x, y, 16), 1, OptimizerSettings("sgd", lr=0.1))
+    train(model, batched(x, y, 16), 1, (0.1, Sgd(weight_decay=0.0)))
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     result = evaluate(model, batched(x, y, 40))
     assert model.training
@@ -339,14 +339,15 @@ def test_compiled_model_shares_parameters_with_the_original_under_prefixed_keys(
 
 def test_bad_arguments_are_refused():
     model = mlp()
-    optimizer = make_optimizer(model.parameters(), OptimizerSettings("sgd", lr=0.1))
-    scheduler = make_scheduler(optimizer, ScheduleSettings("constant"), epochs=1, steps_per_epoch=1)
+    optimizer = make_optimizer(model.parameters(), 0.1, Sgd(weight_decay=0.0))
+    scheduler = make_scheduler(optimizer, ConstantSchedule(kind="constant"), epochs=1, steps_per_epoch=1)
     x, y = blobs((8,), n=4)
     with pytest.raises(ValueError, match="no batches"):
         train_epoch(model, [], optimizer, scheduler)
     with pytest.raises(ValueError, match="precision"):
         train_epoch(model, [(x, y)], optimizer, scheduler, precision="fp16")
     with pytest.raises(ValueError, match="optimizer kind 'rmsprop'"):
-        make_optimizer(model.parameters(), OptimizerSettings("rmsprop", lr=0.1))
+        make_optimizer(model.parameters(), 0.1, Sgd.model_construct(kind="rmsprop"))
     with pytest.raises(ValueError, match="schedule kind 'linear'"):
-        make_scheduler(optimizer, ScheduleSettings("linear"), epochs=1, steps_per_epoch=1)
+        unknown = ConstantSchedule.model_construct(kind="linear", warmup_epochs=0)
+        make_scheduler(optimizer, unknown, epochs=1, steps_per_epoch=1)

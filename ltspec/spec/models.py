@@ -1,5 +1,7 @@
 """The spec language: pydantic models of one experiment.
 
+The package imports this module with pydantic's plugin discovery off (`ltspec.spec`, `pydantic_plugins_off`).
+
 Every model forbids unknown keys, so a misspelt field is an error rather than a silently ignored default. A field
 that names a choice (`kind`, `start`) selects one of a closed set of behaviours; nothing in a spec names code to
 import or run. Checks that need several fields at once live in `ltspec.spec.checks`, where each problem can point
@@ -7,28 +9,20 @@ at the field the user should change.
 """
 
 
-from typing import Annotated, Literal, TypeVar, Union
+from typing import Annotated, Literal
 
 from pydantic import Field
-from pydantic import Strict as StrictType
 
 from ltspec import architectures, masks
 from ltspec.datasets import DATASETS
+from ltspec.recipe import OPTIMIZERS, SCHEDULES, Pair, Sgd, StepSchedule, settings_union
 from ltspec.settings import (EpochIndex, Epochs, Fraction, PositiveInt, Strict, TensorKind, WeightPoint,
                              pydantic_plugins_off)
 from ltspec.spec.limits import MAX_EXPERIMENT_LENGTH, MAX_NAME_LENGTH, MAX_PATH_LENGTH, MAX_SEEDS
 
 SCHEMA_VERSION = 1
 
-# The models are built without pydantic's plugin discovery (see `pydantic_plugins_off`); the user's setting is
-# put back at the end of the module.
-_PLUGINS_OFF = pydantic_plugins_off()
-_PLUGINS_OFF.__enter__()
-
 START_PATTERN = r"^(init|reinit|trained|rewind@[0-9]+)$"
-_T = TypeVar("_T")
-# TOML has no tuples: a pair is an array of two, taken as a tuple, whose items stay strict.
-Pair = Annotated[tuple[_T, _T], StrictType(False)]
 PathText = Annotated[str, Field(min_length=1, max_length=MAX_PATH_LENGTH)]
 
 
@@ -61,41 +55,8 @@ class Model(Strict):
         "architecture's reference (A for ResNet-20..56, as in the paper; B for ResNet-18).")
 
 
-class Sgd(Strict):
-    kind: Literal["sgd"] = "sgd"
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    nesterov: bool = False
-    weight_decay: float = Field(5e-4, ge=0.0)
-
-
-class Adam(Strict):
-    kind: Literal["adam", "adamw"]
-    betas: Pair[Fraction] = (0.9, 0.999)
-    weight_decay: float = Field(0.0, ge=0.0)
-
-
-Optimizer = Annotated[Sgd | Adam, Field(discriminator="kind")]
-
-
-class StepSchedule(Strict):
-    kind: Literal["step"] = "step"
-    milestones: list[Epochs] = Field(default=[], description="Epochs at which the lr is multiplied "
-                                          "by `gamma` (the paper: 80 and 120 of 150).")
-    gamma: float = Field(0.1, gt=0.0, le=1.0)
-    warmup_epochs: EpochIndex = 0
-
-
-class CosineSchedule(Strict):
-    kind: Literal["cosine"]
-    warmup_epochs: EpochIndex = 0
-
-
-class ConstantSchedule(Strict):
-    kind: Literal["constant"]
-    warmup_epochs: EpochIndex = 0
-
-
-Schedule = Annotated[StepSchedule | CosineSchedule | ConstantSchedule, Field(discriminator="kind")]
+Optimizer = settings_union(OPTIMIZERS)
+Schedule = settings_union(SCHEDULES)
 
 
 class Train(Strict):
@@ -103,8 +64,8 @@ class Train(Strict):
 
     epochs: Epochs = Field(description="Epochs of dense training, T (the paper: 150).")
     lr: float = Field(gt=0.0, description="Initial learning rate (the paper compares 0.01 with 0.1).")
-    optimizer: Optimizer = Field(Sgd())
-    schedule: Schedule = Field(StepSchedule())
+    optimizer: Optimizer = Field(Sgd())  # type: ignore[valid-type]
+    schedule: Schedule = Field(StepSchedule())  # type: ignore[valid-type]
     precision: Literal["fp32", "bf16"] = Field("fp32", description="`bf16` autocast on the GPU.")
     channels_last: bool = Field(False, description="channels_last memory format (faster convolutions on a GPU).")
     compile: bool = Field(False, description="Wrap the model in torch.compile.")
@@ -113,8 +74,7 @@ class Train(Strict):
 
 def mask_tables() -> object:
     """The `[masks.NAME]` table: a union of the registered generators' settings, told apart by `kind`."""
-    members = tuple(generator.settings for generator in masks.REGISTRY.values())
-    return Annotated[Union[members], Field(discriminator="kind")]  # noqa: UP007 (a runtime-built union)
+    return settings_union(masks.REGISTRY)
 
 
 class Arm(Strict):
@@ -200,5 +160,3 @@ def rebuild() -> None:
     with pydantic_plugins_off():
         Spec.model_rebuild(force=True)
 
-
-_PLUGINS_OFF.__exit__(None, None, None)

@@ -15,17 +15,17 @@ from torch import nn
 from ltspec.checkpoints import Policy
 from ltspec.plan import Stage
 from ltspec.stages.context import Context, StageFailed, channels_last, dataset, loaders
-from ltspec.training import (Diverged, EpochResult, Hook, OptimizerSettings, Recipe, ScheduleSettings,
-                             compile_model, fit)
+from ltspec.recipe import OPTIMIZERS, SCHEDULES, Recipe
+from ltspec.training import Diverged, EpochResult, Hook, compile_model, fit
 
 LogEpochs = Callable[[list], None]
 
 
 def recipe(train: dict) -> Recipe:
     """A stage's canonical `train` config as the settings `fit` takes."""
-    schedule = {**train["schedule"], "milestones": tuple(train["schedule"].get("milestones", ()))}
-    return Recipe(OptimizerSettings(**train["optimizer"], lr=train["lr"]), ScheduleSettings(**schedule),
-                  epochs=train["epochs"], precision=train["precision"])
+    optimizer, schedule = train["optimizer"], train["schedule"]
+    return Recipe(train["epochs"], train["lr"], OPTIMIZERS[optimizer["kind"]].settings(**optimizer),
+                  SCHEDULES[schedule["kind"]].settings(**schedule), train["precision"])
 
 
 class StoreCheckpoints:

@@ -1,0 +1,118 @@
+"""`ltspec run`: train what is not done yet, resume what was interrupted, log every stage to MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ltspec.cli.report import write_reports
+from ltspec.cli.shell import OnlyOption, OptionalSpecsArg, RehearseOption, fail, fault, frozen_at_exit, load_all, \
+    or_quickstart, say, shown, status
+from ltspec.runners import RUNNERS, Options
+
+
+@frozen_at_exit
+def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
+        device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+        runner: Annotated[str, typer.Option(help="Where stages run: " + "; ".join(
+            f"{name} ({what})" for name, what in RUNNERS.items()) + ".")] = "local",
+        workers: Annotated[Optional[int], typer.Option(
+            min=1, help="Stages at once on the local runner [default: on a CPU one per `resources.cpus` cores, "
+            "on a GPU 1].")] = None,
+        address: Annotated[Optional[str], typer.Option(help="Ray cluster address (ray runner).")] = None,
+        gpu_share: Annotated[Optional[float], typer.Option(help="GPUs per stage on Ray; overrides the spec.")] = None,
+        yes: Annotated[bool, typer.Option("--yes", "-y", help="Start without asking, however long the estimate.")]
+        = False, rehearse: RehearseOption = False):
+    """Execute the plan: train what is not done yet, resume what was interrupted, log every stage to MLflow.
+
+    Several specs run one after another: a stage that an earlier spec trained in the same store is found done and
+    logged to the later spec's experiment as reused, so shared work trains once and each spec keeps its runs.
+    `--rehearse` runs the specs' rehearsals, then writes their reports."""
+    from rich.console import Console
+
+    if runner not in RUNNERS:
+        raise fail(f"unknown runner `{runner}`; use {' or '.join(RUNNERS)}")
+    loaded_specs = load_all(or_quickstart(specs), only, rehearse=rehearse)
+    console = Console()
+    if len(loaded_specs) > 1:
+        from ltspec.plan.combine import combine
+
+        combined = combine([compiled for _, _, compiled in loaded_specs], "")
+        console.print(f"{len(loaded_specs)} specs: {len(combined.plan.stages)} stages, {combined.plan.epochs} epochs "
+                      f"in the combined plan ({combined.separate_epochs} if run apart)")
+    options = Options(device=device, workers=look_before_running(loaded_specs, device, runner, workers, yes),
+                      address=address, gpu_share=gpu_share)
+    from ltspec.preemption import cause, exit_code, preemptible
+
+    ok = True
+    try:
+        with preemptible():
+            for spec, loaded, compiled in loaded_specs:
+                ok &= run_one(spec, loaded, compiled, console, runner, options)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM / SIGHUP (a scheduler's preemption)
+        say("interrupted:", "yellow", f"by {cause(interrupt).name}; finished epochs are kept in the store's "
+            "checkpoints and the current MLflow run is marked KILLED; run the same command again to resume", err=True)
+        raise typer.Exit(exit_code(interrupt)) from None
+    if rehearse:
+        ok &= not max(write_reports(loaded_specs, bool(only), ["md", "tex", "csv"], None, console))
+    if not ok:
+        raise typer.Exit(1)
+
+
+def look_before_running(loaded_specs: list[tuple], device: str, runner: str, workers: int | None, yes: bool) -> int:
+    """`ltspec.preflight.prepare_run`, shown: the estimate printed, a question before more than a day on a CPU,
+    then the downloads the specs ask for. Returns the stages the local runner trains at once."""
+    from ltspec.faults import EnvironmentFault
+    from ltspec.preflight import DAY, DataMissing, fetch_datasets, prepare_run
+
+    try:
+        prepared = prepare_run(loaded_specs, device, runner, workers)
+        found = prepared.estimate
+        if found is not None:
+            say("estimate:", "cyan", found.describe())
+            if found.device == "cpu" and (found.wall_seconds or 0) > DAY and not yes:
+                typer.echo("This plan is GPU work: on a GPU it takes a small fraction of that. Run it on a machine "
+                           "with a GPU (--device cuda), or on a Ray cluster (--runner ray).")
+                if not typer.confirm("Start it on the CPU anyway?", default=False):
+                    raise typer.Exit(1)
+        fetch_datasets([compiled for _, _, compiled in loaded_specs], prepared.done)
+    except DataMissing as error:
+        say("error:", "red", str(error), err=True)
+        raise typer.Exit(2) from None
+    except EnvironmentFault as error:
+        raise fault(error) from None
+    except ValueError as error:
+        raise fail(str(error)) from None
+    return prepared.workers
+
+
+def run_one(spec: Path, loaded, compiled, console, runner: str, options: Options) -> bool:
+    """Run one spec's plan; returns whether every stage finished."""
+    from mlflow.exceptions import MlflowException
+
+    from ltspec.faults import EnvironmentFault
+    from ltspec.plan.render import plan_json
+    from ltspec.runners import launch
+
+    console.print(f"[bold]{compiled.name}[/]: {len(compiled.stages)} stages, {compiled.epochs} epochs in the plan; "
+                  f"store {loaded.spec.storage.root}, MLflow {loaded.spec.tracking.uri}")
+    console.print(status(compiled, loaded.spec.storage.root).header(), markup=False)
+    try:
+        summary = launch(runner, loaded, compiled, options, console=console, plan_json=plan_json(compiled, set()))
+    except EnvironmentFault as error:
+        raise fault(error) from None
+    except (ValueError, MlflowException) as error:
+        raise fail(str(error)) from None
+    console.print(f"{len(summary.ran)} stages ran, {len(summary.done)} were already done, "
+                  f"{len(summary.failed)} failed, {len(summary.blocked)} skipped after a failure")
+    for message in summary.failed.values():
+        say("failed:", "red", message, err=True)
+    if summary.ok and loaded.rehearsal:
+        console.print(f"browse the runs: `mlflow ui --backend-store-uri {loaded.spec.tracking.uri}`, experiment "
+                      f"{loaded.spec.tracking.experiment}; the report follows")
+    elif summary.ok:
+        console.print(f"browse the runs: [bold]ltspec ui{shown(spec)}[/] (or `mlflow ui --backend-store-uri "
+                      f"{loaded.spec.tracking.uri}`); tables: [bold]ltspec report{shown(spec)}[/]")
+    return summary.ok

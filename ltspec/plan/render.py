@@ -1,0 +1,62 @@
+"""A plan for people and for scripts: the tree `ltspec plan --tree` prints, and the JSON of `ltspec plan --json`.
+
+The tree groups stages as a researcher reads them: trunk (a dense run) -> mask generator -> mask -> the stages on
+that mask; a half-trained stage says how far it got. rich is imported only to draw the tree.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ltspec.plan.compile import Plan
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
+
+
+def plan_json(compiled: Plan, done: set[str], partial: dict[str, int] | None = None) -> dict:
+    partial = partial or {}
+    return {
+        "name": compiled.name, "spec_hash": compiled.spec_hash, "epochs": compiled.epochs,
+        "naive_epochs": compiled.naive_epochs,
+        "stages": [{"key": s.key, "kind": s.kind, "parents": list(s.parents), "epochs": s.epochs,
+                    "done": s.key in done, "epochs_done": partial.get(s.key, s.epochs if s.key in done else 0),
+                    "description": s.describe(), "labels": s.labels, "config": s.config,
+                    "runtime": s.runtime} for s in compiled.stages],
+        "arms": [{**arm.__dict__} for arm in compiled.arms],
+    }
+
+
+def plan_tree(compiled: Plan, done: set[str], partial: dict[str, int] | None = None) -> Tree:
+    """Trunk -> generator -> mask -> the stages on that mask; a half-trained stage says how far it got."""
+    from rich.tree import Tree
+
+    partial = partial or {}
+
+    def label(stage) -> str:
+        mark = "[green]done[/]" if stage.key in done else "[dim]todo[/]"
+        if stage.key in partial:
+            mark = f"[yellow]{partial[stage.key]}/{stage.epochs} ep done[/]"
+        epochs = f" {stage.epochs} ep" if stage.epochs else ""
+        return f"{stage.describe()} [dim]{stage.key[:10]}[/]{epochs} {mark}"
+
+    root = Tree(f"[bold]{compiled.name}[/] [dim]spec {compiled.spec_hash}[/]")
+    on_mask: dict[str, list] = {}
+    for stage in compiled.stages:
+        if stage.kind in ("train", "evaluate", "measure") and len(stage.parents) > 1:
+            on_mask.setdefault(stage.parents[1], []).append(stage)
+    for trunk in compiled.trunks:
+        node = root.add(label(trunk))
+        generators: dict[str, Tree] = {}
+        for stage in compiled.stages:
+            if stage.labels.get("trunk") != trunk.key:
+                continue
+            if stage.kind == "measure" and len(stage.parents) == 1:
+                node.add(label(stage))
+            if stage.kind == "mask":
+                name = stage.labels["generator"]
+                branch = generators.get(name) or generators.setdefault(name, node.add(f"[bold]{name}[/]"))
+                mask_node = branch.add(label(stage))
+                for child in on_mask.get(stage.key, []):
+                    mask_node.add(label(child))
+    return root
