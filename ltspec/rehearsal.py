@@ -109,15 +109,12 @@ def rehearse(loaded: LoadedSpec, present: Present | None = None) -> Rehearsal:
     stand_ins = {name: _stand_in(name, present(name, root)) for name, root in roots.items()}
 
     data = copy.deepcopy(loaded.data)
-    swept = data.get("sweep", {})
-    for spec in specs:
-        for path, value, unit in marked(spec):
-            rescaled = _rescaled(value, unit, scale, steps)
-            if ".".join(path) not in swept and rescaled != _plain(value):
-                _set(data, path, rescaled)
-    for path, _, unit in marked(first):
-        if ".".join(path) in swept:
-            _rewrite(data, ".".join(path), lambda value, unit=unit: _rescaled(value, unit, scale, steps))
+    for path, value, unit in marked(first):  # a setting the sweep leaves alone has one value in every point
+        rescaled = functools.partial(_rescaled, unit=unit, scale=scale, steps=steps)
+        if ".".join(path) in data.get("sweep", {}):
+            _rewrite(data, ".".join(path), rescaled)
+        elif rescaled(value) != _plain(value):
+            _set(data, path, rescaled(value))
     _rewrite(data, "data.dataset", lambda name: stand_ins.get(name) or _stand_in(name, present(name, first.data.root)),
              first.data.dataset)
     _rewrite(data, "data.batch_size", lambda size: batch_sizes.get(size, BATCH_SIZE), first.data.batch_size)
@@ -257,10 +254,9 @@ def _rewrite(data: dict, path: str, convert: Callable[[Any], Any], default: Any 
 
 def _notes(scale: EpochScale, specs: list, stand_ins: dict[str, str], roots: dict[str, str]) -> tuple[str, ...]:
     values = sorted(epoch_values(specs) - {0})
-    notes = [f"epochs {', '.join(map(str, values))} -> {', '.join(str(scale(value)) for value in values)} "
-             f"(ceil(e * {scale.epochs} / {scale.largest}), each above the last); {datasets.STAND_IN_SIZE[0]} "
-             f"training examples in "
-             f"batches of {BATCH_SIZE}"]
+    notes = [f"{specs[0].name}: epochs {', '.join(map(str, values))} -> "
+             f"{', '.join(str(scale(value)) for value in values)} (e -> ceil(e * {scale.epochs} / {scale.largest}), "
+             f"kept apart); {datasets.STAND_IN_SIZE[0]} training examples in batches of {BATCH_SIZE}"]
     for name, stand_in in stand_ins.items():
         if stand_in.endswith("-synthetic"):
             notes.append(f"{name} is not in {roots[name]}/ (a rehearsal never downloads): it trains on {stand_in}, "
