@@ -33,7 +33,7 @@ class Gradual(AtSparsities):
     initial_sparsity: float = Field(0.0, ge=0.0, lt=1.0, description="Sparsity at the first pruning step, s_i.")
     start_epoch: EpochIndex = Field(0, description="Epoch at whose start pruning begins, t_0.")
     end_epoch: Epochs | None = Field(None, description="Epoch at whose start the target is reached; null: "
-                                          "half of `epochs`, leaving the rest to recover.")
+                                     "half of `epochs`, leaving the rest to recover.")
     frequency: Steps = Field(100, description="Optimizer steps between pruning steps, Δt.")
 
     def pruning_end(self) -> int:

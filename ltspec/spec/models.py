@@ -16,8 +16,7 @@ from pydantic import Field
 from ltspec import architectures, masks
 from ltspec.datasets import DATASETS
 from ltspec.recipe import OPTIMIZERS, SCHEDULES, Pair, Sgd, StepSchedule, settings_union
-from ltspec.settings import (EpochIndex, Epochs, Fraction, PositiveInt, Strict, TensorKind, WeightPoint,
-                             pydantic_plugins_off)
+from ltspec.settings import Epochs, Fraction, PositiveInt, Strict, TensorKind, WeightPoint, pydantic_plugins_off
 from ltspec.spec.limits import MAX_EXPERIMENT_LENGTH, MAX_NAME_LENGTH, MAX_PATH_LENGTH, MAX_SEEDS
 
 SCHEMA_VERSION = 1
@@ -80,8 +79,9 @@ def mask_tables() -> object:
 class Arm(Strict):
     """A training run on every mask, from one starting point."""
 
-    start: WeightPoint = Field(pattern=START_PATTERN, description="`init` (lottery), `reinit` (fresh init, another seed), "
-                       "`trained` (fine-tune, lr schedule restarted) or `rewind@k` (dense weights after k epochs).")
+    start: WeightPoint = Field(pattern=START_PATTERN, description="`init` (lottery), `reinit` (fresh init, another "
+                               "seed), `trained` (fine-tune, lr schedule restarted) or `rewind@k` (dense weights "
+                               "after k epochs).")
     epochs: Epochs | None = Field(None, description="Override T' (default: train.epochs, the equal budget).")
     lr: float | None = Field(None, gt=0.0, description="Override the initial lr (default: train.lr).")
 
