@@ -8,16 +8,16 @@ channels, for a machine without the ~52 GB that the full-width store of the pape
 
 The run is a whole process (imports, estimate, 5,235 stages, nine reports) in a folder with no `data/`, so every
 CIFAR spec trains on its synthetic stand-in and nothing is downloaded. It prints the wall time, the CPU time of the
-run and its workers, the load average before and after (other processes on the machine stretch the wall time,
-not the CPU time), and the ratio of the rehearsal's epochs to the real paper's from the same plans. The last line
-says whether every file of the coverage table was written; the line before it, how much the store and MLflow's
-artifacts took on disk.
+run and of every process under it (sampled each second: the local runner's workers are forked by multiprocessing's
+fork server, whose children are never reaped into this process's accounting), the load average before and after
+(other processes on the machine stretch the wall time, not the CPU time), and the ratio of the rehearsal's epochs
+to the real paper's from the same plans; then how much the store, MLflow's files and the reports take on disk, and
+last whether every file of the README's coverage table was written.
 """
 
 import argparse
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -40,6 +40,26 @@ def coverage() -> list[tuple[str, str]]:
     return named
 
 
+def measured(command: list[str], cwd: Path, log) -> tuple[int, float, float]:
+    """Exit code, wall seconds, and CPU seconds of the command's process and of every process under it, each read
+    once a second while it lives (a process's last second is not counted)."""
+    import psutil
+
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    root, cpu = psutil.Process(process.pid), {}
+    while process.poll() is None:
+        for each in [root, *root.children(recursive=True)]:
+            try:
+                with each.oneshot():
+                    times = each.cpu_times()
+                    cpu[each.pid, each.create_time()] = times.user + times.system
+            except psutil.Error:  # it ended while being read
+                continue
+        time.sleep(1)
+    return process.returncode, time.perf_counter() - start, sum(cpu.values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -60,16 +80,11 @@ def main() -> None:
                          for path in specs], "rehearsal").plan
     print(f"paper: {len(real.stages)} stages, {real.epochs} epochs; rehearsal: {len(rehearsed.stages)} stages, "
           f"{rehearsed.epochs} epochs ({rehearsed.epochs / real.epochs:.4f} of them); in {folder}")
-    before, load = resource.getrusage(resource.RUSAGE_CHILDREN), os.getloadavg()
-    start = time.perf_counter()
+    load = os.getloadavg()
     with open(folder / "run.log", "w") as log:
-        ran = subprocess.run([sys.executable, "-m", "ltspec", "run", str(PAPER), "--rehearse", "--device", "cpu",
-                              "--workers", str(args.workers), "--yes", *args.overrides], cwd=folder, stdout=log,
-                             stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    print(f"exit {ran.returncode}; wall {wall / 60:.1f} min, CPU {cpu / 60:.1f} min "
+        code, wall, cpu = measured([sys.executable, "-m", "ltspec", "run", str(PAPER), "--rehearse", "--device", "cpu",
+                                    "--workers", str(args.workers), "--yes", *args.overrides], folder, log)
+    print(f"exit {code}; wall {wall / 60:.1f} min, CPU {cpu / 60:.1f} min "
           f"({cpu / len(rehearsed.stages):.2f} s a stage), {args.workers} workers on {os.cpu_count()} cores; "
           f"load average {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after; log {folder / 'run.log'}")
     size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
