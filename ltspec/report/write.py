@@ -24,7 +24,7 @@ from ltspec.report.figures import write_figures
 from ltspec.report.render import RENDERERS, claims_markdown, claims_table, markdown, rich_tables
 from ltspec.report.tables import Table, build_tables
 from ltspec.spec import LoadedSpec
-from ltspec.tracking import ROLE, connect, log_file
+from ltspec.tracking import REHEARSAL, ROLE, connect, log_file
 
 SUMMARY = "report.md"
 CLAIMS = "claims.md"
@@ -77,7 +77,7 @@ def write_report(loaded: LoadedSpec, *, formats: Sequence[str] = ("md", "tex", "
     console.print(f"{done} of {len(keys)} stages have finished runs; wrote "
                   f"{len(written)} files to {out_dir}")
     try:
-        run_id = log_report(uri, experiment, spec.name, loaded.spec_hash, written)
+        run_id = log_report(uri, experiment, spec.name, loaded.spec_hash, written, rehearsal=loaded.rehearsal)
     except (MlflowException, SQLAlchemyError, OSError) as error:
         console.print(f"[yellow]warning:[/] the files were written but not logged to MLflow: {escape(str(error))}")
     else:
@@ -96,9 +96,11 @@ def summary_markdown(name: str, tables: list[Table], figures: list[Path]) -> str
     return "\n".join(parts)
 
 
-def log_report(uri: str, experiment: str, name: str, spec_hash: str, files: list[Path]) -> str:
+def log_report(uri: str, experiment: str, name: str, spec_hash: str, files: list[Path], *,
+               rehearsal: bool = False) -> str:
     """Log the files as a new report run of this spec, then delete the spec's earlier report runs."""
-    tracker = connect(uri, experiment, {ROLE: "report", "ltspec.spec": name, "ltspec.spec_hash": spec_hash})
+    tracker = connect(uri, experiment, {ROLE: "report", "ltspec.spec": name, "ltspec.spec_hash": spec_hash,
+                                        **({REHEARSAL: "true"} if rehearsal else {})})
     earlier = tracker.client.search_runs(
         [tracker.experiment_id], f"tags.`{ROLE}` = 'report' and tags.`ltspec.spec` = '{name}'", max_results=1000)
     run_id = tracker.client.create_run(
