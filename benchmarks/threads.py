@@ -62,7 +62,7 @@ def measure(net: str, threads: int, policy: str | None, epochs: int) -> float:
     if policy is not None:
         env["OMP_WAIT_POLICY"] = policy
     else:
-        env["OMP_WAIT_POLICY"] = ""  # ltspec's __init__ keeps a value the user set, even an empty one
+        env["OMP_WAIT_POLICY"] = ""  # an empty value leaves OpenMP at its default
     cores = threads or os.cpu_count() or 1
     output = subprocess.run([sys.executable, __file__, "--child", net, str(cores), str(epochs)], env=env,
                             capture_output=True, text=True, check=True).stdout

@@ -41,22 +41,33 @@ def is_small(arch: str) -> bool:
     return entry(arch)["small"]
 
 
+def resolve_shortcut(arch: str, reference: str | None, shortcut: str | None) -> str | None:
+    """The shortcut a residual net is built with: the one asked for, else the architecture's `reference`; a net
+    without a choice (reference None) takes none."""
+    if shortcut not in (None, "A", "B"):
+        raise ValueError(f"shortcut must be 'A' (zero padding) or 'B' (1x1 projection), got {shortcut!r}")
+    if reference is None and shortcut is not None:
+        raise ValueError(f"{arch} has no shortcut to choose; leave shortcut unset")
+    return shortcut or reference
+
+
 def prunable_layers(arch: str, shortcut: str | None = None) -> tuple[Layer, ...]:
     """The conv and linear layers of `arch`, in the model's named_parameters order.
 
     The CIFAR ResNets gain 1x1 projection layers with shortcut "B"; None means the architecture's reference
     shortcut, as in `ltspec.nets.build_model`."""
     table_entry = entry(arch)
-    if shortcut not in (None, "A", "B"):
-        raise ValueError(f"shortcut must be 'A' (zero padding) or 'B' (1x1 projection), got {shortcut!r}")
-    if shortcut is not None and table_entry["shortcut"] is None:
-        raise ValueError(f"{arch} has no shortcut to choose; leave shortcut unset")
-    shortcut = shortcut or table_entry["shortcut"]
+    shortcut = resolve_shortcut(arch, table_entry["shortcut"], shortcut)
     return tuple(
         Layer(row["name"], row["kind"])
         for row in table_entry["layers"]
         if row.get("only_with_shortcut") in (None, shortcut)
     )
+
+
+def weight_names(arch: str, shortcut: str | None, kinds: list[str]) -> list[str]:
+    """Names of the model's weight tensors of the given kinds (conv, linear), in model order."""
+    return [f"{layer.name}.weight" for layer in prunable_layers(arch, shortcut) if layer.kind in kinds]
 
 
 def first_conv(arch: str) -> str | None:

@@ -115,18 +115,23 @@ def load_dataset(
 
 
 def load_cifar(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Dataset:
+    """CIFAR-10/100 from torchvision's on-disk format under `root`; with `download`, the archive is fetched from the
+    table's URL first if the files are not there (`download_archive`: all or nothing)."""
     from torchvision.datasets import CIFAR10, CIFAR100
 
     name = entry.name
     source = CIFAR10 if name == "cifar10" else CIFAR100
     try:
-        train, test = [source(root, train=is_train, download=download) for is_train in (True, False)]
+        train, test = [source(root, train=is_train) for is_train in (True, False)]
     except RuntimeError as error:
-        raise DatasetError(
-            f"{name} was not found, or is corrupted, in {root / source.base_folder}. Set data.download = true in "
-            f"the spec to fetch it there (about 170 MB), or put the extracted python version of the dataset "
-            f"(the folder {source.base_folder}/ from {source.filename}) under {root}."
-        ) from error
+        if not download:
+            raise DatasetError(
+                f"{name} was not found, or is corrupted, in {root / source.base_folder}. Set data.download = true "
+                f"in the spec to fetch it there (about 170 MB), or put the extracted python version of the dataset "
+                f"(the folder {source.base_folder}/ from {source.filename}) under {root}."
+            ) from error
+        download_archive(entry, root, source.tgz_md5)
+        train, test = [source(root, train=is_train) for is_train in (True, False)]
     mean, std = _PUBLISHED_STATS[name]
     return Dataset(
         name=name,
@@ -140,6 +145,83 @@ def load_cifar(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Dat
         std=std,
         augmentable=True,
     )
+
+
+REACH_TIMEOUT = 5.0  # seconds to wait for a download host (or its proxy) to answer, name lookup included
+
+
+def unreachable(url: str, timeout: float = REACH_TIMEOUT) -> str | None:
+    """Why a download from `url` cannot start, or None: a TCP connection to its host, or to the proxy that urllib
+    (which downloads) would go through, must open within `timeout` seconds. The name lookup runs in a thread, since
+    the system resolver has no timeout of its own."""
+    import socket
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    host, port, what = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80), parts.hostname
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        through = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = through.hostname or "", through.port or 80
+        what = f"the proxy {host}:{port} (for {parts.hostname})"
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as error:
+            outcome.append(error.strerror or str(error) or type(error).__name__)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        return f"{what} did not answer within {timeout:g} s"
+    return None if outcome[0] is None else f"{what} cannot be reached ({outcome[0]})"
+
+
+def cannot_download(entry: DatasetInfo, root: Path, reason: str) -> str:
+    """The one paragraph for a dataset that is not in `root` and that `download = true` cannot fetch."""
+    folder = root.absolute()
+    return (f"{entry.name} is not in {folder} and cannot be downloaded: {reason}. To run without the network, fetch "
+            f"{entry.download_url} on a machine that can, extract it into {folder}, and set data.download = false "
+            f"in the spec.")
+
+
+def download_archive(entry: DatasetInfo, root: Path, md5: str) -> None:
+    """Fetch the entry's archive, check its md5 and extract it into `root`, all or nothing: everything happens in a
+    temporary folder beside `root` (on its file system), whose files are renamed into `root` only once the archive
+    is complete and unpacked, so that a failed download (no network, a wrong file, Ctrl-C) leaves nothing behind,
+    not even an empty `root`."""
+    import os
+    import shutil
+    import tempfile
+
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    if entry.download_url is None:
+        raise DatasetError(f"{entry.name} names no URL to download it from")
+    near = next(folder for folder in (root, *root.parents) if folder.exists())
+    staging = None
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}-download-", dir=near))
+        download_and_extract_archive(entry.download_url, str(staging), md5=md5, remove_finished=True)
+        root.mkdir(parents=True, exist_ok=True)
+        for extracted in sorted(staging.rglob("*")):  # each folder before what it holds
+            target = root / extracted.relative_to(staging)
+            if extracted.is_dir():
+                target.mkdir(exist_ok=True)
+            else:
+                os.replace(extracted, target)
+    except (OSError, RuntimeError) as error:  # urllib's URLError is an OSError; a wrong md5, a RuntimeError
+        reason = getattr(error, "reason", None) or error
+        raise DatasetError(cannot_download(entry, root, f"fetching it failed ({reason})")) from None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _cifar_split(images: np.ndarray, labels: list[int]) -> Split:
@@ -300,8 +382,7 @@ def load_sample(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Da
 def load_synthetic_stand_in(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Dataset:
     """A rehearsal's stand-in for a dataset that is not there: `load_synthetic` inputs of the real one's shape and
     classes, as many as the stand-in's sizes, augmented as the real one would be (crops and flips run on them)."""
-    shape = (entry.in_channels, *(entry.input_size,) * (2 if entry.input_kind == "image" else 1))
-    made = load_synthetic(entry, root, download, seed, synthetic_shape=shape,
+    made = load_synthetic(entry, root, download, seed, synthetic_shape=entry.input_shape,
                           synthetic_size=(entry.train_size, entry.test_size), synthetic_classes=entry.num_classes)
     return replace(made, name=entry.name, augmentable=entry.augmentable)
 

@@ -39,15 +39,23 @@ class DatasetInfo:
     train_size: int | None = None  # examples, for the time estimate before a run (None: unknown)
     test_size: int | None = None
     stand_in_for: str | None = None  # a stand-in's real dataset
+    download_url: str | None = None  # what `download = true` fetches; `ltspec run` checks its host answers first
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one example: (C, H, W) for images, (C, L) for signals."""
+        return (self.in_channels, *(self.input_size,) * (2 if self.input_kind == "image" else 1))
 
 
 DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (
     DatasetInfo("cifar10", "image", 3, 32, 10, augmentable=True, downloadable=True, loader="ltspec.data:load_cifar",
                 description="CIFAR-10 through torchvision (download = true fetches it, about 170 MB)",
-                train_size=50_000, test_size=10_000),
+                train_size=50_000, test_size=10_000,
+                download_url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
     DatasetInfo("cifar100", "image", 3, 32, 100, augmentable=True, downloadable=True, loader="ltspec.data:load_cifar",
                 description="CIFAR-100 through torchvision (download = true fetches it, about 170 MB)",
-                train_size=50_000, test_size=10_000),
+                train_size=50_000, test_size=10_000,
+                download_url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
     DatasetInfo("tiny-imagenet", "image", 3, 64, 200, augmentable=True, downloadable=False,
                 loader="ltspec.data:load_tiny_imagenet",
                 description="Tiny ImageNet from root/tiny-imagenet-200, fetched and arranged by hand",
@@ -112,15 +120,17 @@ def stand_in(name: str, kind: str) -> DatasetInfo:
     real = DATASETS[name]
     what = "the first examples" if kind == "sample" else "synthetic examples of the shape and classes"
     train, test = STAND_IN_SIZE
-    return replace(real, name=f"{name}-{kind}", downloadable=False, loader=STAND_IN_LOADERS[kind],
+    return replace(real, name=f"{name}-{kind}", downloadable=False, download_url=None, loader=STAND_IN_LOADERS[kind],
                    description=f"{train} train and {test} test examples, {what} of {name}: a rehearsal's stand-in",
                    train_size=train, test_size=test, stand_in_for=name)
 
 
-def register(entry: DatasetInfo) -> None:
+def register(name: str, entry: DatasetInfo) -> None:
     """Add a dataset (a plugin's); a name already taken is refused, so that a plugin never shadows a built-in."""
     if not isinstance(entry, DatasetInfo):
         raise TypeError(f"a dataset plugin must be a ltspec.datasets.DatasetInfo, got {type(entry).__name__}")
+    if entry.name != name:
+        raise ValueError(f"the entry point is named `{name}` but the dataset `{entry.name}`")
     known = DATASETS.get(entry.name)
     if known is not None and known != entry:
         raise ValueError(f"dataset `{entry.name}` is registered twice")

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ltspec import architectures
+
 PRUNABLE_MODULES = (nn.Conv1d, nn.Conv2d, nn.Linear)
 LAYER_TABLE_PATH = Path(__file__).parent / "layers.json"
 
@@ -364,14 +366,11 @@ def build_model(
         raise ValueError(f"{arch} needs inputs of {side} >= {architecture.min_input_size}, got {input_size}")
     if architecture.from_torchvision and (in_channels != 3 or width != 1.0):
         raise ValueError(f"{arch} is a torchvision model: it takes 3-channel images at width 1.0")
-    if shortcut not in (None, "A", "B"):
-        raise ValueError(f"shortcut must be 'A' (zero padding) or 'B' (1x1 projection), got {shortcut!r}")
-    if architecture.shortcut is None and shortcut is not None:
-        raise ValueError(f"{arch} has no shortcut to choose; leave shortcut unset")
+    shortcut = architectures.resolve_shortcut(arch, architecture.shortcut, shortcut)
 
     flat_size = input_size * input_size if input_kind == "image" else input_size
     in_features = in_channels * flat_size
-    request = Request(num_classes, in_channels, input_size, in_features, width, shortcut or architecture.shortcut)
+    request = Request(num_classes, in_channels, input_size, in_features, width, shortcut)
     if seed is None:
         return construct(architecture, request)
     with torch.random.fork_rng(devices=[]):
@@ -412,6 +411,17 @@ def layer_rows(arch: str, shortcut: str | None = None) -> list[dict[str, str]]:
         for name, module in model.named_modules()
         if isinstance(module, PRUNABLE_MODULES)
     ]
+
+
+def register(name: str, architecture: Architecture) -> None:
+    """Add an architecture (a plugin's) and its row of the layer table (`ltspec.architectures`), made by building
+    it; a name already taken is refused, so that a plugin never replaces a built-in."""
+    if not isinstance(architecture, Architecture):
+        raise TypeError(f"a model plugin must be a ltspec.nets.Architecture, got {type(architecture).__name__}")
+    if name in REGISTRY:
+        raise ValueError(f"architecture `{name}` is already registered")
+    REGISTRY[name] = architecture
+    architectures.TABLE[name] = table_entry(name)
 
 
 def layer_table() -> dict[str, dict]:

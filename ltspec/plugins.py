@@ -19,9 +19,12 @@ calls `ltspec.plugins.load()` first. A registered mask generator enters the spec
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import entry_points
 
-GROUPS = ("ltspec.models", "ltspec.datasets", "ltspec.masks")
+# Each group's registry: a module whose `register(name, entry)` checks the entry and refuses a name already taken,
+# so that a plugin never replaces a built-in. The models' module is imported only when a model plugin is there.
+GROUPS = {"ltspec.models": "ltspec.nets", "ltspec.datasets": "ltspec.datasets", "ltspec.masks": "ltspec.masks"}
 _loaded = False
 
 
@@ -35,35 +38,11 @@ def load() -> None:
     if _loaded:
         return
     _loaded = True
-    for group in GROUPS:
+    for group, registry in GROUPS.items():
         for point in entry_points(group=group):
             try:
-                _register(group, point.name, point.load())
+                importlib.import_module(registry).register(point.name, point.load())
             except Exception as error:
                 package = point.dist.name if point.dist else "an unknown distribution"
                 raise PluginError(f"the {group} plugin `{point.name}` = {point.value} (from {package}) cannot be "
                                   f"used: {type(error).__name__}: {error}") from error
-
-
-def _register(group: str, name: str, entry: object) -> None:
-    if group == "ltspec.models":
-        from ltspec import architectures, nets
-
-        if not isinstance(entry, nets.Architecture):
-            raise TypeError(f"expected a ltspec.nets.Architecture, got {type(entry).__name__}")
-        if name in nets.REGISTRY:
-            raise ValueError(f"architecture `{name}` is already registered")
-        nets.REGISTRY[name] = entry
-        architectures.TABLE[name] = nets.table_entry(name)
-    elif group == "ltspec.datasets":
-        from ltspec import datasets
-
-        if getattr(entry, "name", name) != name:
-            raise ValueError(f"the entry point is named `{name}` but the dataset `{entry.name}`")
-        datasets.register(entry)
-    else:
-        from ltspec import masks
-
-        if getattr(entry, "kind", name) != name:
-            raise ValueError(f"the entry point is named `{name}` but the generator's kind is `{entry.kind}`")
-        masks.register(entry)

@@ -45,3 +45,12 @@ def rewind_epoch(name: str) -> int | None:
     """k of `rewind@k`, or None for any other point."""
     match = REWIND.match(name)
     return int(match.group(1)) if match else None
+
+
+def rp_metric(a: str, b: str, p: float) -> str:
+    """`rp/init-mask/finetune/p0.2`, the metric name of R_p of a pair at p: MLflow metric names allow neither `*`
+    nor `@`."""
+    def clean(term: str) -> str:
+        return term.replace("*mask", "-mask").replace("@", "-")
+
+    return f"rp/{clean(a)}/{clean(b)}/p{p:g}"

@@ -1,9 +1,11 @@
-"""Before a run starts: is every dataset it needs there, and what will the run cost?
+"""Before a run starts: is every dataset it needs there (or can it be fetched), and what will the run cost?
 
 A missing dataset found by the first stage fails every trunk once and leaves a FAILED MLflow run for each; found
-here, it is one error naming the folder and the flag, and nothing is run or logged. The estimate counts the epochs
-left to train and times a few real training steps of each architecture on the chosen device, so a user learns that a
-plan is GPU work before the first of its epochs, not after.
+here, it is one error naming the folder and the flag, and nothing is run or logged. A dataset to download that is
+not there yet is checked too, by whether its host answers: an offline machine learns it before the estimate and
+the question of a long run, not from a traceback after them. The estimate counts the epochs left to train and
+times a few real training steps of each architecture on the chosen device, so a user learns that a plan is GPU
+work before the first of its epochs, not after.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from pathlib import Path
 import torch
 
 from ltspec import datasets
-from ltspec.data import DatasetError, load_dataset
+from ltspec.data import DatasetError, cannot_download, load_dataset, unreachable
 from ltspec.plan import Plan, Stage
+from ltspec.kinds.base import canonical
 from ltspec.stages.context import DATA_SEED, model
-from ltspec.stages.harness import recipe
 from ltspec.store import Store
 from ltspec.training import make_optimizer, make_scheduler, train_epoch
 
@@ -28,28 +30,37 @@ TIMING_EXAMPLES = 128  # at most this many examples per timed step; the time per
 TIMING_SECONDS = 2.0  # stop timing an architecture after this long (at least two steps: one warms up)
 
 
-def check_datasets(plans: list[Plan], done: set[str], *, fetched: bool | None = None) -> list[str]:
-    """One message for each dataset a stage still to run needs but that is neither present nor downloadable.
+Fetch = tuple[str, str]  # (dataset, root): a dataset to download once the user agreed to the run
 
-    Loading is the check: it is what the stages do first, and a dataset that loads here loads there. `fetched`
-    keeps only the datasets whose spec says `download = true` (True) or does not (False): a dataset that will not
-    be fetched can be checked before the run is estimated and confirmed, a download waits until the user agreed.
-    """
-    needed = {}
+
+def check_datasets(plans: list[Plan], done: set[str]) -> tuple[list[str], list[Fetch]]:
+    """One message for each dataset a stage still to run needs that is not there and cannot be fetched, and the
+    datasets to fetch (not there, `download = true`, their host answers).
+
+    Loading is the check of a dataset that is there: it is what the stages do first, and a dataset that loads here
+    loads there. One that is not there and is to be downloaded is not fetched yet (the user may still say no to the
+    run), but its host must answer now (`ltspec.data.unreachable`, a few seconds at most)."""
+    needed: dict[Fetch, bool] = {}
     for plan in plans:
         for stage in plan.stages:
-            if stage.key not in done and "data" in stage.config and "root" in stage.runtime:
-                data = stage.config["data"]
-                needed[(data["dataset"], stage.runtime["root"])] = stage.runtime["download"]
-    problems = []
+            config = canonical(stage.config)
+            if stage.key not in done and "data" in config and "root" in stage.runtime:
+                where = (config["data"]["dataset"], stage.runtime["root"])
+                needed[where] = needed.get(where, False) or stage.runtime["download"]
+    problems, fetch = [], []
     for (name, root), download in needed.items():
-        if fetched is not None and download != fetched:
-            continue
         try:
-            load_dataset(name, root=root, download=download, seed=DATA_SEED)
+            load_dataset(name, root=root, seed=DATA_SEED)
         except DatasetError as error:
-            problems.append(f"{name}: {error}")
-    return problems
+            entry = datasets.info(name)
+            reason = unreachable(entry.download_url) if download and entry.download_url else None
+            if not (download and entry.downloadable):
+                problems.append(f"{name}: {error}")
+            elif reason is not None:
+                problems.append(cannot_download(entry, Path(root), reason))
+            else:
+                fetch.append((name, root))
+    return problems, fetch
 
 
 @dataclass(frozen=True)
@@ -113,14 +124,14 @@ def estimate(plans: list[Plan], done: set[str], device: torch.device) -> Estimat
 
 
 def _training_shape(stage: Stage) -> tuple:
+    """What an epoch's time depends on: the model, the data and its batch size, the precision."""
     config = stage.config
-    train = config["train"]
-    return (config["model"]["arch"], config["data"]["dataset"], config["data"]["batch_size"], train["precision"],
-            stage.runtime["eval_batch_size"], repr(config["model"]))
+    return (config.model.arch, config.data.dataset, config.data.batch_size, config.train.precision,
+            stage.runtime["eval_batch_size"], config.model)
 
 
 def _epoch_seconds(stage: Stage, device: torch.device) -> float | None:
-    data = datasets.info(stage.config["data"]["dataset"])
+    data = datasets.info(stage.config.data.dataset)
     if data.train_size is None or data.test_size is None:
         return None
     per_example = _seconds_per_example(stage, device)
@@ -130,13 +141,12 @@ def _epoch_seconds(stage: Stage, device: torch.device) -> float | None:
 def _seconds_per_example(stage: Stage, device: torch.device) -> float:
     """Seconds per training example: real steps of the stage's model on random inputs of the dataset's shape."""
     config = stage.config
-    data = datasets.info(config["data"]["dataset"])
-    network = model(config, seed=0).to(device)
-    shape = (data.in_channels, *(data.input_size,) * (2 if data.input_kind == "image" else 1))
-    batch = min(TIMING_EXAMPLES, config["data"]["batch_size"])
-    x = torch.randn(batch, *shape, device=device)
+    data = datasets.info(config.data.dataset)
+    network = model(config.data, config.model, seed=0).to(device)
+    batch = min(TIMING_EXAMPLES, config.data.batch_size)
+    x = torch.randn(batch, *data.input_shape, device=device)
     y = torch.randint(0, data.num_classes, (batch,), device=device)
-    planned = recipe(config["train"])
+    planned = config.train
     optimizer = make_optimizer(network.parameters(), planned.lr, planned.optimizer)
     scheduler = make_scheduler(optimizer, planned.schedule, epochs=1, steps_per_epoch=1)
     train_epoch(network, [(x, y)], optimizer, scheduler, precision=planned.precision)  # warm up
@@ -162,41 +172,53 @@ class Prepared:
 
     done: frozenset[str]
     estimate: Estimate | None  # None for a runner that trains elsewhere (the estimate times this machine)
-    workers: int
+    workers: int | None  # the local runner's stages per device (`ltspec.runners.local.layout`); None: fill it
+    fetch: tuple[Fetch, ...] = ()  # datasets to download once the user agreed (`fetch_datasets`)
 
 
-def prepare_run(loaded_specs: list[tuple], device: str, runner: str, workers: int | None) -> Prepared:
-    """Everything `ltspec run` settles before it asks to start: the datasets that will not be downloaded are
-    checked (`DataMissing`), before the estimate times a single training step; the work left is estimated, and the
-    local runner's stages at once chosen (`workers`, else `default_workers` for the work estimated). Its workers'
-    server is started as soon as it will likely be needed, so that its imports overlap the rest of the start-up.
-    Datasets to download are fetched later, by `fetch_datasets`, once the user has agreed to the run."""
+def prepare_run(loaded_specs: list[tuple], device: str, runner: str, workers: int | None,
+                gpus: tuple[int, ...] | None = None) -> Prepared:
+    """Everything `ltspec run` settles before it asks to start: every dataset is checked (`DataMissing`: not there
+    and not to be fetched, or to be fetched from a host that does not answer) before the estimate times a single
+    training step; the work left is estimated, and the local runner's stages per device chosen (`workers`; 1 for
+    work estimated under `SIDE_BY_SIDE_SECONDS`; else None, the machine filled: `ltspec.runners.local.layout` over
+    `gpus`). Its workers' server is started as soon as it will likely be needed, so that its imports overlap the
+    rest of the start-up. Datasets to download are fetched later, by `fetch_datasets(prepared.fetch)`, once the
+    user has agreed to the run."""
     from ltspec.runners.common import resolve_device
-    from ltspec.runners.local import EARLY_START_EPOCHS, default_workers
+    from ltspec.runners.local import EARLY_START_EPOCHS, SIDE_BY_SIDE_SECONDS, layout
     from ltspec.runners.workers import start_server
 
     plans = [compiled for _, _, compiled in loaded_specs]
     done = frozenset().union(*(_done(compiled, Path(loaded.spec.storage.root)) for _, loaded, compiled in loaded_specs))
-    _raise_if_missing(check_datasets(plans, done, fetched=False))
+    problems, fetch = check_datasets(plans, done)
+    if problems:
+        raise DataMissing(problems)
     if runner != "local":
-        return Prepared(done, None, workers or 1)
-    where = resolve_device(device)
+        return Prepared(done, None, workers, tuple(fetch))
+    where = resolve_device(device, gpus)
     if workers != 1 and where.type == "cpu" and \
             sum(s.epochs for plan in plans for s in plan.stages if s.key not in done) >= EARLY_START_EPOCHS:
         start_server()  # before the estimate (seconds of imports and timed steps), likely to need it
     found = estimate(plans, done, where)
-    workers = workers or min(default_workers(loaded.spec, where, found.seconds) for _, loaded, _ in loaded_specs)
-    if workers > 1:
+    if workers is None and found.seconds is not None and found.seconds < SIDE_BY_SIDE_SECONDS:
+        workers = 1
+    at_once = min(len(layout(loaded, compiled, where, workers=workers, gpus=gpus).slots)
+                  for _, loaded, compiled in loaded_specs)
+    if at_once > 1:
         start_server()
-    return Prepared(done, dataclasses.replace(found, at_once=workers), workers)
+    return Prepared(done, dataclasses.replace(found, at_once=at_once), workers, tuple(fetch))
 
 
-def fetch_datasets(plans: list[Plan], done: frozenset[str]) -> None:
-    """Download what the specs ask to download (`data.download = true`); `DataMissing` where that fails."""
-    _raise_if_missing(check_datasets(plans, done, fetched=True))
-
-
-def _raise_if_missing(problems: list[str]) -> None:
+def fetch_datasets(fetch: tuple[Fetch, ...]) -> None:
+    """Download the datasets `prepare_run` found to fetch; `DataMissing` where that fails (nothing is left
+    half-written: `ltspec.data.download_archive`)."""
+    problems = []
+    for name, root in fetch:
+        try:
+            load_dataset(name, root=root, download=True, seed=DATA_SEED)
+        except DatasetError as error:
+            problems.append(str(error))
     if problems:
         raise DataMissing(problems)
 

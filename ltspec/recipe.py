@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
 from pydantic import Field
 from pydantic import Strict as StrictType
 
-from ltspec.settings import EpochIndex, Epochs, Fraction, Strict, pydantic_plugins_off
+from ltspec.strict import EpochIndex, Epochs, Fraction, Strict, pydantic_plugins_off
 
 if TYPE_CHECKING:
     import torch

@@ -42,7 +42,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from ltspec import datasets, points
-from ltspec.settings import EPOCHS, STEPS, WEIGHT_POINTS, Unit
+from ltspec.strict import EPOCHS, STEPS, WEIGHT_POINTS, Unit
 from ltspec.spec import LoadedSpec, SpecError
 from ltspec.spec.load import expand
 from ltspec.spec.models import Data

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ltspec.kinds.mask import MASK, MASK_EXCLUDED
+from ltspec.kinds.train import FINAL
 from ltspec.plan import Plan, Stage, compile_plan
 from ltspec.plan.select import SelectionError, check, matches
 from ltspec.spec import LoadedSpec, load_spec
@@ -49,17 +51,12 @@ class Ticket:
         """What the ticket is, as JSON: its labels, stage key, final metrics, and the `build_model` arguments."""
         return {"spec": self.spec_name, "stage_key": self.stage.key, "description": self.stage.describe(),
                 "labels": self.stage.labels, "metrics": self.record["metrics"], "build_model": model_arguments(
-                    self.stage.config), "files": {"state_dict": STATE, "mask": MASK_FILE}}
+                    self.stage), "files": {"state_dict": STATE, "mask": MASK_FILE}}
 
 
-def model_arguments(config: dict) -> dict[str, Any]:
-    """Keyword arguments of `ltspec.nets.build_model` that build the network a stage's config trains."""
-    from ltspec import datasets
-
-    arch, data = config["model"], datasets.info(config["data"]["dataset"])
-    return {"arch": arch["arch"], "num_classes": data.num_classes, "in_channels": data.in_channels,
-            "input_size": data.input_size, "width": arch["width"], "shortcut": arch.get("shortcut"),
-            "input_kind": data.input_kind}
+def model_arguments(stage: Stage) -> dict[str, Any]:
+    """Keyword arguments of `ltspec.nets.build_model` that build the network a train stage trains (but the seed)."""
+    return stage.config.model.build_arguments(stage.config.data.dataset)
 
 
 def find(plan: Plan, *, generator: str | None = None, sparsity: float | None = None, arm: str | None = None,
@@ -67,9 +64,9 @@ def find(plan: Plan, *, generator: str | None = None, sparsity: float | None = N
     """The one train stage of the plan with these labels; TicketError naming what is missing or ambiguous."""
     wanted = {name: (value,) for name, value in {"generator": generator, "sparsity": sparsity, "arm": arm,
                                                   "seed": seed, **sweep}.items() if value is not None}
-    trains = [stage for stage in plan.stages if stage.kind == "train" and stage.labels.get("arm")]
+    trains = plan.arm_stages
     try:
-        check(Plan(plan.name, plan.spec_hash, tuple(trains), (), ()), wanted)
+        check(Plan(plan.name, plan.spec_hash, trains, (), ()), wanted)
     except SelectionError as error:
         raise TicketError(f"{plan.name} has no such ticket: {error}") from None
     found = [stage for stage in trains if matches(stage, wanted)]
@@ -97,7 +94,6 @@ def load(spec: str | Path | LoadedSpec, *, generator: str | None = None, sparsit
 
     from ltspec.nets import build_model
     from ltspec.pruning import Mask
-    from ltspec.stages.weights import FINAL, MASK, MASK_EXCLUDED
 
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
     stage = find(compile_plan(loaded), generator=generator, sparsity=sparsity, arm=arm, seed=seed, **sweep)
@@ -106,7 +102,7 @@ def load(spec: str | Path | LoadedSpec, *, generator: str | None = None, sparsit
         raise TicketError(f"{stage.describe()} (stage {stage.key[:10]}) is not trained yet in {store.root}; "
                           f"run `ltspec run {loaded.path}` first")
     trunk, mask_key = stage.parents
-    model = build_model(**model_arguments(stage.config), seed=stage.config["seed"])
+    model = build_model(**model_arguments(stage), seed=stage.config.seed)
     model.load_state_dict(store.read_tensors(stage.key, FINAL))
     mask = Mask(store.read_tensors(mask_key, MASK), frozenset(store.read_json(mask_key, MASK_EXCLUDED)))
     dense = {}

@@ -191,7 +191,7 @@ def inspect_sqlite(database: Path) -> tuple[str | None, str]:
 def build_sqlite(database: Path) -> None:
     """Create an MLflow database beside `database` and rename it into place: a copy of this MLflow's empty store
     (`template`) with its default experiment pointed here, or, where no template can be kept, MLflow's own
-    migrations run in place (about 3 s, against milliseconds for the copy)."""
+    migrations run in place (seconds, where the copy is a file copy)."""
     building = database.with_name(f".{database.name}.{os.getpid()}.building")
     source = template()
     if source is None:

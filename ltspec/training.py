@@ -200,6 +200,8 @@ def fit(model: nn.Module, train: Callable[[int], Iterator[tuple[Tensor, Tensor]]
         for hook in hooks:
             hook.load_state_dict(resumed["hooks"][hook.name])
         history, start = [(e, v) for e, v in resumed["history"]], resumed["epoch"]
+    for hook in hooks:
+        hook.begin()
 
     result = None
     for epoch in range(start, total):

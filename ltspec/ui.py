@@ -22,6 +22,7 @@ import threading
 import time
 
 from ltspec import tracking
+from ltspec.kinds import train
 from ltspec.plan import Plan
 
 PAGE = 5000  # runs per search page the UI gets; MLflow's server allows up to 50,000
@@ -50,11 +51,10 @@ def comparison(plan: Plan) -> tuple[str, str] | None:
     """The arms trained on the plan's sparsest mask that has both a lottery and a reinit arm, at the first sweep
     point, as (a title, an MLflow search expression over the stage runs' tags)."""
     arms: dict[tuple, set[str]] = {}
-    for stage in plan.stages:
-        if stage.kind == "train" and stage.labels.get("arm"):
-            point = tuple((name, value) for name, value in stage.labels.items()
-                          if name in ("generator", "sparsity") or name.startswith("sweep."))
-            arms.setdefault(point, set()).add(stage.labels["arm"])
+    for stage in plan.arm_stages:
+        point = tuple((name, value) for name, value in stage.labels.items()
+                      if name in ("generator", "sparsity") or name.startswith("sweep."))
+        arms.setdefault(point, set()).add(stage.labels["arm"])
     both = [point for point, names in arms.items() if {"lottery", "reinit"} <= names]
     if not both:
         return None
@@ -62,7 +62,8 @@ def comparison(plan: Plan) -> tuple[str, str] | None:
     point = dict(max((p for p in both if all(v == first[k] for k, v in p if k.startswith("sweep."))),
                      key=lambda p: dict(p)["sparsity"]))
     sweep = {name: value for name, value in point.items() if name.startswith("sweep.")}
-    search = " and ".join(["tags.`ltspec.kind` = 'train'", f"tags.`ltspec.generator` = '{point['generator']}'",
+    search = " and ".join([f"tags.`ltspec.kind` = '{train.KIND.name}'",
+                           f"tags.`ltspec.generator` = '{point['generator']}'",
                            f"tags.`ltspec.sparsity_target` = '{point['sparsity']:.6g}'",
                            *(f"tags.`ltspec.{name}` = '{value}'" for name, value in sweep.items())])
     where = " ".join(f"{name.removeprefix('sweep.')}={value}" for name, value in sweep.items())

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -15,9 +16,13 @@ from rich.table import Column
 from rich.text import Text
 
 from ltspec import preemption, tracking
-from ltspec.plan import Plan
+from ltspec.plan import Plan, Stage
+from ltspec.runners.slots import gpu_indices, gpu_share
 from ltspec.spec import LoadedSpec, Spec
 from ltspec.store import Store
+
+CUBLAS_WORKSPACE = "CUBLAS_WORKSPACE_CONFIG"  # cuBLAS's workspace setting, which its deterministic mode needs
+LOCAL_URI_SCHEMES = ("", "file", "sqlite")  # a path on the machine that opens it, not a server
 
 
 @dataclass
@@ -46,13 +51,14 @@ class Workspace:
     tags: dict[str, str]
     threads: int
     log_weights: bool = False
+    deterministic: bool = False  # `resources.deterministic`: see `reproducible`
 
     @classmethod
-    def of(cls, store: Store, tracker: tracking.Tracker | None, threads: int) -> Workspace:
+    def of(cls, store: Store, tracker: tracking.Tracker | None, threads: int, deterministic: bool) -> Workspace:
         if tracker is None:
-            return cls(str(store.root.resolve()), None, None, {}, threads)
+            return cls(str(store.root.resolve()), None, None, {}, threads, deterministic=deterministic)
         return cls(str(store.root.resolve()), absolute_uri(tracker.client.tracking_uri), tracker.experiment_id,
-                   tracker.tags, threads, tracker.log_weights)
+                   tracker.tags, threads, tracker.log_weights, deterministic)
 
     def tracker(self, tags: dict[str, str] | None = None) -> tracking.Tracker | None:
         """The run's experiment, opened from this worker (the run's start created it, so no worker races to), its
@@ -70,6 +76,26 @@ def absolute_uri(uri: str) -> str:
     if not urlparse(uri).scheme:
         return str(Path(uri).resolve())
     return uri
+
+
+def local_file(uri: str) -> bool:
+    """Whether a tracking URI names a file on the machine that opens it (sqlite, file:, a path), not a server."""
+    return urlparse(uri).scheme in LOCAL_URI_SCHEMES
+
+
+def gpus_per_stage(arch: str, share: float | None, cluster_gpus: float) -> float:
+    """The GPUs one stage asks for on a cluster (Ray, Slurm): its share (`ltspec.runners.slots.gpu_share`, as the
+    local runner packs them); none on a cluster without GPUs, where any request would leave every task waiting."""
+    return gpu_share(arch, share) if cluster_gpus > 0 else 0.0
+
+
+def located(stage: Stage) -> Stage:
+    """The stage with its data folder resolved against this working directory (the key does not change), for a
+    worker elsewhere (a Ray task, a Slurm job) whose working directory is another."""
+    root = stage.runtime.get("root")
+    if root is None or Path(root).is_absolute():
+        return stage
+    return replace(stage, runtime={**stage.runtime, "root": str(Path(root).resolve())})
 
 
 def stage_threads(spec: Spec) -> int:
@@ -95,12 +121,53 @@ def threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def resolve_device(name: str) -> torch.device:
+@contextmanager
+def reproducible(deterministic: bool) -> Iterator[None]:
+    """The GPU settings of every stage, in both runners, for a block, then restored: cuDNN's benchmark mode off,
+    and where `deterministic` (`resources.deterministic`) torch's deterministic algorithms on.
+
+    Benchmark mode picks each convolution's algorithm by timing the candidates, and the timings depend on what else
+    runs on the GPU, so two slots of a packed GPU could pick differently; off, cuDNN picks by its heuristics, the
+    same choice on the same GPU model. That choice may still be an algorithm that adds with atomics (some
+    convolution backward passes), whose sums differ in the last bits from run to run: deterministic algorithms
+    rule those out (cuDNN's deterministic flag, cuBLAS's fixed workspace), so that a stage's results are
+    bit-identical from run to run and whichever slot ran it. An operation with no deterministic version warns
+    rather than fails (`warn_only`): the nets' adaptive average pool has none on CUDA.
+    """
+    cudnn = torch.backends.cudnn
+    before = (cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled(), os.environ.get(CUBLAS_WORKSPACE))
+    cudnn.benchmark = False
+    if deterministic:  # only then: torch.use_deterministic_algorithms imports torch._inductor (seconds)
+        os.environ.setdefault(CUBLAS_WORKSPACE, ":4096:8")  # read when cuBLAS starts: older torch needs it
+        cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        cudnn.benchmark = before[0]
+        if deterministic:
+            cudnn.deterministic = before[1]
+            torch.use_deterministic_algorithms(before[2], warn_only=before[3])
+            if before[4] is None:
+                os.environ.pop(CUBLAS_WORKSPACE, None)
+
+
+def architecture(stage: Stage, stages: dict[str, Stage]) -> str:
+    """The architecture a stage trains or measures: its trunk's."""
+    return stages[stage.trunk].config.model.arch
+
+
+def resolve_device(name: str, gpus: Sequence[int] | None = None) -> torch.device:
+    """The device `--device` names (`auto`: CUDA where torch sees it), checked against `--gpus`."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
-    return torch.device(name)
+    else:
+        device = torch.device(name)
+    gpu_indices(str(device), gpus, torch.cuda.device_count() if device.type == "cuda" else 0)
+    return device
 
 
 def connect(loaded: LoadedSpec, plan: Plan) -> tracking.Tracker:

@@ -21,9 +21,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlparse
 
 import ray
 from ray._private import ray_constants
@@ -32,18 +30,15 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
-from ltspec import architectures, plugins, preemption, tracking
+from ltspec import plugins, preemption, tracking
 from ltspec.plan import Plan, Stage
-from ltspec.runners.common import (Summary, Workspace, close_trunks, connect, progress_columns,
-                                   stage_threads)
+from ltspec.runners.common import (Summary, Workspace, architecture, close_trunks, connect, gpus_per_stage,
+                                   local_file, located, progress_columns, reproducible, stage_threads)
 from ltspec.spec import LoadedSpec, Spec
 from ltspec.stages import Context, StageFailed, run_stage
-from ltspec.stages.context import trunk_of
 from ltspec.store import Store
 
-SMALL_NET_GPU_SHARE = 0.25  # four small-net stages keep one GPU busy; one alone leaves it mostly idle
 LOST_WORKER_RETRIES = 2  # a worker lost to a dead node or the OOM killer; the stage resumes from its checkpoint
-LOCAL_URI_SCHEMES = ("", "file", "sqlite")  # a path on the machine that opens it, not a server
 NODE = "ltspec.ray_node"
 CANCEL_GRACE_SECONDS = 10  # stopped stages marking their runs KILLED
 
@@ -62,7 +57,7 @@ def check_cluster(nodes: list[dict], tracking_uri: str, store_root: str) -> None
     if len(alive) <= 1:
         return
     problems = []
-    if urlparse(tracking_uri).scheme in LOCAL_URI_SCHEMES:
+    if local_file(tracking_uri):
         problems.append(f"the tracking URI `{tracking_uri}` is a file on this machine")
     if not Path(store_root).is_absolute():
         problems.append(f"the store root `{store_root}` is a relative path")
@@ -73,24 +68,6 @@ def check_cluster(nodes: list[dict], tracking_uri: str, store_root: str) -> None
             "say) at the same path on every node and set `[storage] root` to an absolute path on it; run an MLflow "
             "server every node can reach (`mlflow server --backend-store-uri sqlite:///mlflow.db --host 0.0.0.0`) "
             "and set `[tracking] uri = \"http://HEAD:5000\"`. On a single machine neither is needed.")
-
-
-def gpus_per_stage(arch: str, gpu_share: float | None, cluster_gpus: float) -> float:
-    """The GPUs one stage asks for: the given share, else a whole GPU for a large net and a quarter for a small one;
-    none on a cluster without GPUs, where any request would leave every task waiting forever."""
-    if cluster_gpus <= 0:
-        return 0.0
-    if gpu_share is not None:
-        return gpu_share
-    return SMALL_NET_GPU_SHARE if architectures.is_small(arch) else 1.0
-
-
-def _located(stage: Stage) -> Stage:
-    """The stage with its data folder resolved against the driver's working directory (the key does not change)."""
-    root = stage.runtime.get("root")
-    if root is None or Path(root).is_absolute():
-        return stage
-    return replace(stage, runtime={**stage.runtime, "root": str(Path(root).resolve())})
 
 
 @ray.remote(max_retries=LOST_WORKER_RETRIES, retry_exceptions=False)
@@ -111,14 +88,15 @@ def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_
         signal.signal(signal.SIGINT, signal.default_int_handler)
     plugins.load()  # a worker process has not loaded the spec: a plugin's model, dataset or generator may be named
     torch.set_num_threads(workspace.threads)
-    trunk = trunk_of(stages[key])
+    trunk = stages[key].trunk
     # the runs this worker creates name its node (`ltspec.ray_node`, Ray's node id), to trace a stage to a machine
     ctx = Context(store=Store(Path(workspace.store_root)),
                   device=torch.device("cuda" if ray.get_gpu_ids() else "cpu"), stages=stages,
                   tracker=workspace.tracker({NODE: ray.get_runtime_context().get_node_id()}),
                   trunk_runs={trunk: trunk_run}, runs={key: known_runs})
     try:
-        record, ran = run_stage(stages[key], ctx)
+        with reproducible(workspace.deterministic):
+            record, ran = run_stage(stages[key], ctx)
     except StageFailed as failure:
         return {"key": key, "status": "failed", "message": str(failure)}
     return {"key": key, "status": "ran" if ran else "done", "metrics": record["metrics"]}
@@ -137,7 +115,7 @@ def run_ray(loaded: LoadedSpec, plan: Plan, *, address: str | None = None, gpu_s
     spec = loaded.spec
     tracker = connect(loaded, plan)
     driver = Context(store=Store(Path(spec.storage.root).resolve()), device=torch.device("cpu"),
-                     stages={stage.key: _located(stage) for stage in plan.stages}, tracker=tracker,
+                     stages={stage.key: located(stage) for stage in plan.stages}, tracker=tracker,
                      runs=tracking.runs_by_stage(tracker))
     outcomes: dict[str, dict] = {}
     try:
@@ -248,14 +226,14 @@ def _submit(pending: list[Stage], driver: Context, spec: Spec, gpu_share: float 
     """
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     share = gpu_share if gpu_share is not None else spec.resources.gpu_share
-    workspace = Workspace.of(driver.store, driver.tracker, stage_threads(spec))
+    workspace = Workspace.of(driver.store, driver.tracker, stage_threads(spec), spec.resources.deterministic)
     stages = ray.put(driver.stages)
     refs: dict[str, ray.ObjectRef] = {}
     for stage in pending:
-        trunk = trunk_of(stage)
+        trunk = stage.trunk
         if trunk not in driver.trunk_runs:
             driver.trunk_runs[trunk] = tracking.trunk_run(driver.tracker, driver.stages[trunk])
-        arch = driver.stages[trunk].config["model"]["arch"]
+        arch = architecture(stage, driver.stages)
         task = _stage_task.options(num_cpus=spec.resources.cpus, num_gpus=gpus_per_stage(arch, share, cluster_gpus),
                                    name=stage.describe())
         refs[stage.key] = task.remote(stage.key, stages, workspace, driver.trunk_runs[trunk],

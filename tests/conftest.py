@@ -79,11 +79,13 @@ root = "{folder}/results"
 @pytest.fixture(scope="session")
 def trained_tickets(tmp_path_factory) -> Path:
     """A tiny spec with two IMP rounds, lottery and reinit arms at two learning rates, run once for every test
-    that reads tickets or MLflow runs; the run passes `seeds=[0]` as an override, so that its runs record one."""
+    that reads tickets or MLflow runs; the run passes `seeds=[0]` as an override, so that its runs record one. What
+    the run printed is kept beside the spec, in `run.log`."""
     folder = tmp_path_factory.mktemp("tickets")
     spec = write_spec(folder, TICKETS_SPEC)
     ran = ltspec("run", str(spec), "seeds=[0]", "--device", "cpu", cwd=folder)
     assert ran.returncode == 0, ran.stdout + ran.stderr
+    (folder / "run.log").write_text(ran.stdout + ran.stderr)
     return spec
 
 

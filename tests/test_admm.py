@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ltspec.admm import admm_init, admm_mask, admm_penalty, admm_set_rho, admm_update
+from ltspec.admm_hook import admm_init, admm_mask, admm_penalty, admm_set_rho, admm_update
 from ltspec.pruning import magnitude_mask
 
 

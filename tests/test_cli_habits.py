@@ -171,7 +171,7 @@ def test_plan_and_the_run_header_show_a_half_trained_stage(tmp_path):
     spec = write_spec(tmp_path, STORED)
     plan = compile_plan(load_spec(spec))
     store = Store(tmp_path / "results")
-    dense = next(stage for stage in plan.stages if stage.kind == "dense")
+    dense = next(stage for stage in plan.stages if stage.kind.name == "dense")
     store.save_checkpoint(dense.key, {"epoch": 1, "hooks": {}})
     shown = ltspec("plan", str(spec), cwd=tmp_path, env={**os.environ, "COLUMNS": "120"})
     assert "1/2 ep done" in shown.stdout and "3 of 4 epochs left" in shown.stdout

@@ -1,9 +1,16 @@
 """Datasets (on their real on-disk formats where they have one) and the device loader, augmentation included."""
 
+import contextlib
 import hashlib
+import http.server
+import io
 import math
 import pickle
 import random
+import socket
+import tarfile
+import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,6 +24,7 @@ from torchvision import transforms
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.transforms import functional as TF
 
+from ltspec import datasets
 from ltspec.data import (
     CROP_PADDING,
     DIGITS,
@@ -26,6 +34,7 @@ from ltspec.data import (
     crop_and_flip,
     load_dataset,
     stratified_split,
+    unreachable,
 )
 
 # ---------------------------------------------------------------- CIFAR in its real on-disk format
@@ -119,6 +128,100 @@ def test_cifar_files_that_fail_the_md5_check_are_an_error(tmp_path):
     _write_cifar10(tmp_path)  # torchvision still expects the real files' md5s
     with pytest.raises(DatasetError, match="corrupted"):
         load_dataset("cifar10", root=tmp_path)
+
+
+def test_the_download_urls_are_torchvisions():
+    """ltspec downloads from its dataset table's URL (so that a test can point it elsewhere); it must stay the one
+    torchvision knows the archive's md5 for."""
+    assert datasets.info("cifar10").download_url == CIFAR10.url
+    assert datasets.info("cifar100").download_url == CIFAR100.url
+
+
+@contextlib.contextmanager
+def serving(content: bytes):
+    """A real HTTP server on this machine that answers every GET with `content`; yields its URL for the archive."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/cifar-10-python.tar.gz"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_download_unpacks_into_the_root_at_once_and_keeps_no_archive(tmp_path, monkeypatch):
+    source = tmp_path / "made"
+    source.mkdir()
+    images, _, md5s = _write_cifar10(source)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        tar.add(source / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    _trust_md5s(monkeypatch, CIFAR10, md5s)
+    monkeypatch.setattr(CIFAR10, "tgz_md5", hashlib.md5(archive.getvalue()).hexdigest())
+    root = tmp_path / "data" / "cifar"
+    with serving(archive.getvalue()) as url:
+        monkeypatch.setitem(datasets.DATASETS, "cifar10", replace(datasets.info("cifar10"), download_url=url))
+        dataset = load_dataset("cifar10", root=root, download=True)
+    assert torch.equal(dataset.test.x, _as_nchw(images["test_batch"]))
+    assert sorted(path.name for path in root.iterdir()) == ["cifar-10-batches-py"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data", "made"]  # no temporary folder left
+
+
+@pytest.mark.parametrize("where", ["served-garbage", "closed-port", "no-such-host"])
+def test_a_failed_download_writes_nothing_and_says_how_to_run_offline(tmp_path, monkeypatch, where):
+    """A download that cannot finish (an archive that fails its md5, a host that refuses or does not exist) leaves
+    no folder behind, not even an empty one, and says where the files go and which flag to set."""
+    root = tmp_path / "data"
+    with serving(b"not an archive") as served:
+        url = {"served-garbage": served,
+               "closed-port": f"http://127.0.0.1:{closed_port()}/cifar-10-python.tar.gz",
+               "no-such-host": "https://ltspec-test.invalid/cifar-10-python.tar.gz"}[where]  # RFC 2606: never resolves
+        monkeypatch.setitem(datasets.DATASETS, "cifar10", replace(datasets.info("cifar10"), download_url=url))
+        with pytest.raises(DatasetError) as error:
+            load_dataset("cifar10", root=root, download=True)
+    message = str(error.value)
+    assert "cifar10" in message and str(root) in message and "data.download = false" in message, message
+    assert url in message and "\n" not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_host_is_unreachable_when_nothing_answers_and_reachable_when_something_listens(monkeypatch):
+    for variable in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    with serving(b"") as url:
+        assert unreachable(url) is None
+    assert "refused" in unreachable(f"http://127.0.0.1:{closed_port()}/x")
+    assert "ltspec-test.invalid" in unreachable("https://ltspec-test.invalid/x", timeout=3.0)
+
+
+def test_a_host_behind_a_proxy_is_reached_through_it(monkeypatch):
+    """urllib, which downloads, goes through the proxy the environment names, so the check does too."""
+    port = closed_port()
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    reason = unreachable("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")
+    assert reason is not None and f"proxy 127.0.0.1:{port}" in reason and "refused" in reason
+    with serving(b"") as url:
+        monkeypatch.setenv("https_proxy", url.rsplit("/", 1)[0])
+        assert unreachable("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz") is None
 
 
 # ---------------------------------------------------------------- Tiny ImageNet in class folders

@@ -75,7 +75,7 @@ def test_garbage_or_empty_record_is_recomputed_naming_the_file(finished, tmp_pat
     folder, spec = copy_of(finished, tmp_path)
     plan = finished[1]
     store = Store(folder / "store")
-    dense, mask = plan.trunks[0].key, next(s.key for s in plan.stages if s.kind == "mask")
+    dense, mask = plan.trunks[0].key, next(s.key for s in plan.stages if s.kind.name == "mask")
     expected = {key: store.record(key)["metrics"] for key in (dense, mask)}
     (store.stage_dir(dense) / "record.json").write_text("{")
     (store.stage_dir(mask) / "record.json").write_text("{}")
@@ -107,7 +107,7 @@ def test_verify_reports_damage_and_exits_1_then_set_aside_lets_run_repair_it(fin
     store = Store(folder / "store")
     ok = ltspec("verify", str(spec), cwd=folder)
     assert ok.returncode == 0 and f"{len(plan.stages)} stages checked, {len(plan.stages)} complete" in ok.stdout
-    mask = next(s.key for s in plan.stages if s.kind == "mask")
+    mask = next(s.key for s in plan.stages if s.kind.name == "mask")
     weights = store.stage_dir(mask) / "mask.pt"
     original = weights.read_bytes()
     flipped = bytearray(original)

@@ -13,7 +13,7 @@ from conftest import ROOT, ltspec
 from ltspec.plan import compile_plan
 from ltspec.plan.combine import combine
 from ltspec.report.collect import Results, sweep_points
-from ltspec.report.tables import build_tables
+from ltspec.layouts import build_tables
 from ltspec.spec import load_spec
 from test_plan import compiled, specs
 
@@ -33,11 +33,11 @@ def test_the_paper_plan_trains_each_dense_trunk_once(plans):
     trunks = merged.plan.trunks
     # three models x two datasets x two learning rates x five seeds, whichever specs need them
     assert len(trunks) == len({stage.key for stage in trunks}) == 3 * 2 * 2 * 5
-    assert {(t.config["model"]["arch"], t.config["data"]["dataset"], t.config["train"]["lr"]) for t in trunks} == {
+    assert {(t.config.model.arch, t.config.data.dataset, t.config.train.lr) for t in trunks} == {
         (arch, dataset, lr) for arch in ("resnet20", "vgg11", "mobilenetv2") for dataset in ("cifar10", "cifar100")
         for lr in (0.01, 0.1)}
-    resnet = next(t for t in trunks if t.config["model"]["arch"] == "resnet20" and t.config["data"]["dataset"]
-                  == "cifar100" and t.config["train"]["lr"] == 0.1 and t.config["seed"] == 0)
+    resnet = next(t for t in trunks if t.config.model.arch == "resnet20" and t.config.data.dataset
+                  == "cifar100" and t.config.train.lr == 0.1 and t.config.seed == 0)
     users = sorted(plan.name for plan in plans.values() if resnet.key in {t.key for t in plan.trunks})
     assert users == ["admm-table1", "generators", "resnet20-cifar100", "rewind-admm-cifar100"]
     assert 10 in merged.plan.stage(resnet.key).runtime["saves"]  # the rewind spec's θ10, whoever trains it

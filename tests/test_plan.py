@@ -145,15 +145,15 @@ def test_imp_kept_counts_follow_the_planned_rounds(rate, rounds, scope):
             "train": {"epochs": 2, "lr": 0.1},
             "masks": {"imp": {"kind": "imp", "rate": rate, "rounds": rounds, "scope": scope}}}
     plan = compiled(spec)
-    planned = [stage for stage in plan.stages if stage.kind == "mask"]
-    assert [stage.config["round"] for stage in planned] == list(range(1, rounds + 1))
+    planned = [stage for stage in plan.stages if stage.kind.name == "mask"]
+    assert [stage.config.settings["round"] for stage in planned] == list(range(1, rounds + 1))
     model = build_model("lenet300100", num_classes=10, in_channels=1, input_size=8, seed=0)
     weights = {name: weight.detach() for name, weight in prunable_tensors(model).items()}
     mask = dense_mask(weights)
     for stage in planned:
-        mask = imp_round({n: w + torch.randn_like(w) * 0.01 for n, w in weights.items()}, stage.config["rate"],
+        mask = imp_round({n: w + torch.randn_like(w) * 0.01 for n, w in weights.items()}, stage.config.settings["rate"],
                          mask, scope=scope)
-        r = stage.config["round"]
+        r = stage.config.settings["round"]
         if scope == "layerwise":
             for name, kept in mask.kept().items():
                 assert abs(kept - (1 - rate) ** r * weights[name].numel()) <= r
@@ -185,8 +185,8 @@ def test_invalid_specs_raise_the_spec_error_and_nothing_else(spec, data):
 def test_stage_keys_are_pinned():
     """These keys change only on purpose (a schema version bump, a change in what a stage consumes)."""
     plan = compile_plan(load_spec(ROOT / "specs" / "quickstart.toml"))
-    dense = [stage for stage in plan.stages if stage.kind == "dense"]
-    first_imp = next(s for s in plan.stages if s.kind == "mask" and s.labels["generator"] == "imp")
+    dense = [stage for stage in plan.stages if stage.kind.name == "dense"]
+    first_imp = next(s for s in plan.stages if s.kind.name == "mask" and s.labels["generator"] == "imp")
     lottery = next(a for a in plan.arms if a.arm == "lottery" and a.generator == "imp" and a.round == 3)
     assert [stage.key for stage in dense] == [
         "5d6f7774e9d393358703", "81a9dbdda78ed47368d3", "a1523493ab62a3968d59", "c7f358723a2b10d94296"]
@@ -194,11 +194,37 @@ def test_stage_keys_are_pinned():
     assert lottery.stage == "53c36d028a48e07d71a9"
 
 
+CHANGED_ON_PURPOSE = """
+[masks]
+snip = { kind = "snip", sparsities = [0.9] }
+synflow = { kind = "synflow", sparsities = [0.9] }
+gradual = { kind = "gradual", sparsities = [0.9], initial_sparsity = 0.5, epochs = 4 }
+"""
+
+
+def test_keys_of_the_generators_that_changed_on_purpose_are_pinned(tmp_path):
+    """Keys that changed on purpose (the README's "The plan" says why), each beside the key it had before: SNIP's
+    when it moved to eval-mode scoring (its config gained `mode`), SynFlow's when its last round moved to exactly s
+    and gradual's when its first mask moved to t_0 (their generator version 2). Every other stage kept its key."""
+    path = tmp_path / "changed.toml"
+    path.write_text((ROOT / "specs" / "quickstart.toml").read_text() + CHANGED_ON_PURPOSE)
+    plan = compile_plan(load_spec(path))
+    masks = [stage for stage in plan.stages if stage.kind.name == "mask"]
+    first = {name: next(stage for stage in masks if stage.labels["generator"] == name)
+             for name in ("snip", "synflow", "gradual")}
+    assert first["snip"].config.settings["mode"] == "eval" and "version" not in first["snip"].config.settings
+    assert first["snip"].key == "1615103ecd0792486946"  # was 979d187a537e56dd3630
+    assert first["synflow"].config.settings["version"] == 2
+    assert first["synflow"].key == "c489cd8ee34f35fcfe97"  # was b501b106e17185c81a44
+    assert first["gradual"].config.settings["version"] == 2
+    assert first["gradual"].key == "d5550a5915141ebebb57"  # was 06bf5f179d2ed6ddd9bf
+
+
 def test_sharing_across_specs_and_generators():
     plan = compile_plan(load_spec(ROOT / "specs" / "quickstart.toml"))
     assert len(plan.trunks) == 4
     assert sum(stage.epochs for stage in plan.stages) == plan.epochs < plan.naive_epochs
-    imp_rounds = [s for s in plan.stages if s.kind == "train" and s.labels["generator"] == "imp"
-                  and s.config["start"] == "init"]
+    imp_rounds = [s for s in plan.stages if s.kind.name == "train" and s.labels["generator"] == "imp"
+                  and s.config.start == "init"]
     assert len(imp_rounds) == 4 * 3 and all(s.labels["arm"] == "lottery" for s in imp_rounds)
     assert math.isclose(plan.epochs, 4 * 12 * (1 + 3 * 3 + 2 * 3))

@@ -53,7 +53,7 @@ class Smallest(AtSparsities):
 def make(config, sources):
     from ltspec.pruning import magnitude_mask
 
-    weights, excluded = sources.prunable(sources.network("trained"))
+    weights, excluded = sources.prunable(sources.network("trained", mode="eval"))
     inverted = {name: 1.0 / (weight.detach().abs() + 1e-12) for name, weight in weights.items()}
     return Made(magnitude_mask(inverted, config["sparsity"], scope=config["scope"], exclude=excluded))
 

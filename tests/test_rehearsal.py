@@ -13,7 +13,7 @@ from ltspec.data import load_dataset
 from ltspec.plan import compile_plan
 from ltspec.plan.combine import combine
 from ltspec.rehearsal import MIN_EPOCHS, EpochScale, epoch_values, marked, rehearse
-from ltspec.settings import EPOCHS, WEIGHT_POINTS
+from ltspec.strict import EPOCHS, WEIGHT_POINTS
 from ltspec.spec import SpecError, load_spec
 from ltspec.spec.load import expand
 
@@ -167,10 +167,9 @@ def test_swept_batch_sizes_and_validation_splits_stay_apart_and_fit_the_stand_in
 def test_a_synthetic_stand_in_has_the_real_datasets_shape_and_classes(name, tmp_path):
     real = datasets.info(name)
     stand_in = load_dataset(f"{name}-synthetic", root=tmp_path)
-    shape_of = (real.in_channels, *(real.input_size,) * (2 if real.input_kind == "image" else 1))
     assert stand_in.name == f"{name}-synthetic"
-    assert tuple(stand_in.train.x.shape) == (datasets.STAND_IN_SIZE[0], *shape_of)
-    assert tuple(stand_in.test.x.shape) == (datasets.STAND_IN_SIZE[1], *shape_of)
+    assert tuple(stand_in.train.x.shape) == (datasets.STAND_IN_SIZE[0], *real.input_shape)
+    assert tuple(stand_in.test.x.shape) == (datasets.STAND_IN_SIZE[1], *real.input_shape)
     assert stand_in.num_classes == real.num_classes and int(stand_in.train.y.max()) < real.num_classes
     assert stand_in.augmentable == real.augmentable
     again = load_dataset(f"{name}-synthetic", root=tmp_path)

@@ -14,11 +14,13 @@ from mlflow import MlflowClient
 
 from conftest import default_signals, ltspec
 from conftest import write_spec as write_template
+from ltspec.kinds.base import canonical
 from ltspec.plan import compile_plan
 from ltspec.spec import load_spec
 from ltspec.store import Store
 from ltspec import tracking
-from ltspec.tracking import STAGE_KEY, rp_metric
+from ltspec.points import rp_metric
+from ltspec.tracking import STAGE_KEY
 from ltspec.stages import Context, StageFailed, run_stage
 
 pytestmark = pytest.mark.slow  # every test here trains and logs real runs
@@ -109,7 +111,7 @@ def test_a_fresh_run_asks_mlflow_nothing_per_stage_and_closes_each_run_in_one_ba
     each checkpoint (every epoch here) but the last, whose row goes with the final metrics in the one batch that
     closes the run, and its status. Each trunk's end is moved once, when the run ends."""
     _, _, plan, _, calls = finished
-    trunks = [stage for stage in plan.stages if stage.kind == "dense"]
+    trunks = [stage for stage in plan.stages if stage.kind.name == "dense"]
     trained = [stage for stage in plan.stages if stage.epochs > 0]
     assert calls["search_runs"] == 1 + len(trunks)
     assert calls["create_run"] == len(plan.stages) + len(trunks)
@@ -133,13 +135,13 @@ def test_results_make_sense(finished):
     store = Store(folder / "store")
     for stage in plan.stages:
         metrics = store.record(stage.key)["metrics"]
-        if stage.kind in ("dense", "train"):
+        if stage.kind.name in ("dense", "train"):
             assert 0.5 < metrics["final_test_accuracy"] <= 1.0, stage.describe()
-        if stage.kind in ("mask", "train", "evaluate"):
+        if stage.kind.name in ("mask", "train", "evaluate"):
             assert metrics["sparsity"] == pytest.approx(stage.labels["sparsity"], abs=0.01)
-        if stage.kind == "measure":
+        if stage.kind.name == "measure":
             assert metrics and all(0.0 <= value <= 1.0 for value in metrics.values())
-    dense_measure = next(s for s in plan.stages if s.kind == "measure" and len(s.parents) == 1)
+    dense_measure = next(s for s in plan.stages if s.kind.name == "measure" and len(s.parents) == 1)
     assert rp_metric("init", "trained", 0.2) in store.record(dense_measure.key)["metrics"]
 
 
@@ -160,8 +162,8 @@ def test_mlflow_runs_carry_tags_metrics_and_nesting(finished):
 
 def test_imp_lottery_arm_is_the_imp_round(finished):
     _, _, plan, _, _ = finished
-    rounds = [s for s in plan.stages if s.kind == "train" and s.labels.get("generator") == "imp"
-              and s.config["start"] == "init"]
+    rounds = [s for s in plan.stages if s.kind.name == "train" and s.labels.get("generator") == "imp"
+              and s.config.start == "init"]
     assert len(rounds) == 2 and {s.labels["arm"] for s in rounds} == {"lottery"}
 
 
@@ -255,7 +257,7 @@ def test_a_diverging_arm_fails_alone(tmp_path):
     plan = compile_plan(load_spec(spec))
     store = Store(tmp_path / "store")
     boom = [s for s in plan.stages if s.labels.get("arm") == "boom"]
-    others = [s for s in plan.stages if s.labels.get("arm") != "boom" and s.kind != "measure"]
+    others = [s for s in plan.stages if s.labels.get("arm") != "boom" and s.kind.name != "measure"]
     assert boom and not any(store.is_complete(s.key) for s in boom)
     assert all(store.is_complete(s.key) for s in others)
     statuses = {run.data.tags[STAGE_KEY]: run.info.status for run in stage_runs(tmp_path)}
@@ -415,11 +417,11 @@ def test_admm_prunes_to_its_support_and_fine_tunes_the_admm_weights(tmp_path):
     plan = compile_plan(loaded)
     assert run_local(loaded, plan, device="cpu", track=False).ok
     store = Store(tmp_path / "store")
-    mask_stage = next(s for s in plan.stages if s.kind == "mask")
+    mask_stage = next(s for s in plan.stages if s.kind.name == "mask")
     assert mask_stage.epochs == 3 and plan.epochs == 2 + 3 + 2
     record = store.record(mask_stage.key)
     assert record["metrics"]["sparsity"] == pytest.approx(0.5, abs=1e-3) and len(record["history"]) == 3
-    measure = next(s for s in plan.stages if s.kind == "measure" and len(s.parents) > 1)
+    measure = next(s for s in plan.stages if s.kind.name == "measure" and len(s.parents) > 1)
     rp = store.record(measure.key)["metrics"]
     assert set(rp) == {rp_metric("finetune", "init", 0.2), rp_metric("finetune", "trained", 0.2)}
     assert rp[rp_metric("finetune", "trained", 0.2)] > rp[rp_metric("finetune", "init", 0.2)]
@@ -433,7 +435,7 @@ def test_admm_resumes_from_its_checkpoint_with_identical_results(tmp_path):
     spec = tmp_path / "admm.toml"
     spec.write_text(ADMM.format(folder=tmp_path.as_posix()))
     plan = compile_plan(load_spec(spec))
-    mask_stage = next(s for s in plan.stages if s.kind == "mask")
+    mask_stage = next(s for s in plan.stages if s.kind.name == "mask")
 
     def run(root: Path, crash_at: int | None) -> Store:
         def on_epoch(stage, epoch, values):
@@ -497,7 +499,8 @@ def test_a_run_killed_before_its_params_gets_them(tmp_path):
     assert run_local(loaded, plan, device="cpu").ok
     run = tracker.client.get_run(bare.info.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.params["stage.epochs"] == "2" and set(tracking.flat_params(dense.config)) <= set(run.data.params)
+    assert run.data.params["stage.epochs"] == "2"
+    assert set(tracking.flat_params(canonical(dense.config))) <= set(run.data.params)
 
 
 def test_a_stage_stopped_by_system_exit_is_killed_not_failed(tmp_path):

@@ -79,6 +79,9 @@ BAD = {
     "rounds-quoted": ("rounds = 8", 'rounds = "8"'),
     "empty-sparsities": ("sparsities = [0.5, 0.7, 0.9]", "sparsities = []"),
     "negative-seed": ("seeds = [0, 1, 2, 3, 4]", "seeds = [-1]"),
+    "repeated-seed": ("seeds = [0, 1, 2, 3, 4]", "seeds = [0, 1, 2, 3, 0]"),
+    # Tombi refuses the integer; Taplo 0.9.3 reads it as 0 and so flags it only where 0 is out of range
+    "epochs-beyond-64-bits": ("epochs = 150", "epochs = 10000000000000000000000000"),
     "unclosed-array": ("p = [0.1, 0.2, 0.3, 0.4, 0.5]", "p = [0.1, 0.2,"),
 }
 

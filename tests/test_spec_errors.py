@@ -60,6 +60,54 @@ def test_a_pair_is_an_array_of_two_strings():
     assert problem.path == ("measure", "pairs", 0, 1) and "expected a string" in problem.message
 
 
+def test_a_repeated_seed_is_named_at_the_repeat():
+    """Two equal seeds are one trunk trained twice under one key: a slip to report, not "2 seeds"."""
+    problem = only(MINIMAL.replace("seeds = [0]", "seeds = [0, 1, 0]"))
+    assert problem.path == ("seeds", 2) and (problem.line, problem.column) == (2, 16)
+    assert "seed 0 is listed twice" in problem.message and "seeds[0]" in problem.message, problem.message
+
+
+@pytest.mark.parametrize("change, path, where", [
+    (("seeds = [0]", "seeds = [99999999999999999999999]"), ("seeds", 0), (2, 10)),
+    (("seeds = [0]", "seeds = [0, 9223372036854775808]"), ("seeds", 1), (2, 13)),
+    (("epochs = 4", "epochs = 10000000000000000000000000"), ("train", "epochs"), (11, 10)),
+    (("lr = 0.05", "lr = -9223372036854775809"), ("train", "lr"), (12, 6)),
+])
+def test_an_integer_beyond_tomls_64_bits_is_refused_at_validation(change, path, where):
+    """TOML integers are 64-bit, and a TOML reader must refuse what does not fit (Tombi says "invalid integer:
+    number too large to fit in target type"); Python's reader takes any size, so the spec checks it."""
+    problem = only(MINIMAL.replace(*change))
+    assert problem.path == path and (problem.line, problem.column) == where
+    assert "beyond TOML's 64-bit integers" in problem.message, problem.message
+
+
+def test_an_integer_beyond_64_bits_of_any_length_is_refused_in_the_file_and_in_an_override():
+    long = "9" * 5000  # past the 4,300 digits Python's int() reads
+    problem = only(MINIMAL.replace("seeds = [0]", f"seeds = [1, {long}]"))
+    assert problem.path == ("seeds", 1) and (problem.line, problem.column) == (2, 13)
+    assert "an integer of 5,000 digits is beyond TOML's 64-bit integers" in problem.message
+    with pytest.raises(SpecError) as caught:
+        parse_spec(MINIMAL, "bad.toml", ("seeds=[99999999999999999999999]",))
+    assert "beyond TOML's 64-bit integers" in caught.value.problems[0].message
+    assert "set by the override" in caught.value.problems[0].message
+    with pytest.raises(SpecError, match="beyond TOML's 64-bit integers"):
+        parse_spec(MINIMAL, "bad.toml", (f"seeds=[{long}]",))
+
+
+def test_an_override_longer_than_a_file_name_is_an_override(tmp_path):
+    """`seeds=[<5,000 digits>]` is no file name (the OS refuses one over 255 bytes): it was a traceback."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(MINIMAL)
+    result = CliRunner().invoke(app, ["validate", str(spec), f"seeds=[{'9' * 5000}]"])
+    assert result.exit_code == 2 and "beyond TOML's 64-bit integers" in result.output, result.output
+
+
+def test_the_largest_64_bit_integers_are_toml():
+    source = MINIMAL.replace("seeds = [0]", "seeds = [9223372036854775807]")
+    assert parse_spec(source).spec.seeds == [2**63 - 1]
+    assert "64-bit" not in only(MINIMAL.replace("lr = 0.05", "lr = -9223372036854775808")).message
+
+
 def test_every_problem_at_once_even_after_a_wrong_value():
     found = problems(MINIMAL.replace('dataset = "digits"', 'dataset = "digts"')
                      .replace('arch = "lenet300100"', 'arch = "lenet30"')

@@ -3,6 +3,7 @@ exactly once whatever was interrupted. Every test uses a real MLflow store (sqli
 
 import json
 import os
+import pickle
 import signal
 import socket
 import sqlite3
@@ -16,11 +17,14 @@ from hypothesis import strategies as st
 from mlflow import MlflowClient
 
 from ltspec import tracking
-from ltspec.plan import Stage
+from ltspec.kinds import dense
+from ltspec.kinds.base import DataConfig, ModelConfig, Stage
+from ltspec.recipe import ConstantSchedule, Recipe, Sgd
 from ltspec.tracking import LOGGED, TrackingError
 
-STAGE = Stage("dense", {"seed": 0, "model": {"arch": "mlp"}, "train": {"epochs": 3, "lr": 0.1}}, epochs=3,
-              labels={"seed": 0})
+STAGE = Stage(dense.KIND, dense.DenseConfig(DataConfig("digits", 128, "none", 0.0), ModelConfig("mlp", 1.0), 0,
+                                            Recipe(3, 0.1, Sgd(), ConstantSchedule(kind="constant"))),
+              epochs=3, labels={"seed": 0})
 RECORD = {"metrics": {"final_test_accuracy": 0.9, "sparsity": 0.0},
           "history": [[epoch, {"train_loss": 1.0 / epoch, "test_accuracy": 0.3 * epoch}] for epoch in (1, 2, 3)],
           "artifacts": {"layers": {"fc1": 0.5}}}
@@ -213,11 +217,10 @@ def test_finishing_logs_every_metric_once_whatever_an_earlier_attempt_logged(tra
 
 
 KILLED_WHILE_FINISHING = """
-import os, signal, sys, json
+import os, signal, sys, json, pickle
 from ltspec import tracking
-from ltspec.plan import Stage
 
-stage, record = Stage(**json.loads(sys.argv[3])), json.loads(sys.argv[4])
+stage, record = pickle.loads(bytes.fromhex(sys.argv[3])), json.loads(sys.argv[4])
 tracker = tracking.connect(sys.argv[1], "spec", {})
 real = tracker.client.log_batch
 
@@ -237,7 +240,7 @@ tracking.finish_stage_run(tracker, sys.argv[2], stage, record)
 def test_a_kill_between_the_final_metrics_and_the_end_of_the_run_logs_nothing_twice(tracker, tmp_path):
     run_id = tracking.start_stage(tracker, STAGE, None, [])
     tracker.client.log_text(run_id, "Traceback: an earlier attempt failed", "error.txt")
-    stage = json.dumps({"kind": STAGE.kind, "config": STAGE.config, "epochs": STAGE.epochs, "labels": STAGE.labels})
+    stage = pickle.dumps(STAGE).hex()
     killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_FINISHING, uri_of(tmp_path), run_id, stage,
                              json.dumps(RECORD)], capture_output=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
@@ -259,3 +262,25 @@ def test_failing_a_run_never_hides_the_error_on_its_way(tracker, tmp_path, caplo
     tracking.fail_stage_run(tracker, run_id, "FAILED", "Traceback: the stage's own error")
     assert tracker.client.get_run(run_id).info.status == "FAILED"
     assert f"could not log error.txt to MLflow run {run_id}" in caplog.text
+
+
+def test_a_continued_run_logs_only_the_epochs_it_does_not_hold(tracker, tmp_path):
+    """An attempt died after logging epochs 1-2 but before its checkpoint had them (its write was in flight): the
+    next attempt trains them again from an older checkpoint and must not log them a second time."""
+    from ltspec.stages import Context
+    from ltspec.stages.mlflow_run import StageRun
+    from ltspec.store import Store
+
+    dead = tracking.start_stage(tracker, STAGE, None, [])
+    rows = [(epoch, values) for epoch, values in RECORD["history"]]
+    tracking.log_metrics(tracker, dead, rows[:2])
+    tracker.client.set_terminated(dead, "KILLED")
+    ctx = Context(store=Store(tmp_path / "store"), device=None, stages={STAGE.key: STAGE}, tracker=tracker,
+                  trunk_runs={STAGE.key: None})
+    run = StageRun(STAGE, ctx)
+    run.start()
+    assert run.run_id == dead, "the dead attempt's run is continued"
+    run.log_epochs(rows[:1])
+    run.log_epochs(rows[1:])
+    logged = metric_rows(tracker.client, dead)
+    assert logged == sorted((name, epoch) for epoch in (1, 2, 3) for name in ("train_loss", "test_accuracy"))

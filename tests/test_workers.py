@@ -28,7 +28,7 @@ def outcome(folder: Path, plan) -> dict:
     for stage in plan.stages:
         record = store.record(stage.key)
         found[stage.key] = {name: record[name] for name in ("metrics", "history", "artifacts")}
-        if stage.kind == "mask":
+        if stage.kind.name == "mask":
             found[stage.key]["mask"] = {name: tensor.tolist() for name, tensor in
                                         store.read_tensors(stage.key, "mask").items()}
     return found

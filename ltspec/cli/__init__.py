@@ -7,6 +7,7 @@ pydantic nor the spec. Adding a command is one module here with its function and
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -47,6 +48,12 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
 
     Shell completion: `ltspec --install-completion` (then open a new shell).
     """
+    # OpenMP threads that spin while they wait make multi-threaded CPU training many times slower whenever another
+    # process shares the cores (benchmarks/threads.py). Stages train on `resources.cpus` threads, one by default,
+    # where the policy has nobody to wait for, so it matters only where a user asks for more threads: there passive
+    # waiting is the setting that never collapses. Set by the command (the process that starts torch, and whose
+    # environment its workers inherit), before any command imports torch; a user's value wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 for name, command in COMMANDS.items():

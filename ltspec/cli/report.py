@@ -13,8 +13,9 @@ from ltspec.cli.shell import OnlyOption, OptionalSpecsArg, RehearseOption, fail,
 def report(specs: OptionalSpecsArg = None, only: OnlyOption = [],
            format: Annotated[list[str], typer.Option("--format", "-f", help="File formats: md, tex, csv.")] = [
                "md", "tex", "csv"],
-           out: Annotated[Optional[Path], typer.Option(help="Output folder (default: reports/<spec name>; with "
-                                                            "several specs, OUT/<spec name>).")] = None,
+           out: Annotated[Optional[Path], typer.Option(help="Output folder (default: reports/<report name>, the spec's "
+                                                            "name, with a suffix for overrides; with several specs, "
+                                                            "OUT/<report name>).")] = None,
            rehearse: RehearseOption = False):
     """The paper's tables and figures and a check of its claims, from the specs' MLflow runs (mean ± std over seeds);
     `--rehearse`: of their rehearsals (`ltspec run --rehearse`), into reports/<spec name>-rehearsal."""
@@ -29,10 +30,11 @@ def write_reports(loaded: list[tuple], only: bool, formats: list[str], out: Path
     """Each spec's report (of the stages `--only` kept, if `only`); the exit code of each."""
     from ltspec.faults import EnvironmentFault
     from ltspec.report import write_report
+    from ltspec.report.write import report_name
 
     codes = []
     for _, spec_loaded, part in loaded:
-        folder = out / spec_loaded.spec.name if out is not None and len(loaded) > 1 else out
+        folder = out / report_name(spec_loaded) if out is not None and len(loaded) > 1 else out
         kept = {stage.key for stage in part.stages} if only else None
         try:
             codes.append(write_report(spec_loaded, formats=formats, out_dir=folder, console=console, only=kept))

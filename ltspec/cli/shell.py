@@ -93,8 +93,15 @@ def load(spec: Path, overrides: tuple[str, ...] = (), compile: bool = True, note
 
 def split(arguments: list[Path]) -> tuple[list[Path], tuple[str, ...]]:
     """The specs, and the `key=value` overrides after them (an argument with `=` that is no file is one)."""
-    specs = [path for path in arguments if "=" not in str(path) or path.exists()]
+    specs = [path for path in arguments if "=" not in str(path) or _names_a_file(path)]
     return specs, tuple(str(path) for path in arguments if path not in specs)
+
+
+def _names_a_file(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name the OS refuses (a long override) names no file
+        return False
 
 
 def spec_files(paths: list[Path]) -> list[Path]:

@@ -6,7 +6,7 @@ editing ltspec, through the `ltspec.masks` entry point group (`ltspec.plugins`).
 built from `REGISTRY`, so a kind that is not registered cannot be written, compiled or run.
 """
 
-from ltspec.settings import pydantic_plugins_off
+from ltspec.strict import pydantic_plugins_off
 
 with pydantic_plugins_off():
     from ltspec.masks import admm, gradual, imp, magnitude_init, oneshot, random, snip, synflow
@@ -26,10 +26,12 @@ BUILT_IN = (
 REGISTRY: dict[str, Generator] = {generator.kind: generator for generator in BUILT_IN}
 
 
-def register(generator: Generator) -> None:
+def register(name: str, generator: Generator) -> None:
     """Add a generator (a plugin's); a kind already taken is refused, so that a plugin never replaces a built-in."""
     if not isinstance(generator, Generator):
         raise TypeError(f"a mask plugin must be a ltspec.masks.Generator, got {type(generator).__name__}")
+    if generator.kind != name:
+        raise ValueError(f"the entry point is named `{name}` but the generator's kind is `{generator.kind}`")
     known = REGISTRY.get(generator.kind)
     if known is not None and known is not generator:
         raise ValueError(f"mask generator kind `{generator.kind}` is registered twice")

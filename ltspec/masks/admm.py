@@ -1,6 +1,6 @@
 """ADMM pruning (Zhang et al., ECCV 2018): train from θT with the penalty ρ/2·‖W − Z + U‖², then keep Z's support.
 
-The math is `ltspec.admm`; here it is a generator: the ADMM training is a hook on the ordinary training harness,
+The math is `ltspec.admm_hook`; here it is a generator: the ADMM training is a hook on the ordinary training harness,
 with its own recipe (`epochs`, and lr = train.lr / 10 unless given). The network it trains is the `trained` start
 point of arms on its masks (prune, then fine-tune, as Zhang et al.), and the one the evaluate stage scores.
 """
@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field
 
 from ltspec.masks.base import AtSparsities, Expansion, Generator, Made, Sources, per_sparsity
-from ltspec.settings import Epochs, Steps
+from ltspec.strict import Epochs, Steps
 
 
 class Admm(AtSparsities):
@@ -34,10 +34,10 @@ def expand(settings: Admm, plan: Expansion):
 
 
 def make(config: dict, sources: Sources) -> Made:
-    from ltspec.admm import AdmmHook
+    from ltspec.admm_hook import AdmmHook
     from ltspec.nets import state_on_cpu
 
-    model = sources.network("trained")
+    model = sources.network("trained", mode="train")
     weights, excluded = sources.prunable(model)
     admm = AdmmHook(weights, config["sparsity"], config["rho"], scope=config["scope"], exclude=excluded,
                     rho_factor=config["rho_factor"], rho_max=config["rho_max"], update_every=config["update_every"])

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import Field
 
-from ltspec.settings import Fraction, Scope, Strict, TensorKind
+from ltspec.strict import Fraction, NetworkMode, Scope, Strict, TensorKind
 
 if TYPE_CHECKING:
     import torch
@@ -62,7 +62,8 @@ class Expansion(Protocol):
     base: dict  # the trunk's canonical {"data", "model", "seed"}
 
     def common(self, settings: MaskSettings) -> dict:
-        """The canonical settings every mask config holds: kind, scope, prunable, exclude (default made explicit)."""
+        """The canonical settings every mask config holds: kind, scope, prunable, exclude (default made explicit),
+        and the generator's `version` from 2 on."""
 
     def recipe(self, epochs: int | None = None, lr: float | None = None) -> dict:
         """The dense training recipe, with its epochs or initial lr replaced."""
@@ -85,8 +86,10 @@ class Sources(Protocol):
 
     device: torch.device
 
-    def network(self, point: str) -> nn.Module:
-        """The model with the weights of `init`, `trained` or `ticket`, on the device, in train mode."""
+    def network(self, point: str, *, mode: NetworkMode) -> nn.Module:
+        """The model with the weights of `init`, `trained` or `ticket`, on the device, in `mode`: `eval` (batch norm
+        normalises with its running statistics, dropout is off) or `train` (batch statistics). A generator that
+        scores by a forward pass must choose, because batch norm makes the scores depend on it."""
 
     def prunable(self, model: nn.Module) -> tuple[dict[str, nn.Parameter], list[str]]:
         """The model's weights of the configured kinds, and the names of those excluded from pruning."""
@@ -140,6 +143,10 @@ class Generator:
     # Problems of a table that pydantic cannot see alone: (path inside the table, message, hint).
     check: Callable[[Any], list[tuple[tuple, str, str]]] = no_problems
     description: str = ""
+    # Raised when `make` makes a different mask from the same config (a defect fixed), so that masks made the old
+    # way are never taken for new ones: from 2 on it is in every mask config of the generator, and so in its keys.
+    # Version 1 stays out of the config, so that the keys of a generator that never changed stay as they were.
+    version: int = 1
 
     def __post_init__(self):
         unknown = self.consumes - CONSUMABLE
@@ -155,7 +162,7 @@ def magnitude_pruning_of(point: str) -> Callable[[dict, Sources], Made]:
     def make(config: dict, sources: Sources) -> Made:
         from ltspec.pruning import magnitude_mask
 
-        weights, excluded = sources.prunable(sources.network(point))
+        weights, excluded = sources.prunable(sources.network(point, mode="eval"))
         return Made(magnitude_mask(weights, config["sparsity"], scope=config["scope"], exclude=excluded))
 
     return make

@@ -3,7 +3,9 @@
 Starting from θT, the network trains for `epochs` epochs with its own recipe (lr = train.lr / 10 unless given, as
 for ADMM); from `start_epoch` to `end_epoch`, every `frequency` optimizer steps, it is pruned by magnitude to
 s_t = s_f + (s_i − s_f)(1 − (t − t_0)/(t_end − t_0))³ — the cubic schedule from `initial_sparsity` s_i to the
-target s_f — each mask nested in the last, and the last one exactly at the target at `end_epoch`. Pruned weights
+target s_f — each mask nested in the last, and the last one exactly at the target at `end_epoch`. The first mask,
+at s_i, lands at t_0 itself, as in Zhu & Gupta and TF-MOT's PolynomialDecay: from epoch 0 that is before the first
+step, so no step trains dense. Pruned weights
 stay zero after every step; the epochs after `end_epoch` let the network recover. The network it trains is the
 `trained` start point of arms on its masks (as ADMM's is).
 """
@@ -16,7 +18,7 @@ from pydantic import Field
 from ltspec.hooks import Hook
 
 from ltspec.masks.base import AtSparsities, Expansion, Generator, Made, Sources, per_sparsity
-from ltspec.settings import EpochIndex, Epochs, Steps
+from ltspec.strict import EpochIndex, Epochs, Steps
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -41,9 +43,11 @@ class Gradual(AtSparsities):
 
 
 class GradualPruning(Hook):
-    """Gradual magnitude pruning during training (Zhu & Gupta 2017) as a hook: from `start_step`, every
-    `frequency` optimizer steps and at `end_step`, prune by magnitude to the cubic schedule's sparsity (from
-    `initial` to `sparsity`), each mask nested in the last; pruned weights are zeroed after every step."""
+    """Gradual magnitude pruning during training (Zhu & Gupta 2017) as a hook: at `start_step`, every
+    `frequency` optimizer steps after it and at `end_step`, prune by magnitude to the cubic schedule's sparsity
+    (from `initial` to `sparsity`), each mask nested in the last; pruned weights are zeroed after every step.
+    Step t is the moment t optimizer steps have run: step 0 is before the first (`begin`), step t ≥ 1 right after
+    the t-th (`after_step`)."""
 
     name = "gradual"
 
@@ -60,8 +64,15 @@ class GradualPruning(Hook):
         progress = min(1.0, max(0, step - self.start_step) / max(1, self.end_step - self.start_step))
         return self.sparsity + (self.initial - self.sparsity) * (1.0 - progress) ** 3
 
+    def begin(self) -> None:
+        if self.steps == 0:  # a fresh run (a resumed one is past step 0, its mask restored)
+            self._prune_if_due()
+
     def after_step(self) -> None:
         self.steps += 1
+        self._prune_if_due()
+
+    def _prune_if_due(self) -> None:
         due = (self.start_step <= self.steps <= self.end_step
                and ((self.steps - self.start_step) % self.frequency == 0 or self.steps == self.end_step))
         if due:
@@ -96,7 +107,7 @@ def expand(settings: Gradual, plan: Expansion):
 def make(config: dict, sources: Sources) -> Made:
     from ltspec.nets import state_on_cpu
 
-    network = sources.network("trained")
+    network = sources.network("trained", mode="train")
     weights, excluded = sources.prunable(network)
     steps = sources.steps_per_epoch()
     pruning = GradualPruning(weights, config["sparsity"], initial=config["initial_sparsity"],
@@ -121,4 +132,5 @@ def check(settings: Gradual) -> list[tuple[tuple, str, str]]:
 
 
 GENERATOR = Generator("gradual", Gradual, frozenset({"trained", "data", "recipe"}), expand, make, check=check,
-                      description="gradual magnitude pruning of θT during training (Zhu & Gupta 2017)")
+                      description="gradual magnitude pruning of θT during training (Zhu & Gupta 2017)",
+                      version=2)  # 2: the first mask lands at t_0 (it came one pruning interval late from epoch 0)

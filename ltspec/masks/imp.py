@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from ltspec.masks.base import Expansion, Generator, Made, MaskSettings, Sources
-from ltspec.settings import Fraction, PositiveInt, WeightPoint
+from ltspec.strict import Fraction, PositiveInt, WeightPoint
 
 
 class Imp(MaskSettings):
@@ -52,7 +52,7 @@ def expand(settings: Imp, plan: Expansion):
 def make(config: dict, sources: Sources) -> Made:
     from ltspec.pruning import dense_mask, imp_round, Mask
 
-    weights, excluded = sources.prunable(sources.network("ticket"))
+    weights, excluded = sources.prunable(sources.network("ticket", mode="eval"))
     previous = sources.previous_mask() or Mask(dense_mask(weights).tensors, frozenset(excluded))
     return Made(imp_round(weights, config["rate"], previous, scope=config["scope"], exclude=excluded))
 

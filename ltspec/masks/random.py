@@ -21,7 +21,7 @@ def expand(settings: RandomMask, plan: Expansion):
 def make(config: dict, sources: Sources) -> Made:
     from ltspec.pruning import magnitude_mask, random_mask
 
-    weights, excluded = sources.prunable(sources.network("trained"))
+    weights, excluded = sources.prunable(sources.network("trained", mode="eval"))
     like = magnitude_mask(weights, config["sparsity"], scope=config["scope"], exclude=excluded)
     return Made(random_mask(like, config["seed"]))
 

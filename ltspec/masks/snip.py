@@ -2,8 +2,12 @@
 
 The score of a weight is the magnitude of its gradient times its value at θ0, the gradient of the cross entropy
 summed over the first `batches` training batches of the trunk's first epoch (so the mask is a pure function of the
-spec and seed). The top scores are kept: globally by default, as Lee et al. do, or per layer. The network is in
-train mode, as in an ordinary forward pass on a minibatch.
+spec and seed). The top scores are kept: globally by default, as Lee et al. do, or per layer.
+
+The network scores in eval mode by default, as both authors' codes do (SNIP's feeds `is_train: False`; SynFlow's
+`prune_loop`, which also runs SNIP, calls `model.eval()` unless asked otherwise): batch norm normalises with its
+running statistics, at θ0 the identity. `mode = "train"` normalises with the scoring batch's own statistics
+instead; on a net with batch norm the two masks differ in most of their kept weights.
 """
 
 from collections.abc import Iterable, Mapping
@@ -12,7 +16,7 @@ from typing import Literal
 from pydantic import Field
 
 from ltspec.masks.base import AtSparsities, Generator, Made, Sources, per_sparsity
-from ltspec.settings import PositiveInt, Scope
+from ltspec.strict import NetworkMode, PositiveInt, Scope
 
 
 class Snip(AtSparsities):
@@ -22,10 +26,13 @@ class Snip(AtSparsities):
     scope: Scope = Field("global", description="`global` (SNIP's own choice): one threshold over all prunable "
                          "tensors; `layerwise`: the same sparsity in each.")
     batches: PositiveInt = Field(1, description="Training batches whose loss gradients are summed for the scores.")
+    mode: NetworkMode = Field("eval", description="The network's mode while scoring: `eval` (the SNIP and SynFlow "
+                              "authors' code: batch norm on its running statistics, dropout off) or `train` (batch "
+                              "norm on the scoring batch's statistics).")
 
 
 def expand(settings: Snip, plan):
-    return per_sparsity(settings, plan, {"batches": settings.batches})
+    return per_sparsity(settings, plan, {"batches": settings.batches, "mode": settings.mode})
 
 
 def snip_scores(model, weights: Mapping, batches: Iterable) -> dict:
@@ -45,7 +52,7 @@ def make(config: dict, sources: Sources) -> Made:
 
     from ltspec.pruning import magnitude_mask
 
-    network = sources.network("init")
+    network = sources.network("init", mode=config["mode"])
     weights, excluded = sources.prunable(network)
     scores = snip_scores(network, weights, islice(sources.batches(), config["batches"]))
     return Made(magnitude_mask(scores, config["sparsity"], scope=config["scope"], exclude=excluded))

@@ -3,8 +3,11 @@
 With every parameter replaced by its absolute value, R = Σ f(1) is the sum of the network's output on an all-ones
 input; a weight's score is |∂R/∂θ ⊙ θ|. Pruning runs in `iterations` rounds on an exponential schedule: round k
 prunes to sparsity 1 − (1 − s)^(k/n), each round rescoring the network with the weights already pruned set to
-zero, each mask nested in the last. Batch norm is in eval mode (its running statistics, as the authors do), and
-the whole computation is in float64, where R of a deep net would overflow float32.
+zero, each mask nested in the last. The last round prunes to s itself, as the authors' density schedule does:
+1 − (1 − s)^(n/n) is not s in floating point (0.30000000000000004 for 0.3), and where s·N is a half-integer that
+would put the count one weight off the rule every mask keeps, N − round(s·N). Batch norm is in eval mode (its running
+statistics, as the authors do), and the whole computation is in float64, where R of a deep net would overflow
+float32.
 """
 
 from typing import Literal
@@ -12,7 +15,7 @@ from typing import Literal
 from pydantic import Field
 
 from ltspec.masks.base import AtSparsities, Generator, Made, Sources, per_sparsity
-from ltspec.settings import PositiveInt, Scope
+from ltspec.strict import PositiveInt, Scope
 
 
 class Synflow(AtSparsities):
@@ -52,7 +55,7 @@ def synflow_mask(model, names: list[str], input_shape: tuple[int, ...], sparsity
         flow(ones).sum().backward()
         with torch.no_grad():
             scores = {name: (weight.grad * weight).abs() for name, weight in weights.items()}
-            target = 1.0 - (1.0 - sparsity) ** (round_number / iterations)
+            target = sparsity if round_number == iterations else 1.0 - (1.0 - sparsity) ** (round_number / iterations)
             mask = magnitude_mask(scores, target, scope=scope, previous=mask, exclude=exclude)
             for name, weight in weights.items():
                 weight.copy_(original[name] * mask[name])
@@ -60,7 +63,7 @@ def synflow_mask(model, names: list[str], input_shape: tuple[int, ...], sparsity
 
 
 def make(config: dict, sources: Sources) -> Made:
-    network = sources.network("init")
+    network = sources.network("init", mode="eval")
     weights, excluded = sources.prunable(network)
     mask = synflow_mask(network, list(weights), sources.input_shape(), config["sparsity"], config["iterations"],
                         scope=config["scope"], exclude=excluded)
@@ -68,4 +71,5 @@ def make(config: dict, sources: Sources) -> Made:
 
 
 GENERATOR = Generator("synflow", Synflow, frozenset({"init"}), expand, make,
-                      description="data-free iterative synaptic flow |∂R/∂θ ⊙ θ| (Tanaka et al. 2020)")
+                      description="data-free iterative synaptic flow |∂R/∂θ ⊙ θ| (Tanaka et al. 2020)",
+                      version=2)  # 2: the last round prunes to exactly s (it could prune one weight too many)

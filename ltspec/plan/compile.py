@@ -13,8 +13,11 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from ltspec import architectures, datasets, masks, points
+from ltspec.kinds import dense, evaluate, measure, train
+from ltspec.kinds import mask as mask_kind
+from ltspec.kinds.base import DataConfig, ModelConfig, Stage
 from ltspec.masks.base import MaskSettings
-from ltspec.plan.stages import Stage
+from ltspec.recipe import Recipe
 from ltspec.spec.load import LoadedSpec
 from ltspec.spec.models import Spec
 
@@ -78,7 +81,17 @@ class Plan:
 
     @property
     def trunks(self) -> tuple[Stage, ...]:
-        return tuple(stage for stage in self.stages if stage.kind == "dense")
+        return tuple(stage for stage in self.stages if stage.kind == dense.KIND)
+
+    @property
+    def measures(self) -> tuple[Stage, ...]:
+        """The stages that measure R_p: one per trunk for the dense pairs, one per mask for the masked ones."""
+        return tuple(stage for stage in self.stages if stage.kind == measure.KIND)
+
+    @property
+    def arm_stages(self) -> tuple[Stage, ...]:
+        """The stages that train an arm on a mask (an IMP round that is also its lottery arm among them), once each."""
+        return tuple(self._index[key] for key in dict.fromkeys(arm.stage for arm in self.arms) if key in self._index)
 
 
 class _Builder:
@@ -130,27 +143,23 @@ def compile_plan(loaded: LoadedSpec) -> Plan:
     return replace(plan, arms=arms)
 
 
-def data_config(spec: Spec) -> dict:
+def data_config(spec: Spec) -> DataConfig:
+    """The data as it enters stage keys: augmentation only where the dataset takes it."""
     data = spec.data
     augment = data.augmentation if datasets.info(data.dataset).augmentable else "none"
-    return {"dataset": data.dataset, "batch_size": data.batch_size, "augmentation": augment,
-            "validation_split": data.validation_split}
+    return DataConfig(data.dataset, data.batch_size, augment, data.validation_split)
 
 
-def model_config(spec: Spec) -> dict:
-    """The model in canonical form: the shortcut, where the architecture has one, made explicit."""
-    model = {"arch": spec.model.arch, "width": spec.model.width}
+def model_config(spec: Spec) -> ModelConfig:
+    """The model with its shortcut, where the architecture has one, made explicit."""
     reference = architectures.entry(spec.model.arch)["shortcut"]
-    if reference is not None:
-        model["shortcut"] = spec.model.shortcut or reference
-    return model
+    return ModelConfig(spec.model.arch, spec.model.width, spec.model.shortcut or reference if reference else None)
 
 
-def recipe(spec: Spec, epochs: int | None = None, lr: float | None = None) -> dict:
-    """The training recipe in canonical form; arms reuse it with their own epochs and lr."""
+def recipe(spec: Spec, epochs: int | None = None, lr: float | None = None) -> Recipe:
+    """The dense training recipe; arms and training generators reuse it with their own epochs and lr."""
     train = spec.train
-    return {"epochs": epochs or train.epochs, "lr": lr or train.lr, "optimizer": train.optimizer.model_dump(),
-            "schedule": train.schedule.model_dump(), "precision": train.precision}
+    return Recipe(epochs or train.epochs, lr or train.lr, train.optimizer, train.schedule, train.precision)
 
 
 def runtime(spec: Spec) -> dict:
@@ -179,16 +188,16 @@ def excluded_layers(spec: Spec, patterns: list[str] | None) -> list[str]:
 def _compile_trunk(builder: _Builder, spec: Spec, seed: int, sweep: dict) -> None:
     base = {"data": data_config(spec), "model": model_config(spec), "seed": seed}
     labels = {"seed": seed, **sweep}
-    dense = Stage("dense", {**base, "train": recipe(spec)}, epochs=spec.train.epochs,
-                  runtime={**runtime(spec), "saves": rewind_points(spec)}, labels=dict(labels))
-    trunk = builder.add(dense)
+    trunk_stage = Stage(dense.KIND, dense.DenseConfig(**base, train=recipe(spec)), epochs=spec.train.epochs,
+                        runtime={**runtime(spec), "saves": rewind_points(spec)}, labels=dict(labels))
+    trunk = builder.add(trunk_stage)
     builder.deliver(trunk)
     labels["trunk"] = trunk
     _compile_measure(builder, spec, trunk, None, {}, labels)
     for name, table in spec.masks.items():
         expansion = _Expansion(builder, spec, base, trunk, {**labels, "generator": name})
-        for mask in masks.generator(table.kind).expand(table, expansion):
-            _compile_on_mask(builder, spec, base, trunk, mask, expansion.labels_of[mask])
+        for mask_key in masks.generator(table.kind).expand(table, expansion):
+            _compile_on_mask(builder, spec, base, trunk, mask_key, expansion.labels_of[mask_key])
 
 
 @dataclass
@@ -204,8 +213,10 @@ class _Expansion:
     labels_of: dict = field(default_factory=dict)
 
     def common(self, settings: MaskSettings) -> dict:
-        return {"kind": settings.kind, "scope": settings.scope, "prunable": sorted(settings.prunable),
-                "exclude": excluded_layers(self.spec, settings.exclude)}
+        config = {"kind": settings.kind, "scope": settings.scope, "prunable": sorted(settings.prunable),
+                  "exclude": excluded_layers(self.spec, settings.exclude)}
+        version = masks.generator(settings.kind).version
+        return config if version == 1 else {**config, "version": version}
 
     def recipe(self, epochs: int | None = None, lr: float | None = None) -> dict:
         return recipe(self.spec, epochs, lr)
@@ -216,50 +227,50 @@ class _Expansion:
     def mask(self, config: dict, *, sparsity: float, parents: tuple[str, ...] = (), epochs: int = 0,
              round: int | None = None, result: bool = True) -> str:
         labels = {**self.labels, "sparsity": sparsity, "round": round}
-        key = self.builder.add(Stage("mask", config, parents or (self.trunk,), epochs=epochs,
-                                     runtime=runtime(self.spec), labels=labels))
+        stage = Stage(mask_kind.KIND, mask_kind.MaskConfig.of(config), parents or (self.trunk,), epochs=epochs,
+                      runtime=runtime(self.spec), labels=labels)
+        key = self.builder.add(stage)
         if result:
             self.builder.deliver(key)
         self.labels_of[key] = labels
         return key
 
-    def retrain(self, mask: str, start: str) -> str:
-        stage = Stage("train", {**self.base, "start": start, "train": recipe(self.spec)}, (self.trunk, mask),
-                      epochs=self.spec.train.epochs, runtime=runtime(self.spec),
-                      labels={**self.labels_of[mask], "arm": None})
+    def retrain(self, mask_key: str, start: str) -> str:
+        stage = Stage(train.KIND, train.TrainConfig(**self.base, start=start, train=recipe(self.spec)),
+                      (self.trunk, mask_key), epochs=self.spec.train.epochs, runtime=runtime(self.spec),
+                      labels={**self.labels_of[mask_key], "arm": None})
         key = self.builder.add(stage)
         self.builder.deliver(key)
         return key
 
 
-def _compile_on_mask(builder, spec, base, trunk, mask, mask_labels) -> None:
+def _compile_on_mask(builder, spec, base, trunk, mask_key, mask_labels) -> None:
     arm_keys = {}
     for arm_name, arm in spec.arms.items():
         epochs = arm.epochs or spec.train.epochs
-        stage = Stage("train", {**base, "start": arm.start, "train": recipe(spec, epochs, arm.lr)}, (trunk, mask),
-                      epochs=epochs, runtime=runtime(spec), labels={**mask_labels, "arm": arm_name})
+        stage = Stage(train.KIND, train.TrainConfig(**base, start=arm.start, train=recipe(spec, epochs, arm.lr)),
+                      (trunk, mask_key), epochs=epochs, runtime=runtime(spec), labels={**mask_labels, "arm": arm_name})
         key = arm_keys[arm_name] = builder.add(stage)
         builder.deliver(key)
         builder.arms.append(dict(
-            trunk=trunk, mask=mask, stage=key, generator=mask_labels["generator"], arm=arm_name,
+            trunk=trunk, mask=mask_key, stage=key, generator=mask_labels["generator"], arm=arm_name,
             sparsity=mask_labels["sparsity"], round=mask_labels["round"], own_epochs=epochs,
             equal_budget=epochs == spec.train.epochs))
-    evaluate = Stage("evaluate", {"data": base["data"], "model": base["model"], "precision": spec.train.precision},
-                     (trunk, mask), runtime=runtime(spec), labels=dict(mask_labels))
-    builder.add(evaluate)
-    _compile_measure(builder, spec, trunk, mask, arm_keys, mask_labels)
+    scored = evaluate.EvaluateConfig(base["data"], base["model"], spec.train.precision)
+    builder.add(Stage(evaluate.KIND, scored, (trunk, mask_key), runtime=runtime(spec), labels=dict(mask_labels)))
+    _compile_measure(builder, spec, trunk, mask_key, arm_keys, mask_labels)
 
 
-def _compile_measure(builder, spec, trunk, mask, arm_keys, labels) -> None:
+def _compile_measure(builder, spec, trunk, mask_key, arm_keys, labels) -> None:
     """One R_p stage per trunk for the dense pairs, and one per mask for the pairs that involve the mask."""
-    pairs = [list(pair) for pair in spec.measure.pairs
-             if any(points.parse(term).sparse for term in pair) == (mask is not None)]
+    pairs = tuple(tuple(pair) for pair in spec.measure.pairs
+                  if any(points.parse(term).sparse for term in pair) == (mask_key is not None))
     if not pairs:
         return
     used = sorted({term for pair in pairs for term in pair if not points.parse(term).dense})
-    config = {"pairs": pairs, "arms": {arm: arm_keys[arm] for arm in used}, "p": sorted(spec.measure.p),
-              "tensors": sorted(spec.measure.tensors), "exclude": sorted(spec.measure.exclude),
-              "model": model_config(spec)}
-    parents = (trunk,) if mask is None else (trunk, mask, *(arm_keys[arm] for arm in used))
-    builder.add(Stage("measure", config, parents, runtime=runtime(spec), labels=dict(labels)))
+    config = measure.MeasureConfig(pairs, {arm: arm_keys[arm] for arm in used}, tuple(sorted(spec.measure.p)),
+                                   tuple(sorted(spec.measure.tensors)), tuple(sorted(spec.measure.exclude)),
+                                   model_config(spec))
+    parents = (trunk,) if mask_key is None else (trunk, mask_key, *(arm_keys[arm] for arm in used))
+    builder.add(Stage(measure.KIND, config, parents, runtime=runtime(spec), labels=dict(labels)))
 

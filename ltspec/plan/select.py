@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from ltspec.plan.compile import Plan
-from ltspec.plan.stages import Stage
+from ltspec.kinds.base import Stage
 
 NAMES = ("generator", "arm", "seed", "sparsity", "round", "kind")
 SPARSITY_TOLERANCE = 5e-4  # 0.875 names the 87.5% mask whatever the rounding of (1 - rate)^rounds
@@ -48,7 +48,7 @@ def parse_choices(texts: list[str]) -> Choices:
 def label_of(stage: Stage, name: str) -> tuple[bool, Any]:
     """(whether the stage has it, its value) for a choice's name: a label, the kind, or a sweep key."""
     if name == "kind":
-        return True, stage.kind
+        return True, stage.kind.name
     if name in NAMES:
         value = stage.labels.get(name)
         return value is not None, value

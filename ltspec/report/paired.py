@@ -11,9 +11,11 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ltspec.kinds import measure
+from ltspec.layouts.base import ACCURACY, in_order
+from ltspec.points import rp_metric
 from ltspec.report.collect import Point, Results
-from ltspec.report.tables import ACCURACY, in_order
-from ltspec.tracking import rp_metric
+from ltspec.spec import Spec
 
 
 @dataclass(frozen=True)
@@ -78,12 +80,12 @@ def rp_series(results: Results, point: Point, generator: str | None, pair: tuple
     """R_p of a pair (in either order) per (target sparsity, p), from the dense (None) or a generator's stages."""
     found: dict[tuple, tuple[dict, list]] = {}
     for stage in point.plan.stages:
-        if stage.kind != "measure" or stage.labels.get("generator") != generator:
+        if stage.kind != measure.KIND or stage.labels.get("generator") != generator:
             continue
-        written = next((tuple(p) for p in stage.config["pairs"] if tuple(p) in (pair, pair[::-1])), None)
+        written = next((tuple(p) for p in stage.config.pairs if tuple(p) in (pair, pair[::-1])), None)
         if written is None:
             continue
-        for p in stage.config["p"]:
+        for p in stage.config.p:
             values, missing = found.setdefault((stage.labels.get("sparsity"), p), ({}, []))
             value_of(results, point, stage.key, rp_metric(*written, p), stage.labels["seed"], values, missing)
     return {where: Series(values, tuple(missing)) for where, (values, missing) in found.items()}
@@ -93,9 +95,8 @@ def rp_minus_p(series: dict[tuple, Series]) -> Series:
     return average(one.minus(p) for (_, p), one in series.items())
 
 
-def arm_with_start(point: Point, start: str) -> str | None:
+def arm_with_start(spec: Spec, start: str) -> str | None:
     """The first arm that starts from `start` under the equal budget (the paper's T' = T)."""
-    spec = point.spec
     return next((name for name, arm in spec.arms.items()
                  if arm.start == start and arm.epochs in (None, spec.train.epochs)), None)
 

@@ -15,9 +15,9 @@ from itertools import groupby
 
 from rich.table import Table as RichTable
 
-from ltspec.report.claims import Check, Claim
-from ltspec.report.collect import Stat
-from ltspec.report.tables import Table, in_order
+from ltspec.report.claims import (ACCURACY_MARGIN, LEVEL, MIN_SEEDS, PAPER_SEEDS, RP_MARGIN, Check, Claim,
+                                  Decision, signed)
+from ltspec.layouts.base import Stat, Table, in_order
 
 STATS_NOTE = "Mean ± std over seeds (sample std, ddof = 1)."
 
@@ -158,53 +158,97 @@ RENDERERS = {"md": markdown, "tex": latex, "csv": csv_text}
 
 
 MISSING_SHOWN = 20  # a claim on a half-run paper can lack thousands of runs; name the first ones
-CLAIM_RULES = ("Each check is a difference paired by seed, with its mean and 95% Student-t interval over the seeds; "
-               "`> 0` holds when the interval is above 0, `≈ 0 (± m)` when it lies inside ±m, `≥ -m` when it is "
-               "above -m; it does not hold when the interval lies wholly on the wrong side, and is inconclusive "
-               "otherwise (more seeds narrow it). Accuracy differences are in points, averaged per seed over the "
-               "sparsities both arms have; R_p differences average over the measured sparsities and p. A claim "
-               "does not hold when one check does not, and holds when all hold.")
+CLAIM_RULES = (
+    "Each check is a difference paired by seed (both sides from the same seed's runs), averaged per seed over the "
+    "sparsities both sides have and, for R_p, over p. Over the seeds it has a mean, a 95% Student-t interval and a "
+    "two-sided t-test of the claim's side against the opposite; an accuracy's spread is never taken below one test "
+    "example, the step in which an accuracy moves, so seeds that agree by chance make no zero-width interval. "
+    "`> 0` (or `> m`) holds when the difference is above the bound, `≈ 0 (± m)` when it is inside ±m (an "
+    "equivalence test, TOST), `≥ -m` when it is above -m. Margins: {accuracy:g} accuracy point; for R_p, "
+    "{rp:.0%} of p, so `R_p > p` means above p by more than that: the paper's independent pairs read 20.11-20.41% "
+    "at p = 20% (Table 1; at most 2.05% of p above it), its correlated ones 48-65%. Multiplicity: within each "
+    "claim the p-values are Holm-Bonferroni adjusted over all its checks, so the chance that any outcome in a "
+    "claim's table is wrong is at most {level:.0%}; a check holds (or does not hold) when its adjusted p is below "
+    "{level:g}, and is inconclusive otherwise. A verdict needs at least {seeds} seeds; with fewer a check is "
+    "inconclusive and counts the seeds on the claim's side. A claim does not hold when one of its checks does not, "
+    "and holds when all of them hold.").format(accuracy=100 * ACCURACY_MARGIN, rp=RP_MARGIN, level=LEVEL,
+                                               seeds=MIN_SEEDS)
+
+
+def seeds_of(claims: list[Claim]) -> list[int]:
+    return in_order(seed for claim in claims for check in claim.checks for seed in check.diff.values)
 
 
 def outcome_counts(claim: Claim) -> str:
+    """How many checks came out which way; below MIN_SEEDS seeds, in how many every seed is on the claim's side."""
     if not claim.checks:
-        return "; ".join(claim.unmeasured)
-    counts = Counter(check.outcome for check in claim.checks)
-    return ", ".join(f"{outcome}: {count}" for outcome, count in counts.items())
+        return "; ".join(item.reason for item in claim.unmeasured)
+    counts = Counter(decision.outcome for decision in claim.decisions)
+    text = ", ".join(f"{outcome}: {count}" for outcome, count in counts.items())
+    untested = [check for check, decision in zip(claim.checks, claim.decisions) if decision.p is None and check.n]
+    agreeing = sum(all(map(check.on_claims_side, check.diff.present())) for check in untested)
+    if untested:
+        text += f" (every seed on the claim's side in {agreeing} of {len(untested)})"
+    return text
 
 
-def signed(value: float, percent: bool) -> str:
-    return f"{value * 100:+.2f}" if percent else f"{value:+.3f}"
+def statistic(check: Check) -> str:
+    """The mean and its 95% interval, or the mean and its number of seeds below MIN_SEEDS."""
+    found = check.interval
+    if found is not None:
+        return "{} [{}, {}]".format(*(signed(value, check.percent) for value in found))
+    mean = check.diff.mean()
+    return "—" if mean is None else f"{signed(mean, check.percent)} (n={check.n})"
 
 
-def check_cells(check: Check) -> list[str]:
+def p_text(p: float | None) -> str:
+    return "—" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def check_cells(check: Check, decision: Decision, with_paper: bool) -> list[str]:
     seeds = ", ".join(f"s{seed} {'—' if value is None else signed(value, check.percent)}"
                       for seed, value in check.diff.values.items())
-    found = check.interval
-    statistic = "—" if found is None else "{} [{}, {}]".format(*(signed(value, check.percent) for value in found))
-    return [check.where, check.what, seeds, statistic, check.requirement(), check.sides, check.paper, check.outcome]
+    outcome = f"{decision.outcome}: {decision.note}" if decision.note else decision.outcome
+    return [check.where, check.what, seeds, statistic(check), check.requirement(), check.sides,
+            *[check.paper] * with_paper, p_text(decision.p), outcome]
 
 
-def claims_markdown(name: str, claims: list[Claim]) -> str:
-    """claims.md: a verdict per claim, then each claim's checks with their per-seed numbers and statistic."""
+def claims_markdown(name: str, claims: list[Claim], overrides: tuple[str, ...] = ()) -> str:
+    """claims.md: the rules, a verdict per claim, then each claim's checks with their per-seed numbers, statistic
+    and Holm-adjusted p-value; the paper's number where it has one for a check's setting."""
     def line(cells) -> str:
         return "| " + " | ".join(cell.replace("|", r"\|") for cell in cells) + " |"
 
-    lines = [f"# The paper's claims on {name}", "", "Liu et al., ICML 2021 (arXiv 2102.11068). " + CLAIM_RULES, "",
-             line(["claim", "verdict", "checks"]), "|---|---|---|"]
+    seeds = seeds_of(claims)
+    title = f"# The paper's claims on {name}" + (f" ({' '.join(overrides)})" if overrides else "")
+    lines = [title, "", f"Liu et al., ICML 2021 (arXiv 2102.11068), on {len(seeds)} seed"
+             f"{'s' * (len(seeds) != 1)} ({', '.join(map(str, seeds))}). {CLAIM_RULES}", ""]
+    if seeds and len(seeds) < MIN_SEEDS:
+        lines += [f"**Too few seeds for a verdict: {len(seeds)}, where a verdict needs {MIN_SEEDS}.** Every check "
+                  "below is inconclusive and says how many seeds fall on the claim's side, which is what these runs "
+                  f"support. To settle them, run the paper's {PAPER_SEEDS} seeds: set "
+                  f"`seeds = {list(range(PAPER_SEEDS))}` in the spec, or pass `'seeds={list(range(PAPER_SEEDS))}'` "
+                  "to `ltspec run` and then to `ltspec report` (the seeds already run are reused).", ""]
+    lines += [line(["claim", "verdict", "checks"]), "|---|---|---|"]
     lines += [line([f"{claim.number}. {claim.statement}", f"**{claim.verdict}**", outcome_counts(claim)])
               for claim in claims]
     for claim in claims:
         lines += ["", f"## {claim.number}. {claim.statement}: {claim.verdict}", ""]
         if claim.checks:
-            lines += [line(["where", "comparison", "per seed", "mean [95% CI]", "needs", "ours", "paper", "outcome"]),
-                      "|---|---|---|---:|---|---|---|---|"]
-            lines += [line(check_cells(check)) for check in claim.checks]
-        lines += [f"Not measured: {reason}  " for reason in claim.unmeasured]
+            with_paper = any(check.paper for check in claim.checks)
+            header = ["where", "comparison", "per seed", "mean [95% CI]", "needs", "ours", *["paper"] * with_paper,
+                      "p (Holm)", "outcome"]
+            lines += [line(header), "|---|---|---|---:|---|---|" + "---|" * with_paper + "---:|---|"]
+            lines += [line(check_cells(check, decision, with_paper))
+                      for check, decision in zip(claim.checks, claim.decisions)]
+        for number, item in enumerate(claim.unmeasured):
+            lines += [*[""] * (number > 0 or bool(claim.checks)), f"Not measured: {item.reason}."]
+            if item.toml:
+                lines += ["In the spec, add (or change to) these lines:", "", "```toml", item.toml, "```"]
         if claim.missing:
             shown = "; ".join(claim.missing[:MISSING_SHOWN])
             more = f"; and {len(claim.missing) - MISSING_SHOWN} more" if len(claim.missing) > MISSING_SHOWN else ""
-            lines.append(f"Missing runs ({len(claim.missing)}): {shown}{more}")
+            lines += ["", f"Missing runs ({len(claim.missing)}): {shown}{more}"]
     return "\n".join(lines) + "\n"
 
 

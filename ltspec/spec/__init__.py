@@ -1,10 +1,10 @@
 """The spec: what a researcher writes, checked before anything runs.
 
-The models are built without pydantic's plugin discovery (`ltspec.settings.pydantic_plugins_off`): no plugin has
+The models are built without pydantic's plugin discovery (`ltspec.strict.pydantic_plugins_off`): no plugin has
 business with a spec, and the discovery reads the metadata of every installed distribution.
 """
 
-from ltspec.settings import pydantic_plugins_off
+from ltspec.strict import pydantic_plugins_off
 
 with pydantic_plugins_off():
     from ltspec.spec.errors import Problem, SpecError

@@ -25,12 +25,25 @@ def check(spec: Spec, unknown: frozenset[tuple] = frozenset()) -> list[Problem]:
     def known(*paths: tuple) -> bool:
         return not any(bad[:len(path)] == path or path[:len(bad)] == bad for bad in unknown for path in paths)
 
-    problems = _check_dataset(spec) if known(("data", "dataset")) else []
+    problems = _check_seeds(spec) if known(("seeds",)) else []
+    problems += _check_dataset(spec) if known(("data", "dataset")) else []
     problems += _check_model(spec, known)
     problems += _check_schedule(spec) if known(("train", "epochs"), ("train", "schedule")) else []
     problems += _check_masks(spec, known)
     problems += _check_arms(spec, known)
     problems += _check_pairs(spec) if known(("measure",), ("arms",), ("masks",), ("train", "epochs")) else []
+    return problems
+
+
+def _check_seeds(spec: Spec) -> list[Problem]:
+    """Each seed once: a repeat is the same trunk under the same key, so "2 seeds" would be one."""
+    first: dict[int, int] = {}
+    problems = []
+    for index, seed in enumerate(spec.seeds):
+        if seed in first:
+            problems.append(Problem(("seeds", index), f"seed {seed} is listed twice (also seeds[{first[seed]}])",
+                                    "each seed is a dense trunk of its own: remove the repeat"))
+        first.setdefault(seed, index)
     return problems
 
 

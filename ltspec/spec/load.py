@@ -16,7 +16,9 @@ import itertools
 import json
 import math
 import re
+import sys
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,8 @@ from ltspec.spec.positions import Layout, layout
 from ltspec.spec.validate import type_problems, validate
 
 UNSWEEPABLE = ("schema_version", "name", "description", "seeds", "sweep", "report", "tracking", "storage")
+TOML_INTEGERS = range(-2**63, 2**63)  # TOML 1.0: a reader must refuse an integer it cannot hold in 64 bits
+_INTEGER = re.compile(r"[+-]?[0-9](?:_?[0-9])*")
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,9 @@ def expand(data: dict, path: str | Path = "<spec>", overrides: tuple[str, ...] =
     """Validate a spec's data (its TOML document, overrides applied) and expand its sweep. `where` places each
     problem at its line of the file (without it, problems name their field only); `blame` re-words a problem
     that an override caused."""
+    too_large = _integer_problems(data)
+    if too_large:  # not TOML, as a syntax error is not: nothing else is checked
+        raise SpecError(path, _report([blame(problem) for problem in too_large], where))
     _load_plugins_if_named(data, path)
     problems = _nul_problems(data) + _sweep_problems(data)
     sweep = data.get("sweep") if not problems and isinstance(data.get("sweep"), dict) else {}
@@ -190,6 +197,8 @@ def _toml(source: str, path: str | Path, where: Layout) -> dict:
             raise fail("TOML syntax error: this bracket is never closed", f"close it before line {line}",
                        *where.unclosed) from None
         raise fail(f"TOML syntax error: {message[0].lower()}{message[1:]}", "", line, column) from None
+    except ValueError:  # an integer of more digits than Python reads (4,300): far beyond TOML's 64 bits
+        raise SpecError(path, [_unreadable_integer(source, where)]) from None
     except RecursionError:
         raise fail(f"nests deeper than {MAX_DEPTH} levels", "check the brackets", 1, 1) from None
 
@@ -204,19 +213,50 @@ def _report(problems: list[Problem], where: Layout | None) -> list[Problem]:
                                             "fix them and validate again", 1, 1)]
 
 
+def _entries(data: dict) -> Iterator[tuple[tuple, Any]]:
+    """(path, value) of every table entry and array element in the file's order, with a stack, not recursion."""
+    def children(path: tuple, node: Any) -> Iterator[tuple[tuple, Any]]:
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        return ((path + (key,), value) for key, value in items)
+
+    stack = [children((), data)]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        yield entry
+        stack.append(children(*entry))
+
+
 def _nul_problems(data: dict) -> list[Problem]:
     """No name or path can hold a NUL character (`\\u0000`): MLflow would cut the name there, the OS refuse it."""
-    problems, stack = [], [((), data)]
-    while stack:
-        path, node = stack.pop()
-        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-        for key, value in items:
-            if isinstance(key, str) and "\0" in key or isinstance(value, str) and "\0" in value:
-                problems.append(Problem(path + (key,), "contains a NUL character (\\u0000)",
-                                        "remove it; no name or path can hold it"))
-            else:
-                stack.append((path + (key,), value))
-    return problems
+    return [Problem(path, "contains a NUL character (\\u0000)", "remove it; no name or path can hold it")
+            for path, value in _entries(data)
+            if isinstance(path[-1], str) and "\0" in path[-1] or isinstance(value, str) and "\0" in value]
+
+
+def _integer_problems(data: dict) -> list[Problem]:
+    """Integers beyond 64 bits, which TOML cannot hold and a TOML reader must refuse (tomllib reads any size)."""
+    return [_beyond_64_bits(path, str(value) if len(str(abs(value))) <= 30 else f"an integer of "
+                            f"{len(str(abs(value))):,} digits")
+            for path, value in _entries(data) if type(value) is int and value not in TOML_INTEGERS]
+
+
+def _unreadable_integer(source: str, where: Layout) -> Problem:
+    """The integer too long for Python to read (`sys.get_int_max_str_digits`), found by its place in the layout."""
+    starts = [0, *itertools.accumulate(len(line) for line in source.splitlines(keepends=True))]
+    for path, (line, column) in where.values.items():
+        literal = _INTEGER.match(source, starts[line - 1] + column - 1)
+        digits = len(literal.group().lstrip("+-").replace("_", "")) if literal else 0
+        if digits > sys.get_int_max_str_digits():
+            return _beyond_64_bits(path, f"an integer of {digits:,} digits", line, column)
+    return _beyond_64_bits((), "an integer", 1, 1)
+
+
+def _beyond_64_bits(path: tuple, what: str, line: int | None = None, column: int | None = None) -> Problem:
+    return Problem(path, f"{what} is beyond TOML's 64-bit integers, {TOML_INTEGERS.start} to "
+                   f"{TOML_INTEGERS.stop - 1}", "no TOML reader can hold it; write a smaller number", line, column)
 
 
 def _sweep_problems(data: dict) -> list[Problem]:

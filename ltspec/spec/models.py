@@ -13,10 +13,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from ltspec import architectures, masks
+from ltspec import architectures, layouts, masks
 from ltspec.datasets import DATASETS
 from ltspec.recipe import OPTIMIZERS, SCHEDULES, Pair, Sgd, StepSchedule, settings_union
-from ltspec.settings import Epochs, Fraction, PositiveInt, Strict, TensorKind, WeightPoint, pydantic_plugins_off
+from ltspec.strict import Epochs, Fraction, PositiveInt, Strict, TensorKind, WeightPoint, pydantic_plugins_off
 from ltspec.spec.limits import MAX_EXPERIMENT_LENGTH, MAX_NAME_LENGTH, MAX_PATH_LENGTH, MAX_SEEDS
 
 SCHEMA_VERSION = 1
@@ -98,7 +98,7 @@ class Measure(Strict):
     exclude: list[str] = Field(default=[], description="Layers left out of R_p, by name or pattern.")
 
 
-REPORT_LAYOUTS = ("dense", "lottery-vs-reinit", "rp-init-trained", "rp-masked", "arms", "table1", "rewind")
+REPORT_LAYOUTS = tuple(layouts.REGISTRY)
 
 
 class Report(Strict):
@@ -124,9 +124,22 @@ class Storage(Strict):
 
 
 class Resources(Strict):
-    gpu_share: float | None = Field(None, gt=0.0, le=8.0, description="GPUs per stage on Ray (fractional shares "
-                                    "pack small nets on one GPU); null: 1 for large nets, 0.25 for small ones.")
-    cpus: float = Field(1.0, gt=0.0, description="CPUs per stage on Ray.")
+    """What a stage needs from the machine or a cluster's scheduler (Ray, Slurm); no part of a stage's key."""
+
+    gpu_share: float | None = Field(None, gt=0.0, le=8.0, description="GPUs per stage, on the local runner, Ray and "
+                                    "Slurm (fractional shares pack small nets on one GPU); null: 1 for large nets, "
+                                    "0.25 for small ones.")
+    cpus: float = Field(1.0, gt=0.0, description="CPUs per stage on Ray and Slurm, and the torch threads of every "
+                        "stage on every runner.")
+    memory: str | None = Field(None, pattern=r"^[1-9][0-9]*[KMGT]?$", description="Memory per stage on Slurm, as "
+                               "sbatch's --mem takes it (`4G`, `500M`; a plain number is megabytes); null: the "
+                               "site's default.")
+    time_limit: str | None = Field(None, pattern=r"^([0-9]+-)?[0-9]+(:[0-9]{1,2}){0,2}$", description="Time limit of "
+                                   "each Slurm job, as sbatch's --time takes it (`4:00:00`, `1-12`, `90` minutes); a "
+                                   "job near its limit requeues itself and resumes; null: the partition's default.")
+    deterministic: bool = Field(False, description="On a GPU, torch's deterministic algorithms, so that a stage's "
+                                "results are bit-identical from run to run and whichever GPU slot ran it (slower "
+                                "kernels); cuDNN's benchmark mode is off either way.")
 
 
 class Spec(Strict):
@@ -138,7 +151,9 @@ class Spec(Strict):
                       "or digit; it names the report folder and the default MLflow experiment.")
     description: str = Field("", description="A line saying what the experiment is for.")
     seeds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1, max_length=MAX_SEEDS,
-                                                     description="Seeds; every one is a dense trunk of its own.")
+                                                     json_schema_extra={"uniqueItems": True},
+                                                     description="Seeds, each once; every one is a dense trunk of "
+                                                     "its own.")
     data: Data
     model: Model
     train: Train

@@ -38,6 +38,8 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
         parsed = tomllib.loads(f"value = {value.strip()}")["value"]
     except tomllib.TOMLDecodeError:
         parsed = value.strip()
+    except ValueError:  # an integer of more digits than Python reads (4,300)
+        raise ValueError("its value holds an integer beyond TOML's 64-bit integers") from None
     return path, parsed
 
 

@@ -13,19 +13,10 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from ltspec.checkpoints import Policy
-from ltspec.plan import Stage
-from ltspec.stages.context import Context, StageFailed, channels_last, dataset, loaders
-from ltspec.recipe import OPTIMIZERS, SCHEDULES, Recipe
+from ltspec.kinds.base import DataConfig, LogEpochs, Stage, StageFailed
+from ltspec.recipe import Recipe
+from ltspec.stages.context import Context, channels_last, loaders
 from ltspec.training import Diverged, EpochResult, Hook, compile_model, fit
-
-LogEpochs = Callable[[list], None]
-
-
-def recipe(train: dict) -> Recipe:
-    """A stage's canonical `train` config as the settings `fit` takes."""
-    optimizer, schedule = train["optimizer"], train["schedule"]
-    return Recipe(train["epochs"], train["lr"], OPTIMIZERS[optimizer["kind"]].settings(**optimizer),
-                  SCHEDULES[schedule["kind"]].settings(**schedule), train["precision"])
 
 
 class StoreCheckpoints:
@@ -96,29 +87,20 @@ class Progress(Hook):
             self.ctx.on_epoch(self.stage, epoch, values)
 
 
-def train(stage: Stage, ctx: Context, model: nn.Module, train_config: dict, log: LogEpochs,
-          hooks: Sequence[Hook] = (), epochs: int | None = None) -> tuple[list, EpochResult | None]:
-    """Train `model` (on the context's device) with the stage's data and `train_config`, resuming from the
-    stage's checkpoint; a diverged loss fails the stage, naming the epoch."""
-    data = dataset(stage, ctx)
-    train_loader, evaluation = loaders(stage.config, stage.runtime, ctx, data)
+def train(stage: Stage, ctx: Context, model: nn.Module, recipe: Recipe, data: DataConfig, seed: int,
+          log: LogEpochs, hooks: Sequence[Hook] = (), epochs: int | None = None) -> tuple[list, EpochResult | None]:
+    """Train `model` (on the context's device) with `recipe` on `data` (batch order seeded by `seed`), resuming
+    from the stage's checkpoint; a diverged loss fails the stage, naming the epoch."""
+    train_loader, evaluation = loaders(data, seed, stage.runtime, ctx)
     model.to(ctx.device)
-    planned = recipe(train_config)
     epoch_log = EpochLog(log)
     every_hook = [*hooks, epoch_log, Progress(stage, ctx)]
     try:
         with StoreCheckpoints(stage, ctx, before_write=epoch_log.flush) as checkpoints:
             return fit(model, train_loader.epoch, {name: loader.epoch for name, loader in evaluation.items()},
-                       planned, steps_per_epoch=len(train_loader), hooks=every_hook, checkpoints=checkpoints,
+                       recipe, steps_per_epoch=len(train_loader), hooks=every_hook, checkpoints=checkpoints,
                        epochs=epochs, eval_every=stage.runtime["eval_every"],
-                       channels_last=channels_last(stage.config, stage.runtime),
+                       channels_last=channels_last(data, stage.runtime),
                        compiled=compile_model(model) if stage.runtime["compile"] else None)
     except Diverged as error:
         raise StageFailed(stage, str(error)) from None
-
-
-def final_metrics(history: list, result: EpochResult | None) -> dict[str, float]:
-    metrics = {"final_train_loss": history[-1][1]["train_loss"]} if history else {}
-    if result is not None:
-        metrics.update(final_test_accuracy=result.accuracy, final_test_loss=result.loss)
-    return metrics

@@ -3,16 +3,15 @@
 A runner decides where and when a stage runs; this module, the same for every runner, does the rest. Every stage
 runs under the store's claim on its key, so two processes never compute it twice; reads its parents' artifacts
 from the store; writes its own atomically; and completes with a record (final metrics and per-epoch history)
-written last. What a stage computes is its kind's module (`ltspec.stages.kinds`); its MLflow run is `StageRun`.
+written last. What a stage computes is its kind's (`ltspec.kinds`); its MLflow run is `StageRun`.
 """
 
 from __future__ import annotations
 
-from ltspec.plan import Stage
-from ltspec.stages.context import Context, Outcome, StageFailed
-from ltspec.stages.harness import LogEpochs
-from ltspec.stages.kinds import REGISTRY
+from ltspec.kinds.base import LogEpochs, Outcome, Stage, StageFailed, canonical
+from ltspec.stages.context import Context
 from ltspec.stages.mlflow_run import INTERRUPTS, StageRun
+from ltspec.stages.runtime import StageRuntime
 
 
 def run_stage(stage: Stage, ctx: Context) -> tuple[dict, bool]:
@@ -42,12 +41,13 @@ def run_stage(stage: Stage, ctx: Context) -> tuple[dict, bool]:
 
 def execute(stage: Stage, ctx: Context, log: LogEpochs | None = None) -> Outcome:
     """Compute one stage from its parents' artifacts, writing its own; completing it is `run_stage`'s job."""
-    return REGISTRY[stage.kind](stage, ctx, log or (lambda rows: None))
+    return stage.kind.run(stage, StageRuntime(ctx), log or (lambda rows: None))
 
 
 def _complete(stage: Stage, ctx: Context, outcome: Outcome) -> dict:
     """Write the stage's record (its commit: every artifact is written before it) and drop its checkpoint."""
-    record = {"key": stage.key, "kind": stage.kind, "config": stage.config, "parents": list(stage.parents),
+    record = {"key": stage.key, "kind": stage.kind.name, "config": canonical(stage.config),
+              "parents": list(stage.parents),
               "metrics": outcome.metrics, "history": [[epoch, values] for epoch, values in outcome.history],
               "artifacts": outcome.artifacts}
     ctx.store.complete(stage.key, record)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import traceback
 
 from ltspec import preemption, tracking
-from ltspec.plan import Stage
-from ltspec.stages.context import Context, trunk_of
+from ltspec.kinds.base import Stage
+from ltspec.stages.context import Context
 
 INTERRUPTS = (KeyboardInterrupt, SystemExit)  # SystemExit: how a Ray worker answers SIGTERM
 
@@ -30,6 +30,7 @@ class StageRun:
         self.run_id: str | None = None
         self.fresh = False  # this attempt created the run, so it knows every row the run holds
         self.logged_epochs: set[int] = set()
+        self.held: set[tuple[str, int]] | None = None  # (metric, step) a continued run held when first logged to
 
     @preemption.deferred()
     def log_reused(self, record: dict) -> None:
@@ -42,7 +43,7 @@ class StageRun:
     @preemption.deferred()
     def start(self, reused: bool = False) -> None:
         if self.needed:
-            trunk = trunk_of(self.stage)
+            trunk = self.stage.trunk
             if trunk not in self.ctx.trunk_runs:
                 self.ctx.trunk_runs[trunk] = tracking.trunk_run(self.ctx.tracker, self.ctx.stages[trunk])
             self.fresh = not self.earlier
@@ -51,6 +52,13 @@ class StageRun:
 
     @preemption.deferred()
     def log_epochs(self, rows: list) -> None:
+        """Log epoch rows; to a run continued from a dead attempt, only what it does not hold yet (the attempt may
+        have logged epochs after its last checkpoint, which this one trains again)."""
+        if self.run_id is not None and not self.fresh and rows:
+            if self.held is None:  # asked once: whatever this attempt logs itself, it knows
+                run = self.ctx.tracker.client.get_run(self.run_id)
+                self.held = tracking.held(self.ctx.tracker, run, {name for _, row in rows for name in row})
+            rows = tracking.without(rows, self.held)
         if self.run_id is not None and rows:
             tracking.log_metrics(self.ctx.tracker, self.run_id, rows)
             self.logged_epochs.update(epoch for epoch, _ in rows)
@@ -62,8 +70,7 @@ class StageRun:
         if self.run_id is None:
             return
         tracker, folder = self.ctx.tracker, self.ctx.store.stage_dir(self.stage.key)
-        files = [folder / "mask.pt"] if self.stage.kind == "mask" else []
-        files += [folder / "final.pt"] if self.stage.kind == "train" and tracker.log_weights else []
+        files = [folder / name for name in self.stage.kind.logged(self.stage, tracker.log_weights)]
         tracking.finish_stage_run(tracker, self.run_id, self.stage, record, files,
                                   logged_epochs=self.logged_epochs if logged_here and self.fresh else None,
                                   tags={tracking.STORE_PATH: str(folder.resolve())})

@@ -1,21 +1,23 @@
 """The weights and masks stages hand each other through the store.
 
 A trunk's dense points (θ0, θ0', θk, θT) are artifacts of its dense stage; a mask stage stores its mask, and, for a
-generator that trains (ADMM, gradual), the network it trained; a train stage stores its final weights.
+generator that trains (ADMM, gradual), the network it trained; a train stage stores its final weights. The file
+names are the kinds' own (`ltspec.kinds.dense`, `.mask`, `.train`).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import Tensor
 
 from ltspec import points
+from ltspec.kinds.dense import INIT, TRAINED
+from ltspec.kinds.mask import GENERATOR_TRAINED, MASK, MASK_EXCLUDED
 from ltspec.nets import state_on_cpu
-from ltspec.plan import Stage
 from ltspec.pruning import Mask
 from ltspec.stages import harness
 from ltspec.stages.context import Context, model
-
-MASK, MASK_EXCLUDED, GENERATOR_TRAINED, FINAL = "mask", "mask_excluded", "weights", "final"
 
 
 def dense_point(ctx: Context, trunk: str, name: str) -> dict[str, Tensor]:
@@ -27,11 +29,12 @@ def dense_point(ctx: Context, trunk: str, name: str) -> dict[str, Tensor]:
     if epochs is None:
         raise FileNotFoundError(f"stage {trunk} has no artifact {name}")
     stage = ctx.stages[trunk]
-    replay = Stage("dense", {**stage.config, "replay_until": epochs}, stage.parents, epochs,
-                   {**stage.runtime, "compile": False}, stage.labels)
-    network = model(stage.config, stage.config["seed"])
-    network.load_state_dict(ctx.store.read_tensors(trunk, "init"))
-    harness.train(replay, ctx, network, stage.config["train"], lambda rows: None, epochs=epochs)
+    config = stage.config
+    replay = replace(stage, config=replace(config, replay_until=epochs), epochs=epochs,
+                     runtime={**stage.runtime, "compile": False})
+    network = model(config.data, config.model, config.seed)
+    network.load_state_dict(ctx.store.read_tensors(trunk, INIT))
+    harness.train(replay, ctx, network, config.train, config.data, config.seed, lambda rows: None, epochs=epochs)
     ctx.store.write_tensors(trunk, name, state_on_cpu(network))
     ctx.store.clear_checkpoint(replay.key)
     return ctx.store.read_tensors(trunk, name)
@@ -40,7 +43,7 @@ def dense_point(ctx: Context, trunk: str, name: str) -> dict[str, Tensor]:
 def start_weights(ctx: Context, trunk: str, mask_key: str, start: str) -> dict[str, Tensor]:
     """θ0, θ0', θk or θT; for a generator that trains (ADMM, gradual), `trained` is the network it trained and
     pruned, so that fine-tuning continues from it (prune, then fine-tune)."""
-    if start == "trained" and ctx.store.has(mask_key, GENERATOR_TRAINED):
+    if start == TRAINED and ctx.store.has(mask_key, GENERATOR_TRAINED):
         return ctx.store.read_tensors(mask_key, GENERATOR_TRAINED)
     return dense_point(ctx, trunk, start)
 

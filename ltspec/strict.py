@@ -36,14 +36,15 @@ Steps = Annotated[int, Field(ge=1), STEPS]
 WeightPoint = Annotated[str, WEIGHT_POINTS]
 Scope = Literal["layerwise", "global"]
 TensorKind = Literal["conv", "linear"]
+NetworkMode = Literal["eval", "train"]  # torch's module modes: batch norm on running or batch statistics
 
 
 @contextmanager
 def pydantic_plugins_off() -> Iterator[None]:
     """Build models without pydantic's plugin discovery, then put the user's setting back.
 
-    Building a validator makes pydantic look for plugins in the metadata of every installed distribution: about
-    15 ms beside torch, MLflow and Ray, a tenth of `ltspec validate`. No plugin has business with a spec.
+    Building a validator makes pydantic look for plugins in the metadata of every installed distribution, a cost
+    that grows with every package installed beside ltspec (torch, MLflow, Ray). No plugin has business with a spec.
     """
     setting = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
     os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
