@@ -70,6 +70,7 @@ def main() -> None:
     from ltspec.plan import compile_plan
     from ltspec.plan.combine import combine
     from ltspec.rehearsal import rehearse
+    from ltspec.report.write import report_name
     from ltspec.spec import load_spec
 
     specs = sorted(PAPER.glob("*.toml"))
@@ -91,7 +92,8 @@ def main() -> None:
     print(f"on disk: {size / 2**30:.1f} GiB (the store, MLflow's database and artifacts, the reports)")
     missing = []
     for spec, name in coverage():
-        written = folder / "reports" / f"{load_spec(ROOT / spec).spec.name}-rehearsal" / name
+        rehearsal = rehearse(load_spec(ROOT / spec, args.overrides), lambda name, root: False).loaded
+        written = folder / "reports" / report_name(rehearsal) / name
         if not written.exists():
             missing.append(str(written.relative_to(folder)))
     print(f"coverage table: {len(coverage()) - len(missing)} of {len(coverage())} files written"

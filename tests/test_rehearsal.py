@@ -163,6 +163,16 @@ def test_swept_batch_sizes_and_validation_splits_stay_apart_and_fit_the_stand_in
     assert (len(held_out.train), len(held_out.validation)) == (7, 1)
 
 
+def test_a_slurm_job_compiles_the_rehearsal_that_was_submitted():
+    from ltspec.runners.slurm_job import compiled
+
+    source = {"path": str(QUICKSTART), "text": QUICKSTART.read_text(), "overrides": [], "rehearsal": True}
+    keys = [stage.key for stage in compile_plan(rehearse(load_spec(QUICKSTART)).loaded).stages]
+    assert list(compiled(source, keys)) == keys
+    with pytest.raises(ValueError, match="compiles to other stages"):
+        compiled({**source, "rehearsal": False}, keys)
+
+
 @pytest.mark.parametrize("name", ["cifar10", "cifar100", "tiny-imagenet", "mnist1d"])
 def test_a_synthetic_stand_in_has_the_real_datasets_shape_and_classes(name, tmp_path):
     real = datasets.info(name)
