@@ -370,6 +370,23 @@ def load_synthetic(entry: DatasetInfo, root: Path, download: bool, seed: int, *,
     )
 
 
+def load_sample(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Dataset:
+    """A rehearsal's stand-in (`ltspec.datasets.stand_in`): the first examples of each split of the real dataset,
+    read from where it lives (never downloaded: a rehearsal runs offline), normalised as the real one is."""
+    real = load_dataset(entry.stand_in_for, root=root, seed=seed)
+    train, test = entry.train_size, entry.test_size
+    return replace(real, name=entry.name, train=Split(real.train.x[:train], real.train.y[:train]),
+                   test=Split(real.test.x[:test], real.test.y[:test]))
+
+
+def load_synthetic_stand_in(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Dataset:
+    """A rehearsal's stand-in for a dataset that is not there: `load_synthetic` inputs of the real one's shape and
+    classes, as many as the stand-in's sizes, augmented as the real one would be (crops and flips run on them)."""
+    made = load_synthetic(entry, root, download, seed, synthetic_shape=entry.input_shape,
+                          synthetic_size=(entry.train_size, entry.test_size), synthetic_classes=entry.num_classes)
+    return replace(made, name=entry.name, augmentable=entry.augmentable)
+
+
 def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of a split's inputs, in the units the loader normalises (uint8 / 255).
 

@@ -9,12 +9,18 @@ data is loaded; a plugin registers more entries through the `ltspec.datasets` en
 A loader is called as `loader(entry, root: Path, download: bool, seed: int, **options)`, `entry` its own
 `DatasetInfo`, and returns a `ltspec.data.Dataset`; `seed` is the data seed (one train/test split for every run),
 `options` are loader-specific keyword arguments a notebook may pass through `ltspec.data.load_dataset`.
+
+Every dataset also has two small stand-ins, named by a suffix and derived from its entry, for the rehearsal of a
+study (`ltspec.rehearsal`): `<name>-sample`, its first examples, and `<name>-synthetic`, synthetic inputs of its
+shape and classes for when the data is not there. They are not listed in the table (a spec's vocabulary stays the
+real datasets) but `info` and `known` answer for them, in any process, so that a stage names its data the way it
+names any dataset.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,7 @@ class DatasetInfo:
     description: str = ""
     train_size: int | None = None  # examples, for the time estimate before a run (None: unknown)
     test_size: int | None = None
+    stand_in_for: str | None = None  # a stand-in's real dataset
     download_url: str | None = None  # what `download = true` fetches; `ltspec run` checks its host answers first
 
     @property
@@ -74,17 +81,48 @@ DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (
 )}
 
 
+# A stand-in is two batches of the rehearsal's batch size (`ltspec.rehearsal.BATCH_SIZE`) and one evaluation batch.
+STAND_IN_SIZE = (8, 8)
+STAND_IN_LOADERS = {"sample": "ltspec.data:load_sample", "synthetic": "ltspec.data:load_synthetic_stand_in"}
+
+
 class UnknownDataset(ValueError):
     """A dataset name that no entry of the table (built-in or plugin) carries."""
 
 
 def info(name: str) -> DatasetInfo:
-    """The table entry of a dataset, built in or registered by a plugin (`ltspec.plugins.load`)."""
-    if name not in DATASETS:
-        close = difflib.get_close_matches(name, list(DATASETS), n=1)
-        hint = f"did you mean `{close[0]}`?" if close else "expected one of " + ", ".join(DATASETS)
-        raise UnknownDataset(f"unknown dataset `{name}`; {hint}")
-    return DATASETS[name]
+    """The table entry of a dataset, built in or registered by a plugin (`ltspec.plugins.load`), or of a stand-in
+    of one (`stand_in`)."""
+    if name in DATASETS:
+        return DATASETS[name]
+    real, _, kind = name.rpartition("-")
+    if real in DATASETS and kind in STAND_IN_LOADERS:
+        return stand_in(real, kind)
+    close = difflib.get_close_matches(name, list(DATASETS), n=1)
+    hint = f"did you mean `{close[0]}`?" if close else "expected one of " + ", ".join(DATASETS)
+    raise UnknownDataset(f"unknown dataset `{name}`; {hint}")
+
+
+def known(name: str) -> bool:
+    """Whether `info` has an entry for the name."""
+    try:
+        info(name)
+    except UnknownDataset:
+        return False
+    return True
+
+
+def stand_in(name: str, kind: str) -> DatasetInfo:
+    """A small dataset standing in for `name` in a rehearsal, with its input shape, classes and augmentation, so
+    that the real networks build and train on it: `sample`, its first `STAND_IN_SIZE` train and test examples
+    (from where the real one lives); `synthetic`, as many synthetic examples of its shape and classes, made from
+    the seed (for when the real one is not there)."""
+    real = DATASETS[name]
+    what = "the first examples" if kind == "sample" else "synthetic examples of the shape and classes"
+    train, test = STAND_IN_SIZE
+    return replace(real, name=f"{name}-{kind}", downloadable=False, download_url=None, loader=STAND_IN_LOADERS[kind],
+                   description=f"{train} train and {test} test examples, {what} of {name}: a rehearsal's stand-in",
+                   train_size=train, test_size=test, stand_in_for=name)
 
 
 def register(name: str, entry: DatasetInfo) -> None:

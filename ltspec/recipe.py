@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
 from pydantic import Field
 from pydantic import Strict as StrictType
 
-from ltspec.strict import Fraction, PositiveInt, Strict, pydantic_plugins_off
+from ltspec.strict import EpochIndex, Epochs, Fraction, Strict, pydantic_plugins_off
 
 if TYPE_CHECKING:
     import torch
@@ -40,18 +40,18 @@ with pydantic_plugins_off():
 
     class StepSchedule(Strict):
         kind: Literal["step"] = "step"
-        milestones: list[PositiveInt] = Field(default=[], description="Epochs at which the lr is multiplied "
-                                              "by `gamma` (the paper: 80 and 120 of 150).")
+        milestones: list[Epochs] = Field(default=[], description="Epochs at which the lr is multiplied "
+                                         "by `gamma` (the paper: 80 and 120 of 150).")
         gamma: float = Field(0.1, gt=0.0, le=1.0)
-        warmup_epochs: int = Field(0, ge=0)
+        warmup_epochs: EpochIndex = 0
 
     class CosineSchedule(Strict):
         kind: Literal["cosine"]
-        warmup_epochs: int = Field(0, ge=0)
+        warmup_epochs: EpochIndex = 0
 
     class ConstantSchedule(Strict):
         kind: Literal["constant"]
-        warmup_epochs: int = Field(0, ge=0)
+        warmup_epochs: EpochIndex = 0
 
 
 @dataclass(frozen=True)

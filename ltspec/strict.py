@@ -8,12 +8,32 @@ than pydantic: `ltspec validate` stays fast.
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+
+@dataclass(frozen=True)
+class Unit:
+    """What a setting counts, marked on its type, so that settings in the same unit can be rescaled together: the
+    rehearsal (`ltspec.rehearsal`) maps every epoch-valued setting of a spec by one rule, so that milestones,
+    rewind points and pruning schedules keep their order at toy scale. A plugin's mask generator that types its
+    settings with `Epochs`, `EpochIndex`, `Steps` or `WeightPoint` is rescaled with the built-in ones."""
+
+    name: str
+
+
+EPOCHS = Unit("epochs")  # an epoch count, or an epoch of a run: rescaled together, their order kept
+STEPS = Unit("steps")  # optimizer steps: rescaled with the steps in an epoch
+WEIGHT_POINTS = Unit("weight points")  # `init`, `rewind@k`, ... (`ltspec.points`): k is an epoch
+
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
+Epochs = Annotated[int, Field(ge=1), EPOCHS]
+EpochIndex = Annotated[int, Field(ge=0), EPOCHS]
+Steps = Annotated[int, Field(ge=1), STEPS]
+WeightPoint = Annotated[str, WEIGHT_POINTS]
 Scope = Literal["layerwise", "global"]
 TensorKind = Literal["conv", "linear"]
 NetworkMode = Literal["eval", "train"]  # torch's module modes: batch norm on running or batch statistics

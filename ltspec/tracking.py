@@ -46,6 +46,7 @@ ERROR = "error.txt"  # a failed attempt's traceback, an artifact of its run
 STORE_PATH = "ltspec.store_path"  # the stage's folder in the store
 OVERRIDES = "ltspec.overrides"  # the command line's `key=value` overrides of the spec
 ATTEMPT = "ltspec.attempt"  # a new id on every run created: a creation the HTTP client repeated made two with it
+REHEARSAL = "ltspec.rehearsal"  # "true" on every run of a rehearsal (`ltspec.rehearsal`): toy scale, not a result
 # MLflow 3's UI opens an experiment on its GenAI overview unless told it holds model training: older 3.x releases
 # read this experiment tag, 3.17 reads the `workflowType` of the URL (see `runs_url`).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}

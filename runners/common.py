@@ -173,7 +173,8 @@ def resolve_device(name: str, gpus: Sequence[int] | None = None) -> torch.device
 def connect(loaded: LoadedSpec, plan: Plan) -> tracking.Tracker:
     spec = loaded.spec
     tags = {"ltspec.spec_hash": plan.spec_hash, "ltspec.spec_name": spec.name,
-            **({tracking.OVERRIDES: " ".join(loaded.overrides)} if loaded.overrides else {})}
+            **({tracking.OVERRIDES: " ".join(loaded.overrides)} if loaded.overrides else {}),
+            **({tracking.REHEARSAL: "true"} if loaded.rehearsal else {})}
     return tracking.connect(spec.tracking.uri, spec.tracking.experiment or spec.name, tags,
                             description=spec.description, log_weights=spec.tracking.log_weights)
 

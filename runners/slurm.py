@@ -461,7 +461,8 @@ def submit(loaded: LoadedSpec, plan: Plan, *, site: tuple[str, ...] = (), device
         close_trunks(tracker, driver.trunk_runs, loaded, plan_json)
         wants_gpus = device.startswith("cuda") or device == "auto" and partition_has_gpus(site)
         share = gpu_share if gpu_share is not None else spec.resources.gpu_share
-        source = {"path": str(loaded.path), "text": loaded.path.read_text(), "overrides": list(loaded.overrides)}
+        source = {"path": str(loaded.path), "text": loaded.path.read_text(), "overrides": list(loaded.overrides),
+                  "rehearsal": loaded.rehearsal}
         workspace = Workspace.of(store, tracker, stage_threads(spec), spec.resources.deterministic)
         job = Job(plan, stages, folder, workspace, dict(driver.trunk_runs), source)
         ids: list[str] = []

@@ -40,6 +40,7 @@ from ltspec import plugins
 from ltspec.faults import EnvironmentFault
 from ltspec.plan import Plan, Stage, compile_plan
 from ltspec.preemption import exit_code, preemptible
+from ltspec.rehearsal import rehearse
 from ltspec.runners.common import Workspace, close_trunks, located, threads
 from ltspec.runners.local import gpu_memory, run_stages
 from ltspec.runners.slots import Layout, slots
@@ -103,10 +104,11 @@ def main(manifest_path: str) -> int:
 
 
 def compiled(source: dict, keys: list[str]) -> dict[str, Stage]:
-    """The stages of the spec as submitted (its text and overrides), data folders resolved against this working
-    directory (the submission's: the script's `--chdir`); refused unless they hold `keys` (another version of
-    ltspec may compile the spec to other stages)."""
-    plan = compile_plan(parse_spec(source["text"], source["path"], tuple(source["overrides"])))
+    """The stages of the spec as submitted (its text and overrides; its rehearsal, if that was submitted), data
+    folders resolved against this working directory (the submission's: the script's `--chdir`); refused unless
+    they hold `keys` (another version of ltspec may compile the spec to other stages)."""
+    loaded = parse_spec(source["text"], source["path"], tuple(source["overrides"]))
+    plan = compile_plan(rehearse(loaded).loaded if source.get("rehearsal") else loaded)
     stages = {stage.key: located(stage) for stage in plan.stages}
     missing = [key for key in keys if key not in stages]
     if missing:

@@ -97,7 +97,7 @@ LAYERS = [
     {"strict", "faults", "files", "points", "datasets", "architectures", "hooks", "recipe"},
     {"nets", "data", "pruning", "admm_hook", "correlation", "training", "checkpoints", "preemption", "shipped"},
     {"masks", "layouts"},
-    {"spec", "plugins"},
+    {"spec", "plugins", "rehearsal"},
     {"kinds"},
     {"store", "tracking_store", "tracking"},
     {"plan", "stages"},

@@ -7,8 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ltspec.cli.shell import OnlyOption, OptionalSpecsArg, fail, fault, frozen_at_exit, load_all, or_quickstart, say, \
-    shown, status
+from ltspec.cli.report import write_reports
+from ltspec.cli.shell import OnlyOption, OptionalSpecsArg, RehearseOption, fail, fault, frozen_at_exit, load_all, \
+    or_quickstart, say, shown, status
 from ltspec.runners import RUNNERS, Options
 
 
@@ -41,11 +42,13 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         site: Annotated[Optional[Path], typer.Option(help="Slurm: a file of sbatch options, one per line, for "
                                                      "every job (the cluster's settings).")] = None,
         time_limit: Annotated[Optional[str], typer.Option(help="Slurm: each job's time limit (sbatch --time); "
-                                                          "overrides the spec's.")] = None):
+                                                          "overrides the spec's.")] = None,
+        rehearse: RehearseOption = False):
     """Execute the plan: train what is not done yet, resume what was interrupted, log every stage to MLflow.
 
     Several specs run one after another: a stage that an earlier spec trained in the same store is found done and
-    logged to the later spec's experiment as reused, so shared work trains once and each spec keeps its runs."""
+    logged to the later spec's experiment as reused, so shared work trains once and each spec keeps its runs.
+    `--rehearse` runs the specs' rehearsals, then writes their reports (on Slurm, with `--wait`)."""
     from rich.console import Console
 
     if runner not in RUNNERS:
@@ -53,7 +56,7 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
     slurm = slurm_options(runner, wait=wait, slots=slots, stages_per_job=stages_per_job, time_limit=time_limit,
                           partition=partition, account=account, qos=qos, sbatch=sbatch, site=site)
     chosen_gpus = parse_gpus_option(gpus, runner)
-    loaded_specs = load_all(or_quickstart(specs), only)
+    loaded_specs = load_all(or_quickstart(specs), only, rehearse=rehearse)
     console = Console()
     if len(loaded_specs) > 1:
         from ltspec.plan.combine import combine
@@ -74,6 +77,8 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         say("interrupted:", "yellow", f"by {cause(interrupt).name}; finished epochs are kept in the store's "
             "checkpoints and the current MLflow run is marked KILLED; run the same command again to resume", err=True)
         raise typer.Exit(exit_code(interrupt)) from None
+    if rehearse and (runner != "slurm" or wait):  # submitted Slurm jobs have not run yet
+        ok &= not max(write_reports(loaded_specs, bool(only), ["md", "tex", "csv"], None, console))
     if not ok:
         raise typer.Exit(1)
 
@@ -162,7 +167,10 @@ def run_one(spec: Path, loaded, compiled, console, runner: str, options: Options
                   f"{len(summary.failed)} failed, {len(summary.blocked)} skipped after a failure")
     for message in summary.failed.values():
         say("failed:", "red", message, err=True)
-    if summary.ok:
+    if summary.ok and loaded.rehearsal:
+        console.print(f"browse the runs: `mlflow ui --backend-store-uri {loaded.spec.tracking.uri}`, experiment "
+                      f"{loaded.spec.tracking.experiment}; the report follows")
+    elif summary.ok:
         console.print(f"browse the runs: [bold]ltspec ui{shown(spec)}[/] (or `mlflow ui --backend-store-uri "
                       f"{loaded.spec.tracking.uri}`); tables: {report_hint(spec, loaded)}")
     return summary.ok

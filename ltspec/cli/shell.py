@@ -28,6 +28,9 @@ OptionalSpecsArg = Annotated[Optional[list[Path]], typer.Argument(
 OnlyOption = Annotated[list[str], typer.Option(
     "--only", metavar="NAME=VALUE", help="Only the stages with this label, and what they need: generator, arm, "
     "seed, sparsity, round, kind or a swept setting (`lr=0.01`); repeat it to narrow, or to give alternatives.")]
+RehearseOption = Annotated[bool, typer.Option(
+    "--rehearse", help="The rehearsal of the specs: every stage at toy scale, offline, on stand-in data where the "
+    "data is not there, in its own store, MLflow experiment and report folder (`ltspec.rehearsal`).")]
 
 
 def say(tag: str, color: str, message: str, err: bool = False) -> None:
@@ -65,13 +68,20 @@ def frozen_at_exit(command):
     return frozen
 
 
-def load(spec: Path, overrides: tuple[str, ...] = (), compile: bool = True):
-    """Load and (unless told not to) compile, or print every problem and exit 2 without running anything."""
+def load(spec: Path, overrides: tuple[str, ...] = (), compile: bool = True, notes: dict | None = None):
+    """Load and (unless told not to) compile, or print every problem and exit 2 without running anything. Given
+    `notes`, the spec's rehearsal instead, its notes added to them."""
     from ltspec.plan import compile_plan
     from ltspec.spec import SpecError, load_spec
 
     try:
         loaded = load_spec(spec, overrides)
+        if notes is not None:
+            from ltspec.rehearsal import rehearse
+
+            rehearsal = rehearse(loaded)
+            loaded = rehearsal.loaded
+            notes.update(dict.fromkeys(rehearsal.notes))
     except SpecError as error:
         count = len(error.problems)
         say("error:", "red", f"{error.file}: {count} problem{'s' * (count != 1)}, nothing was run", err=True)
@@ -108,22 +118,25 @@ def spec_files(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def load_all(arguments: list[Path], only: list[str] = (), compile: bool = True) -> list[tuple]:
-    """Load and compile every spec, with the overrides among `arguments` applied and the plans cut to `only`,
-    printing the problems of each bad spec; exit 2 if any was bad."""
+def load_all(arguments: list[Path], only: list[str] = (), compile: bool = True,
+             rehearse: bool = False) -> list[tuple]:
+    """Load and compile every spec (or its rehearsal), with the overrides among `arguments` applied and the plans
+    cut to `only`, printing the problems of each bad spec; exit 2 if any was bad."""
     from ltspec.plan.select import SelectionError, parse_choices, select
 
     paths, overrides = split(arguments)
     if not paths:
         raise fail(f"no spec before the overrides {' '.join(overrides)}")
-    compiled, failed = [], False
+    compiled, failed, notes = [], False, {} if rehearse else None
     for spec in spec_files(paths):
         try:
-            compiled.append((spec, *load(spec, overrides, compile or bool(only))))
+            compiled.append((spec, *load(spec, overrides, compile or bool(only), notes)))
         except typer.Exit:
             failed = True
     if failed:
         raise typer.Exit(2)
+    for note in notes or ():
+        say("rehearsal:", "cyan", note)
     try:
         choices = parse_choices(list(only))
         return [(spec, loaded, select(plan, choices) if choices else plan) for spec, loaded, plan in compiled]

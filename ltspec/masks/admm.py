@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field
 
 from ltspec.masks.base import AtSparsities, Expansion, Generator, Made, Sources, per_sparsity
-from ltspec.strict import PositiveInt
+from ltspec.strict import Epochs, Steps
 
 
 class Admm(AtSparsities):
@@ -20,8 +20,8 @@ class Admm(AtSparsities):
     rho: float = Field(1e-3, gt=0.0, description="Initial penalty weight.")
     rho_factor: float = Field(1.0, ge=1.0, description="rho is multiplied by this at every Z/U update.")
     rho_max: float = Field(1.0, gt=0.0, description="Upper bound of rho under its schedule.")
-    epochs: PositiveInt = Field(30, description="Epochs of ADMM training.")
-    update_every: PositiveInt | None = Field(
+    epochs: Epochs = Field(30, description="Epochs of ADMM training.")
+    update_every: Steps | None = Field(
         None, description="Optimizer steps between Z/U updates; null: once per epoch.")
     lr: float | None = Field(None, gt=0.0, description="ADMM training lr; null: train.lr / 10.")
 

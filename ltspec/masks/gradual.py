@@ -18,7 +18,7 @@ from pydantic import Field
 from ltspec.hooks import Hook
 
 from ltspec.masks.base import AtSparsities, Expansion, Generator, Made, Sources, per_sparsity
-from ltspec.strict import PositiveInt
+from ltspec.strict import EpochIndex, Epochs, Steps
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -30,13 +30,13 @@ class Gradual(AtSparsities):
     """Gradual magnitude pruning of θT during training, on a cubic schedule (Zhu & Gupta 2017)."""
 
     kind: Literal["gradual"]
-    epochs: PositiveInt = Field(30, description="Epochs of training while (and after) pruning.")
+    epochs: Epochs = Field(30, description="Epochs of training while (and after) pruning.")
     lr: float | None = Field(None, gt=0.0, description="Initial lr of that training; null: train.lr / 10.")
     initial_sparsity: float = Field(0.0, ge=0.0, lt=1.0, description="Sparsity at the first pruning step, s_i.")
-    start_epoch: int = Field(0, ge=0, description="Epoch at whose start pruning begins, t_0.")
-    end_epoch: PositiveInt | None = Field(None, description="Epoch at whose start the target is reached; null: "
-                                          "half of `epochs`, leaving the rest to recover.")
-    frequency: PositiveInt = Field(100, description="Optimizer steps between pruning steps, Δt.")
+    start_epoch: EpochIndex = Field(0, description="Epoch at whose start pruning begins, t_0.")
+    end_epoch: Epochs | None = Field(None, description="Epoch at whose start the target is reached; null: "
+                                     "half of `epochs`, leaving the rest to recover.")
+    frequency: Steps = Field(100, description="Optimizer steps between pruning steps, Δt.")
 
     def pruning_end(self) -> int:
         return self.end_epoch if self.end_epoch is not None else max(self.start_epoch + 1, self.epochs // 2)

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from ltspec.masks.base import Expansion, Generator, Made, MaskSettings, Sources
-from ltspec.strict import Fraction, PositiveInt
+from ltspec.strict import Fraction, PositiveInt, WeightPoint
 
 
 class Imp(MaskSettings):
@@ -23,8 +23,9 @@ class Imp(MaskSettings):
     rounds: PositiveInt | None = Field(None, description="Number of rounds; or give `target_sparsity`.")
     target_sparsity: Fraction | None = Field(
         None, description="Run the fewest rounds whose sparsity 1-(1-rate)^r reaches this.")
-    reset: str = Field("init", pattern=r"^(init|rewind@[0-9]+)$",
-                       description="Where each round restarts: `init` (the lottery ticket) or `rewind@k`.")
+    reset: WeightPoint = Field(
+        "init", pattern=r"^(init|rewind@[0-9]+)$",
+        description="Where each round restarts: `init` (the lottery ticket) or `rewind@k`.")
 
     def round_count(self) -> int:
         """Rounds to run: as given, or the fewest whose sparsity reaches `target_sparsity`."""

@@ -35,7 +35,7 @@ from ltspec.report.figures import write_figures
 from ltspec.report.render import RENDERERS, claims_markdown, claims_table, markdown, rich_tables
 from ltspec.spec import LoadedSpec
 from ltspec.spec.overrides import parse_override
-from ltspec.tracking import OVERRIDES, ROLE, connect, delete_artifacts, log_file
+from ltspec.tracking import OVERRIDES, REHEARSAL, ROLE, connect, delete_artifacts, log_file
 
 SUMMARY = "report.md"
 CLAIMS = "claims.md"
@@ -86,7 +86,8 @@ def write_report(loaded: LoadedSpec, *, formats: Sequence[str] = ("md", "tex", "
         console.print(f"[bold red]error:[/] {escape(str(error))}")
         return 1
     if not metrics:
-        command = " ".join(["ltspec run", str(spec_path), *map(shlex.quote, loaded.overrides)])
+        command = " ".join(["ltspec run", str(spec_path), *map(shlex.quote, loaded.overrides),
+                            *["--rehearse"] * loaded.rehearsal])
         console.print(f"No runs found for spec {spec.name} in experiment {experiment} at URI {uri}: run "
                       f"`{command}` first (or check `[tracking]` in the spec).", markup=False)
         return 1
@@ -142,7 +143,8 @@ def log_report(uri: str, experiment: str, loaded: LoadedSpec, files: list[Path])
     and the others deleted. Returns the run's id, and a warning where the artifact store could not delete."""
     name, report = loaded.spec.name, report_name(loaded)
     tags = {ROLE: "report", "ltspec.spec": name, REPORT: report, "ltspec.spec_hash": loaded.spec_hash,
-            **({OVERRIDES: " ".join(loaded.overrides)} if loaded.overrides else {})}
+            **({OVERRIDES: " ".join(loaded.overrides)} if loaded.overrides else {}),
+            **({REHEARSAL: "true"} if loaded.rehearsal else {})}
     tracker = connect(uri, experiment, tags)
     client = tracker.client
     found = client.search_runs([tracker.experiment_id], f"tags.`{ROLE}` = 'report' and tags.`ltspec.spec` = '{name}'",

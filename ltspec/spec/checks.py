@@ -48,8 +48,8 @@ def _check_seeds(spec: Spec) -> list[Problem]:
 
 
 def _check_dataset(spec: Spec) -> list[Problem]:
-    """A dataset of the table, built in or a plugin's."""
-    if spec.data.dataset in datasets.DATASETS:
+    """A dataset of the table, built in or a plugin's, or a stand-in of one."""
+    if datasets.known(spec.data.dataset):
         return []
     names = list(datasets.DATASETS)
     hint = did_you_mean(spec.data.dataset, names) or "one of " + ", ".join(names)
@@ -67,9 +67,9 @@ def _check_model(spec: Spec, known) -> list[Problem]:
     if spec.model.shortcut is not None and architectures.entry(arch)["shortcut"] is None:
         return [Problem(("model", "shortcut"), f"`{arch}` has no shortcut to choose",
                         "shortcut applies to resnet18/20/32/44/56; remove it")]
-    if not known(("data", "dataset")) or spec.data.dataset not in datasets.DATASETS:
+    if not known(("data", "dataset")) or not datasets.known(spec.data.dataset):
         return []
-    kind, data = architectures.input_kind(arch), datasets.DATASETS[spec.data.dataset]
+    kind, data = architectures.input_kind(arch), datasets.info(spec.data.dataset)
     if kind not in ("any", data.input_kind):
         suggestion = "`conv1d`, `mlp` or `lenet300100`" if data.input_kind == "signal" else "an image model"
         return [Problem(("model", "arch"), f"`{arch}` takes {_inputs(kind)} but `{data.name}` holds "

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ltspec import architectures, masks, plugins
-from ltspec.datasets import DATASETS
+from ltspec import architectures, datasets, masks, plugins
 from ltspec.spec import messages
 from ltspec.spec.errors import Problem, SpecError, dotted, locate
 from ltspec.spec.limits import MAX_DEPTH, MAX_FILE_BYTES, MAX_PROBLEMS, MAX_STAGES, MAX_SWEEP_POINTS, stage_bound
 from ltspec.spec.models import Spec, rebuild
-from ltspec.spec.overrides import apply_overrides
+from ltspec.spec.overrides import Blame, apply_overrides
 from ltspec.spec.positions import Layout, layout
 from ltspec.spec.validate import type_problems, validate
 
@@ -54,6 +53,7 @@ class LoadedSpec:
     data: dict
     points: tuple[SweepPoint, ...]
     overrides: tuple[str, ...] = ()  # the command line's `key=value`s, applied to `data`
+    rehearsal: bool = False  # the file's spec at toy scale (`ltspec.rehearsal`): nothing it makes is a result
 
     @property
     def spec(self) -> Spec:
@@ -110,6 +110,14 @@ def parse_spec(source: str, path: str | Path = "<spec>", overrides: tuple[str, .
     where = layout(source, MAX_DEPTH)
     data = _toml(source, path, where)
     data, blame = apply_overrides(data, overrides, path)
+    return expand(data, path, overrides, where=where, blame=blame)
+
+
+def expand(data: dict, path: str | Path = "<spec>", overrides: tuple[str, ...] = (), *, where: Layout | None = None,
+           blame: Blame = lambda problem: problem) -> LoadedSpec:
+    """Validate a spec's data (its TOML document, overrides applied) and expand its sweep. `where` places each
+    problem at its line of the file (without it, problems name their field only); `blame` re-words a problem
+    that an override caused."""
     too_large = _integer_problems(data)
     if too_large:  # not TOML, as a syntax error is not: nothing else is checked
         raise SpecError(path, _report([blame(problem) for problem in too_large], where))
@@ -150,7 +158,7 @@ def _load_plugins_if_named(data: dict, path: str | Path) -> None:
     """Register the installed plugins when the spec names a model, dataset or mask kind that is not built in."""
     tables = [data.get(name) if isinstance(data.get(name), dict) else {} for name in ("model", "data", "masks")]
     kinds = {table.get("kind") for table in tables[2].values() if isinstance(table, dict)}
-    if (tables[0].get("arch") in (None, *architectures.TABLE) and tables[1].get("dataset") in (None, *DATASETS)
+    if (tables[0].get("arch") in (None, *architectures.TABLE) and _known_dataset(tables[1].get("dataset"))
             and kinds <= {None, *masks.REGISTRY}):
         return
     try:
@@ -158,6 +166,11 @@ def _load_plugins_if_named(data: dict, path: str | Path) -> None:
     except plugins.PluginError as error:
         raise SpecError(path, [Problem((), str(error), "fix the plugin, or uninstall its package")]) from None
     rebuild()
+
+
+def _known_dataset(name: Any) -> bool:
+    return name is None or isinstance(name, str) and datasets.known(name)
+
 
 def _toml(source: str, path: str | Path, where: Layout) -> dict:
     """The TOML document, or a syntax error at the line to fix."""
@@ -190,10 +203,10 @@ def _toml(source: str, path: str | Path, where: Layout) -> dict:
         raise fail(f"nests deeper than {MAX_DEPTH} levels", "check the brackets", 1, 1) from None
 
 
-def _report(problems: list[Problem], where: Layout) -> list[Problem]:
-    """Located, each once, in the file's order (as an editor lists them; a command-line override, line 0, first);
-    past MAX_PROBLEMS, a line saying there are more."""
-    located = dict.fromkeys(locate(problem, where) for problem in problems)
+def _report(problems: list[Problem], where: Layout | None) -> list[Problem]:
+    """Located (given the file's layout), each once, in the file's order (as an editor lists them; a command-line
+    override, line 0, first); past MAX_PROBLEMS, a line saying there are more."""
+    located = dict.fromkeys(locate(problem, where) if where else problem for problem in problems)
     unique = sorted(located, key=lambda problem: (problem.line or 0, problem.column or 0))
     if len(unique) <= MAX_PROBLEMS:
         return unique

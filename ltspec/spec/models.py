@@ -16,7 +16,7 @@ from pydantic import Field
 from ltspec import architectures, layouts, masks
 from ltspec.datasets import DATASETS
 from ltspec.recipe import OPTIMIZERS, SCHEDULES, Pair, Sgd, StepSchedule, settings_union
-from ltspec.strict import Fraction, PositiveInt, Strict, TensorKind, pydantic_plugins_off
+from ltspec.strict import Epochs, Fraction, PositiveInt, Strict, TensorKind, WeightPoint, pydantic_plugins_off
 from ltspec.spec.limits import MAX_EXPERIMENT_LENGTH, MAX_NAME_LENGTH, MAX_PATH_LENGTH, MAX_SEEDS
 
 SCHEMA_VERSION = 1
@@ -61,7 +61,7 @@ Schedule = settings_union(SCHEDULES)
 class Train(Strict):
     """The dense training recipe; arms reuse it with their own epochs and lr."""
 
-    epochs: PositiveInt = Field(description="Epochs of dense training, T (the paper: 150).")
+    epochs: Epochs = Field(description="Epochs of dense training, T (the paper: 150).")
     lr: float = Field(gt=0.0, description="Initial learning rate (the paper compares 0.01 with 0.1).")
     optimizer: Optimizer = Field(Sgd())  # type: ignore[valid-type]
     schedule: Schedule = Field(StepSchedule())  # type: ignore[valid-type]
@@ -79,9 +79,10 @@ def mask_tables() -> object:
 class Arm(Strict):
     """A training run on every mask, from one starting point."""
 
-    start: str = Field(pattern=START_PATTERN, description="`init` (lottery), `reinit` (fresh init, another seed), "
-                       "`trained` (fine-tune, lr schedule restarted) or `rewind@k` (dense weights after k epochs).")
-    epochs: PositiveInt | None = Field(None, description="Override T' (default: train.epochs, the equal budget).")
+    start: WeightPoint = Field(pattern=START_PATTERN, description="`init` (lottery), `reinit` (fresh init, another "
+                               "seed), `trained` (fine-tune, lr schedule restarted) or `rewind@k` (dense weights "
+                               "after k epochs).")
+    epochs: Epochs | None = Field(None, description="Override T' (default: train.epochs, the equal budget).")
     lr: float | None = Field(None, gt=0.0, description="Override the initial lr (default: train.lr).")
 
 
@@ -89,7 +90,7 @@ class Measure(Strict):
     """R_p, the paper's weight-correlation indicator, over named weight pairs."""
 
     p: list[Fraction] = Field([0.2], min_length=1, description="Top-p fractions at which R_p is measured.")
-    pairs: list[Pair[str]] = Field(
+    pairs: list[Pair[WeightPoint]] = Field(
         default=[], description="Weight pairs: `init`, `trained`, `reinit`, `rewind@k`, `X*mask` (X "
         "under the mask) or an arm's name (its trained result on the mask).")
     tensors: list[TensorKind] = Field(["conv", "linear"], min_length=1,
