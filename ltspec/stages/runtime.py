@@ -3,6 +3,7 @@ kind shares (models, loaders, the training harness, weights and masks in the sto
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -52,6 +53,9 @@ class StageRuntime:
 
     def start_weights(self, trunk: str, mask: str, start: str) -> dict[str, Tensor]:
         return weights.start_weights(self.ctx, trunk, mask, start)
+
+    def point_weights(self, trunk: str, term: str, results: Mapping[str, str], mask: Mask | None) -> dict[str, Tensor]:
+        return weights.point_weights(self.ctx, trunk, term, results, mask)
 
     def load_mask(self, key: str) -> Mask:
         return weights.load_mask(self.ctx, key)

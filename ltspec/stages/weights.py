@@ -7,6 +7,7 @@ names are the kinds' own (`ltspec.kinds.dense`, `.mask`, `.train`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from torch import Tensor
@@ -14,6 +15,7 @@ from torch import Tensor
 from ltspec import points
 from ltspec.kinds.dense import INIT, TRAINED
 from ltspec.kinds.mask import GENERATOR_TRAINED, MASK, MASK_EXCLUDED
+from ltspec.kinds.train import FINAL
 from ltspec.nets import state_on_cpu
 from ltspec.pruning import Mask
 from ltspec.stages import harness
@@ -46,6 +48,19 @@ def start_weights(ctx: Context, trunk: str, mask_key: str, start: str) -> dict[s
     if start == TRAINED and ctx.store.has(mask_key, GENERATOR_TRAINED):
         return ctx.store.read_tensors(mask_key, GENERATOR_TRAINED)
     return dense_point(ctx, trunk, start)
+
+
+def point_weights(ctx: Context, trunk: str, term: str, results: Mapping[str, str], mask: Mask | None) -> dict[str, Tensor]:
+    """A weight point's whole state: a trunk's dense point (its masked tensors multiplied by the mask for `X*mask`)
+    or the final weights of the stage `results` names for an arm (or a copy of one)."""
+    point = points.parse(term)
+    if not point.dense:
+        return ctx.store.read_tensors(results[point.name], FINAL)
+    state = dense_point(ctx, trunk, point.base)
+    if point.masked:
+        state = {name: tensor * mask[name].to(tensor.device) if name in mask else tensor
+                 for name, tensor in state.items()}
+    return state
 
 
 def load_mask(ctx: Context, key: str) -> Mask:
