@@ -2,18 +2,21 @@
 
 For every sweep point and seed: one dense trunk; for every mask generator, its masks (IMP as a chain of rounds,
 each round's mask pruned from the previous round's ticket); on every mask, every arm; an evaluation of the pruned
-dense weights; and R_p measurements of the spec's pairs. A stage that two parts of the plan need (the dense run
+dense weights; R_p measurements of the spec's pairs; the interpolations of the spec's `[interpolation]` pairs; and
+for the instability analysis, copies of the chosen arms trained under other SGD noise, each interpolated with its
+arm. A stage that two parts of the plan need (the dense run
 that every generator starts from, the IMP round that *is* the lottery arm) is built twice with the same key and
 stored once.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from ltspec import architectures, datasets, masks, points
-from ltspec.kinds import dense, evaluate, measure, train
+from ltspec.kinds import dense, evaluate, interpolate, measure, train
 from ltspec.kinds import mask as mask_kind
 from ltspec.kinds.base import DataConfig, ModelConfig, Stage
 from ltspec.masks.base import MaskSettings
@@ -189,6 +192,7 @@ def _compile_trunk(builder: _Builder, spec: Spec, seed: int, sweep: dict) -> Non
     builder.deliver(trunk)
     labels["trunk"] = trunk
     _compile_measure(builder, spec, trunk, None, {}, labels)
+    _compile_interpolations(builder, spec, base, trunk, None, {}, labels)
     for name, table in spec.masks.items():
         expansion = _Expansion(builder, spec, base, trunk, {**labels, "generator": name})
         for mask_key in masks.generator(table.kind).expand(table, expansion):
@@ -254,6 +258,8 @@ def _compile_on_mask(builder, spec, base, trunk, mask_key, mask_labels) -> None:
     scored = evaluate.EvaluateConfig(base["data"], base["model"], spec.train.precision)
     builder.add(Stage(evaluate.KIND, scored, (trunk, mask_key), runtime=runtime(spec), labels=dict(mask_labels)))
     _compile_measure(builder, spec, trunk, mask_key, arm_keys, mask_labels)
+    _compile_interpolations(builder, spec, base, trunk, mask_key, arm_keys, mask_labels)
+    _compile_instability(builder, spec, base, trunk, mask_key, arm_keys, mask_labels)
 
 
 def _compile_measure(builder, spec, trunk, mask_key, arm_keys, labels) -> None:
@@ -269,3 +275,44 @@ def _compile_measure(builder, spec, trunk, mask_key, arm_keys, labels) -> None:
     parents = (trunk,) if mask_key is None else (trunk, mask_key, *(arm_keys[arm] for arm in used))
     builder.add(Stage(measure.KIND, config, parents, runtime=runtime(spec), labels=dict(labels)))
 
+
+
+def copy_seed(seed: int, copy: int) -> int:
+    """The data order of copy `copy` of an arm of the trunk of `seed`: derived, never the trunk's own in practice."""
+    return int.from_bytes(hashlib.sha256(f"copy:{seed}:{copy}".encode()).digest()[:4], "big")
+
+
+def _interpolation(spec, base, trunk, mask_key, pair, results, labels) -> Stage:
+    settings = spec.interpolation
+    config = interpolate.InterpolateConfig(tuple(pair), results, settings.points, settings.batch_norm, base["data"],
+                                           base["model"], base["seed"], spec.train.precision)
+    parents = (trunk,) if mask_key is None else (trunk, mask_key, *dict.fromkeys(results.values()))
+    return Stage(interpolate.KIND, config, parents, runtime=runtime(spec), labels=labels)
+
+
+def _compile_interpolations(builder, spec, base, trunk, mask_key, arm_keys, labels) -> None:
+    """One interpolation per `[interpolation]` pair: on the trunk for a pair of dense points, on every mask for a
+    pair with a sparse side."""
+    for pair in spec.interpolation.pairs:
+        if any(points.parse(term).sparse for term in pair) != (mask_key is not None):
+            continue
+        results = {term: arm_keys[term] for term in pair if not points.parse(term).dense}
+        builder.add(_interpolation(spec, base, trunk, mask_key, pair, results, {**labels, "analysis": "lmc"}))
+
+
+def _compile_instability(builder, spec, base, trunk, mask_key, arm_keys, labels) -> None:
+    """Each chosen arm's copies on this mask, trained from the arm's start with a data order of their own, and the
+    interpolation between the arm and each copy."""
+    for arm_name in spec.instability.arms:
+        arm = spec.arms[arm_name]
+        epochs = arm.epochs or spec.train.epochs
+        for copy in range(1, spec.instability.copies + 1):
+            config = train.TrainConfig(**base, start=arm.start, train=recipe(spec, epochs, arm.lr),
+                                       data_seed=copy_seed(base["seed"], copy))
+            copied = {**labels, "arm": arm_name, "copy": copy}
+            key = builder.add(Stage(train.KIND, config, (trunk, mask_key), epochs=epochs, runtime=runtime(spec),
+                                    labels=copied))
+            builder.deliver(key)
+            term = interpolate.copy_term(arm_name, copy)
+            builder.add(_interpolation(spec, base, trunk, mask_key, (arm_name, term),
+                                       {arm_name: arm_keys[arm_name], term: key}, {**copied, "analysis": "instability"}))

@@ -32,6 +32,8 @@ def check(spec: Spec, unknown: frozenset[tuple] = frozenset()) -> list[Problem]:
     problems += _check_masks(spec, known)
     problems += _check_arms(spec, known)
     problems += _check_pairs(spec) if known(("measure",), ("arms",), ("masks",), ("train", "epochs")) else []
+    problems += _check_analyses(spec) if known(("interpolation",), ("instability",), ("arms",), ("masks",),
+                                               ("train", "epochs")) else []
     return problems
 
 
@@ -163,21 +165,10 @@ def _term_problem(term: str, spec: Spec) -> str | None:
 
 
 def _check_pairs(spec: Spec) -> list[Problem]:
-    problems = []
-    names = list(points.DENSE) + [f"{point}{points.MASKED}" for point in points.DENSE] + list(spec.arms)
+    problems = _check_terms(spec, spec.measure.pairs, ("measure", "pairs"))
     sparsities = [(name, s) for name, generator in spec.masks.items() for s in generator.target_sparsities()]
-    for index, pair in enumerate(spec.measure.pairs):
-        for side, term in enumerate(pair):
-            path = ("measure", "pairs", index, side)
-            message = _term_problem(term, spec)
-            if message:
-                problems.append(Problem(path, message, did_you_mean(term, names) or
-                                        "use init, trained, reinit, rewind@k, X*mask, or an arm's name"))
-                continue
-            problems += _check_rewind(term.removesuffix("*mask"), spec, path)
+    for pair in spec.measure.pairs:
         masked = [points.parse(term).sparse for term in pair]
-        if any(masked) and not spec.masks:
-            problems.append(Problem(("measure", "pairs", index), f"{list(pair)} needs a mask, and the spec has none"))
         if masked[0] != masked[1]:
             for generator, sparsity in sparsities:
                 bad = [p for p in spec.measure.p if p >= 1.0 - sparsity]
@@ -187,4 +178,32 @@ def _check_pairs(spec: Spec) -> list[Problem]:
                         f"sparsity {sparsity:.3f} of mask generator `{generator}`",
                         f"a sparse network has only {1 - sparsity:.3f} of its weights; use p < 1 - sparsity"))
                     break
+    return problems
+
+
+def _check_terms(spec: Spec, pairs: list, path: tuple) -> list[Problem]:
+    """Each side of each pair names a weight set, and a pair that needs a mask has masks to be on."""
+    problems = []
+    names = list(points.DENSE) + [f"{point}{points.MASKED}" for point in points.DENSE] + list(spec.arms)
+    for index, pair in enumerate(pairs):
+        for side, term in enumerate(pair):
+            message = _term_problem(term, spec)
+            if message:
+                problems.append(Problem((*path, index, side), message, did_you_mean(term, names) or
+                                        "use init, trained, reinit, rewind@k, X*mask, or an arm's name"))
+                continue
+            problems += _check_rewind(term.removesuffix("*mask"), spec, (*path, index, side))
+        if any(points.parse(term).sparse for term in pair) and not spec.masks:
+            problems.append(Problem((*path, index), f"{list(pair)} needs a mask, and the spec has none"))
+    return problems
+
+
+def _check_analyses(spec: Spec) -> list[Problem]:
+    """The interpolation pairs name weight sets; the arms to copy are arms of the spec."""
+    problems = _check_terms(spec, spec.interpolation.pairs, ("interpolation", "pairs"))
+    for index, arm in enumerate(spec.instability.arms):
+        if arm not in spec.arms:
+            hint = did_you_mean(arm, list(spec.arms)) or ("the spec's arms: " + ", ".join(spec.arms) if spec.arms
+                                                          else "add it under [arms] first")
+            problems.append(Problem(("instability", "arms", index), f"`{arm}` is not an arm of this spec", hint))
     return problems

@@ -21,11 +21,14 @@ MAX_PROBLEMS = 100  # problems listed; the count of the rest follows
 def stage_bound(spec) -> int:
     """An upper bound of the stages one sweep point of `spec` compiles to, counted without building them.
 
-    Per seed: the dense run and its R_p measurement; per mask, its mask stage, an IMP round's retraining, every
-    arm, the evaluation of the pruned dense weights and its R_p measurement.
+    Per seed: the dense run, its R_p measurement and interpolations; per mask, its mask stage, an IMP round's
+    retraining, every arm, the evaluation of the pruned dense weights, its R_p measurement, its interpolations, and
+    each copy of an arm with its interpolation.
     """
     masks = sum(mask_count(generator) for generator in spec.masks.values())
-    return len(spec.seeds) * (2 + masks * (len(spec.arms) + 4))
+    interpolations = len(spec.interpolation.pairs)
+    copies = 2 * len(spec.instability.arms) * spec.instability.copies
+    return len(spec.seeds) * (2 + interpolations + masks * (len(spec.arms) + 4 + interpolations + copies))
 
 
 def mask_count(generator) -> int:

@@ -97,6 +97,28 @@ class Measure(Strict):
     exclude: list[str] = Field(default=[], description="Layers left out of R_p, by name or pattern.")
 
 
+class Interpolation(Strict):
+    """Linear mode connectivity (Frankle et al., ICML 2020): the test error along the straight path between two
+    weight points, and its barrier."""
+
+    pairs: list[Pair[str]] = Field(
+        default=[], description="Weight pairs to connect, named as in [measure]: `init`, `trained`, `reinit`, "
+        "`rewind@k`, `X*mask` (X under the mask) or an arm's name (its trained result on the mask).")
+    points: int = Field(11, ge=2, le=101, description="Evenly spaced α from 0 to 1, both ends included.")
+    batch_norm: Literal["recompute", "interpolate"] = Field(
+        "recompute", description="The batch-norm statistics of an interpolated network: `recompute` them with a "
+        "pass over the training data (its own statistics), or `interpolate` the two ends' running statistics.")
+
+
+class Instability(Strict):
+    """Instability analysis (Frankle et al., ICML 2020): copies of an arm, trained from its start on its mask under
+    other SGD noise (batch order and augmentation), and the error barrier between the arm and each copy."""
+
+    arms: list[str] = Field(default=[], description="The arms to copy, by name; each is copied on every mask.")
+    copies: int = Field(1, ge=1, le=10, description="Copies of each arm besides the arm itself, each with a data "
+                        "order of its own; the barrier is measured between the arm and every copy.")
+
+
 REPORT_LAYOUTS = ("dense", "lottery-vs-reinit", "rp-init-trained", "rp-masked", "arms", "table1", "rewind")
 
 
@@ -146,6 +168,8 @@ class Spec(Strict):
     masks: dict[str, mask_tables()] = Field(default={})  # type: ignore[valid-type]
     arms: dict[str, Arm] = Field(default={})
     measure: Measure = Field(Measure())
+    interpolation: Interpolation = Field(Interpolation())
+    instability: Instability = Field(Instability())
     sweep: dict[str, list[bool | int | float | str]] = Field(
         default={}, description="Dotted field paths to lists of values, expanded as a product.")
     report: Report = Field(Report())
