@@ -98,7 +98,7 @@ def test_a_stage_refuses_a_config_of_another_kind():
 LAYERS = [
     {"strict", "faults", "files", "points", "datasets", "architectures", "hooks", "recipe"},
     {"nets", "data", "pruning", "admm_hook", "correlation", "training", "checkpoints", "preemption", "shipped",
-     "interpolation"},
+     "interpolation", "similarity", "signs"},
     {"masks"},
     {"spec", "plugins"},
     {"kinds"},

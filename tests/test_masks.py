@@ -35,7 +35,8 @@ W2 = torch.tensor([[0.5, -1.5], [2.0, 1.0]])  # output 2 <- hidden 2
 
 
 def test_every_generator_is_registered_with_its_table_and_no_other_kind_validates():
-    assert set(masks.REGISTRY) == {"oneshot", "imp", "admm", "random", "magnitude_init", "snip", "synflow", "gradual"}
+    assert set(masks.REGISTRY) == {"oneshot", "imp", "admm", "random", "magnitude_init", "snip", "synflow", "gradual",
+                                   "shuffle"}
     for kind, generator in masks.REGISTRY.items():
         assert generator.settings.model_fields["kind"].annotation.__args__ == (kind,)
     base = {"name": "x", "data": {"dataset": "digits"}, "model": {"arch": "mlp"}, "train": {"epochs": 2, "lr": 0.1}}

@@ -87,6 +87,10 @@ class Sources:
         self._require("ticket")
         return self.runtime.load_mask(self.stage.parents[1]) if len(self.stage.parents) > 1 else None
 
+    def source_mask(self):
+        self._require("source")
+        return self.runtime.load_mask(self.stage.parents[0])
+
     def batches(self) -> Iterator:
         self._require("data")
         return self._training_loader().epoch(0)

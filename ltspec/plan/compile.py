@@ -19,7 +19,7 @@ from ltspec import architectures, datasets, masks, points
 from ltspec.kinds import dense, evaluate, interpolate, measure, train
 from ltspec.kinds import mask as mask_kind
 from ltspec.kinds.base import DataConfig, ModelConfig, Stage
-from ltspec.masks.base import MaskSettings
+from ltspec.masks.base import MaskMade, MaskSettings
 from ltspec.recipe import Recipe
 from ltspec.spec.load import LoadedSpec
 from ltspec.spec.models import Spec
@@ -193,10 +193,31 @@ def _compile_trunk(builder: _Builder, spec: Spec, seed: int, sweep: dict) -> Non
     labels["trunk"] = trunk
     _compile_measure(builder, spec, trunk, None, {}, labels)
     _compile_interpolations(builder, spec, base, trunk, None, {}, labels)
-    for name, table in spec.masks.items():
-        expansion = _Expansion(builder, spec, base, trunk, {**labels, "generator": name})
+    made: dict[str, list[MaskMade]] = {}
+    for name in expansion_order(spec):
+        table = spec.masks[name]
+        expansion = _Expansion(builder, spec, base, trunk, {**labels, "generator": name}, made)
+        made[name] = []
         for mask_key in masks.generator(table.kind).expand(table, expansion):
-            _compile_on_mask(builder, spec, base, trunk, mask_key, expansion.labels_of[mask_key])
+            mask_labels = expansion.labels_of[mask_key]
+            made[name].append(MaskMade(mask_key, mask_labels["sparsity"], mask_labels["round"]))
+            _compile_on_mask(builder, spec, base, trunk, mask_key, mask_labels)
+
+
+def expansion_order(spec: Spec) -> list[str]:
+    """The `[masks]` tables in spec order, except that a table made from other tables' masks comes after them."""
+    left, order = list(spec.masks), []
+    while left:
+        ready = [name for name in left if all(source in order or source not in spec.masks
+                                              for source in _sources(spec, name))]
+        order.append(ready[0] if ready else left[0])
+        left.remove(order[-1])
+    return order
+
+
+def _sources(spec: Spec, name: str) -> list[str]:
+    table = spec.masks[name]
+    return list(masks.generator(table.kind).sources(table).values())
 
 
 @dataclass
@@ -209,6 +230,7 @@ class _Expansion:
     base: dict
     trunk: str
     labels: dict
+    made: dict[str, list[MaskMade]]
     labels_of: dict = field(default_factory=dict)
 
     def common(self, settings: MaskSettings) -> dict:
@@ -241,6 +263,9 @@ class _Expansion:
         key = self.builder.add(stage)
         self.builder.deliver(key)
         return key
+
+    def masks_of(self, table: str) -> list[MaskMade]:
+        return self.made[table]
 
 
 def _compile_on_mask(builder, spec, base, trunk, mask_key, mask_labels) -> None:

@@ -138,7 +138,30 @@ def _check_masks(spec: Spec, known) -> list[Problem]:
         if known(("train", "epochs")):
             for field, point in declared.start_points(generator).items():
                 problems += _check_rewind(point, spec, path + (field,))
+        for field, table in declared.sources(generator).items():
+            problems += _check_source(spec, name, table, path + (field,))
     return problems
+
+
+def _check_source(spec: Spec, name: str, table: str, path: tuple) -> list[Problem]:
+    """A table made from another's masks names another table of the spec, and no circle of them."""
+    if table == name:
+        return [Problem(path, f"`{name}` cannot be made from its own masks", "name another [masks] table")]
+    if table not in spec.masks:
+        hint = did_you_mean(table, list(spec.masks)) or "the spec's tables: " + ", ".join(spec.masks)
+        return [Problem(path, f"`{table}` is not a [masks] table of this spec", hint)]
+    chain, seen = [name, table], {name}
+    while chain[-1] not in seen:
+        seen.add(chain[-1])
+        upstream = masks.generator(spec.masks[chain[-1]].kind).sources(spec.masks[chain[-1]]).values()
+        following = [source for source in upstream if source in spec.masks]
+        if not following:
+            return []
+        chain.append(following[0])
+    if chain[-1] != name:
+        return []
+    return [Problem(path, "the tables are made from each other's masks: " + " -> ".join(chain),
+                    "one of them must be made by a generator of its own")]
 
 
 def _check_arms(spec: Spec, known) -> list[Problem]:

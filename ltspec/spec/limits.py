@@ -7,6 +7,8 @@ built. The README's Spec section lists these limits.
 
 from __future__ import annotations
 
+from ltspec import masks
+
 MAX_FILE_BYTES = 1 << 20  # the largest shipped spec is under 2 KB
 MAX_DEPTH = 16  # key path parts plus brackets; the deepest spec value (`measure.pairs[0][1]`) has 4
 MAX_SEEDS = 100
@@ -25,13 +27,20 @@ def stage_bound(spec) -> int:
     retraining, every arm, the evaluation of the pruned dense weights, its R_p measurement, its interpolations, and
     each copy of an arm with its interpolation.
     """
-    masks = sum(mask_count(generator) for generator in spec.masks.values())
+    made = sum(mask_count(spec, name) for name in spec.masks)
     interpolations = len(spec.interpolation.pairs)
     copies = 2 * len(spec.instability.arms) * spec.instability.copies
-    return len(spec.seeds) * (2 + interpolations + masks * (len(spec.arms) + 4 + interpolations + copies))
+    return len(spec.seeds) * (2 + interpolations + made * (len(spec.arms) + 4 + interpolations + copies))
 
 
-def mask_count(generator) -> int:
-    """How many masks a generator makes; IMP's rounds are counted, not listed (`rounds = 10**9` is one line)."""
+def mask_count(spec, name: str, seen: frozenset[str] = frozenset()) -> int:
+    """How many masks a table makes; IMP's rounds are counted, not listed (`rounds = 10**9` is one line); a table
+    made from other tables' masks (a shuffle) makes as many as they do (a circle of them, an error the checks
+    report, counts nothing)."""
+    generator = spec.masks[name]
+    sources = masks.generator(generator.kind).sources(generator).values()
+    if sources:
+        return sum(mask_count(spec, table, seen | {name}) for table in sources if table in spec.masks
+                   and table not in seen | {name})
     round_count = getattr(generator, "round_count", None)
     return round_count() if round_count else len(generator.target_sparsities())

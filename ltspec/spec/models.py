@@ -21,7 +21,7 @@ from ltspec.spec.limits import MAX_EXPERIMENT_LENGTH, MAX_NAME_LENGTH, MAX_PATH_
 
 SCHEMA_VERSION = 1
 
-START_PATTERN = r"^(init|reinit|trained|rewind@[0-9]+)$"
+START_PATTERN = r"^(init|reinit|trained|rewind@[0-9]+|signs-reinit|signs-constant)$"
 PathText = Annotated[str, Field(min_length=1, max_length=MAX_PATH_LENGTH)]
 
 
@@ -80,7 +80,9 @@ class Arm(Strict):
     """A training run on every mask, from one starting point."""
 
     start: str = Field(pattern=START_PATTERN, description="`init` (lottery), `reinit` (fresh init, another seed), "
-                       "`trained` (fine-tune, lr schedule restarted) or `rewind@k` (dense weights after k epochs).")
+                       "`trained` (fine-tune, lr schedule restarted), `rewind@k` (dense weights after k epochs), "
+                       "`signs-reinit` (θ0's signs, the magnitudes of θ0') or `signs-constant` (θ0's signs, one magnitude "
+                       "per layer).")
     epochs: PositiveInt | None = Field(None, description="Override T' (default: train.epochs, the equal budget).")
     lr: float | None = Field(None, gt=0.0, description="Override the initial lr (default: train.lr).")
 

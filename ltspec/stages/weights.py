@@ -13,20 +13,24 @@ from dataclasses import replace
 from torch import Tensor
 
 from ltspec import points
-from ltspec.kinds.dense import INIT, TRAINED
+from ltspec.kinds.dense import INIT, REINIT, TRAINED
 from ltspec.kinds.mask import GENERATOR_TRAINED, MASK, MASK_EXCLUDED
 from ltspec.kinds.train import FINAL
 from ltspec.nets import state_on_cpu
 from ltspec.pruning import Mask
+from ltspec.signs import signs_with_constant, signs_with_magnitudes
 from ltspec.stages import harness
 from ltspec.stages.context import Context, model
 
 
 def dense_point(ctx: Context, trunk: str, name: str) -> dict[str, Tensor]:
-    """A dense weight point of a trunk; a rewind point the trunk did not keep (it was trained for another spec) is
-    replayed from θ0 for k epochs, which gives the same weights on the CPU since every epoch is seeded."""
+    """A dense weight point of a trunk; a sign-keeping one is made from θ0 (and θ0'); a rewind point the trunk did
+    not keep (it was trained for another spec) is replayed from θ0 for k epochs, which gives the same weights on
+    the CPU since every epoch is seeded."""
     if ctx.store.has(trunk, name):
         return ctx.store.read_tensors(trunk, name)
+    if name in (points.SIGNS_REINIT, points.SIGNS_CONSTANT):
+        return _keeping_signs(ctx, trunk, name)
     epochs = points.rewind_epoch(name)
     if epochs is None:
         raise FileNotFoundError(f"stage {trunk} has no artifact {name}")
@@ -40,6 +44,16 @@ def dense_point(ctx: Context, trunk: str, name: str) -> dict[str, Tensor]:
     ctx.store.write_tensors(trunk, name, state_on_cpu(network))
     ctx.store.clear_checkpoint(replay.key)
     return ctx.store.read_tensors(trunk, name)
+
+
+def _keeping_signs(ctx: Context, trunk: str, name: str) -> dict[str, Tensor]:
+    """θ0 whose conv and linear weights keep their signs and take the magnitudes of θ0' or of one constant per
+    layer (`ltspec.signs`)."""
+    init = ctx.store.read_tensors(trunk, INIT)
+    weights = ctx.stages[trunk].config.model.weight_names(["conv", "linear"])
+    if name == points.SIGNS_REINIT:
+        return signs_with_magnitudes(init, ctx.store.read_tensors(trunk, REINIT), weights)
+    return signs_with_constant(init, weights)
 
 
 def start_weights(ctx: Context, trunk: str, mask_key: str, start: str) -> dict[str, Tensor]:
