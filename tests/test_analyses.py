@@ -260,3 +260,49 @@ def test_a_shuffle_written_first_is_expanded_after_its_source_and_keeps_its_roun
         source = masks_by_key[stage.parents[0]]
         assert source.labels["generator"] == "imp" and source.labels["round"] == stage.labels["round"]
     assert {stage.key for stage in compile_plan(load_spec(QUICKSTART)).stages} <= {stage.key for stage in plan.stages}
+
+
+OVERLAP = """
+[masks.gradual]
+kind = "gradual"
+sparsities = [0.75]
+epochs = 3
+lr = 0.01
+
+[mask_overlap]
+compare = ["generators", "seeds", "rounds"]
+"""
+
+
+def test_mask_comparisons_follow_the_tables_the_seeds_and_the_runs(tmp_path):
+    plan = analysed(tmp_path, OVERLAP)
+    compared = [stage for stage in plan.stages if stage.kind.name == "compare"]
+    by = {what: [stage for stage in compared if stage.labels["comparison"] == what]
+          for what in ("generators", "seeds", "rounds")}
+    trunks = len(plan.trunks)
+    # imp, oneshot and gradual share 75%, imp and oneshot 87.5%: four pairs per trunk
+    assert len(by["generators"]) == 4 * trunks
+    assert {(stage.labels["a"], stage.labels["b"], stage.labels["sparsity"]) for stage in by["generators"]} == {
+        ("imp", "oneshot", 0.75), ("imp", "gradual", 0.75), ("oneshot", "gradual", 0.75), ("imp", "oneshot", 0.875)}
+    # two seeds per point: one pair for each of the 3 + 2 + 1 masks
+    assert len(by["seeds"]) == 6 * trunks // 2
+    assert all(plan.stage(stage.parents[0]).labels["seed"] == 0 and plan.stage(stage.parents[1]).labels["seed"] == 1
+               for stage in by["seeds"])
+    runs = {stage.labels["generator"]: stage for stage in by["rounds"]}
+    assert len(by["rounds"]) == 2 * trunks and set(runs) == {"imp", "gradual"}
+    assert [what for _, what in runs["imp"].config.masks] == ["trained", "final", "final"]
+    assert runs["imp"].config.drawn.sparsity == 0.875
+    assert [what for _, what in runs["gradual"].config.masks] == ["mask@0", "mask@1", "mask@2", "mask@3"]
+    assert plan.stage(runs["gradual"].parents[0]).runtime["snapshots"] is True
+    unasked = compile_plan(load_spec(QUICKSTART))
+    assert {stage.key for stage in unasked.stages} <= {stage.key for stage in plan.stages}
+
+
+def test_a_comparison_with_nothing_to_compare_is_a_spec_error(tmp_path):
+    text = '[mask_overlap]\ncompare = ["rounds", "generators"]\n'
+    path = tmp_path / "spec.toml"
+    path.write_text(QUICKSTART.read_text().replace("rounds = 3", "rounds = 1").replace("0.75, 0.875", "0.8") + text)
+    with pytest.raises(SpecError) as error:
+        load_spec(path)
+    assert "mask_overlap.compare[0]: no [masks] table prunes in steps" in str(error.value)
+    assert "mask_overlap.compare[1]: no two [masks] tables make masks at the same sparsity" in str(error.value)

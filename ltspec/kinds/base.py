@@ -144,11 +144,11 @@ class Runtime(Protocol):
         """The whole state of a weight point (`ltspec.points`): a dense point of the trunk, under `mask` for
         `X*mask`, or the trained result of the stage that `results` names for it (an arm, a copy of an arm)."""
 
-    def load_mask(self, key: str) -> Mask:
-        """A mask stage's mask."""
+    def load_mask(self, key: str, name: str = "mask") -> Mask:
+        """A mask stage's mask (or, by `name`, another mask it stored: `mask@e`, a snapshot of its run)."""
 
-    def save_mask(self, key: str, mask: Mask) -> None:
-        """Store a mask under a mask stage's key."""
+    def save_mask(self, key: str, mask: Mask, name: str = "mask") -> None:
+        """Store a mask under a mask stage's key (as `name`: its mask, or a snapshot of its run)."""
 
 
 class StageFailed(Exception):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import Field
 
@@ -92,6 +92,7 @@ class Sources(Protocol):
     what the generator declared in `consumes` may be asked for."""
 
     device: torch.device
+    snapshots: bool  # the plan compares this mask's run epoch by epoch: return `Made.snapshots`
 
     def network(self, point: str, *, mode: NetworkMode) -> nn.Module:
         """The model with the weights of `init`, `trained` or `ticket`, on the device, in `mode`: `eval` (batch norm
@@ -132,11 +133,14 @@ class MaskMade:
 @dataclass(frozen=True)
 class Made:
     """A generator's result: the mask; the network it trained, if it trained one (the `trained` start point of
-    arms on its masks, and the network the evaluate stage scores); the per-epoch history of that training."""
+    arms on its masks, and the network the evaluate stage scores); the per-epoch history of that training; and,
+    for a generator that prunes along a run when `Sources.snapshots` asks, the mask at its target it would draw
+    after each epoch (epoch 0: before the first)."""
 
     mask: Mask
     trained: dict[str, Tensor] | None = None
     history: list = field(default_factory=list)
+    snapshots: dict[int, Mask] = field(default_factory=dict)
 
 
 def no_start_points(settings: Any) -> dict[str, str]:
@@ -169,6 +173,10 @@ class Generator:
     # that the compiler expands them first and the checker can point at the field.
     sources: Callable[[Any], dict[str, str]] = no_sources
     description: str = ""
+    # How the mask-overlap `rounds` comparison follows its pruning: `tickets`, the masks at the last target drawn
+    # from θT and every retrained ticket (IMP); `epochs`, the masks at its target it keeps after every epoch of its
+    # run when `Sources.snapshots` asks (gradual); None, not at all.
+    trajectory: Literal["tickets", "epochs"] | None = None
     # Raised when `make` makes a different mask from the same config (a defect fixed), so that masks made the old
     # way are never taken for new ones: from 2 on it is in every mask config of the generator, and so in its keys.
     # Version 1 stays out of the config, so that the keys of a generator that never changed stay as they were.

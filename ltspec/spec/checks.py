@@ -34,6 +34,7 @@ def check(spec: Spec, unknown: frozenset[tuple] = frozenset()) -> list[Problem]:
     problems += _check_pairs(spec) if known(("measure",), ("arms",), ("masks",), ("train", "epochs")) else []
     problems += _check_analyses(spec) if known(("interpolation",), ("instability",), ("arms",), ("masks",),
                                                ("train", "epochs")) else []
+    problems += _check_overlap(spec) if known(("mask_overlap",), ("masks",), ("seeds",)) else []
     return problems
 
 
@@ -219,6 +220,52 @@ def _check_terms(spec: Spec, pairs: list, path: tuple) -> list[Problem]:
         if any(points.parse(term).sparse for term in pair) and not spec.masks:
             problems.append(Problem((*path, index), f"{list(pair)} needs a mask, and the spec has none"))
     return problems
+
+
+def _check_overlap(spec: Spec) -> list[Problem]:
+    """Each comparison of masks asked for has masks to compare."""
+    problems = []
+    stepwise = [kind for kind, generator in masks.REGISTRY.items() if generator.trajectory]
+    for index, what in enumerate(spec.mask_overlap.compare):
+        path = ("mask_overlap", "compare", index)
+        if what == "seeds" and len(spec.seeds) < 2:
+            problems.append(Problem(path, "comparing masks across seeds needs two seeds or more",
+                                    "list more seeds, e.g. seeds = [0, 1]"))
+        if what == "generators" and not _tables_share_a_sparsity(spec):
+            problems.append(Problem(path, "no two [masks] tables make masks at the same sparsity",
+                                    "give two tables a sparsity in common (IMP's are 1 - (1 - rate)^r)"))
+        if what == "rounds" and not any(_has_a_run(table) for table in spec.masks.values()):
+            problems.append(Problem(path, "no [masks] table prunes in steps that could be followed",
+                                    "add a table of kind " + " or ".join(f"`{kind}`" for kind in stepwise)
+                                    + " (IMP with two rounds or more)"))
+    return problems
+
+
+def _has_a_run(table) -> bool:
+    """A table whose masks along its run can be compared: a gradual run, or IMP with a ticket before its last."""
+    trajectory = masks.generator(table.kind).trajectory
+    return trajectory == "epochs" or trajectory == "tickets" and len(table.target_sparsities()) > 1
+
+
+def _tables_share_a_sparsity(spec: Spec) -> bool:
+    """Whether two tables have a target sparsity in common (to 6 decimals, as the compiler pairs them)."""
+    seen: set[float] = set()
+    for name in spec.masks:
+        own = {round(sparsity, 6) for sparsity in _sparsities(spec, name, frozenset())}
+        if own & seen:
+            return True
+        seen |= own
+    return False
+
+
+def _sparsities(spec: Spec, name: str, seen: frozenset[str]) -> list[float]:
+    """A table's target sparsities; a table made from another's masks has its source's."""
+    table = spec.masks[name]
+    sources = [source for source in masks.generator(table.kind).sources(table).values()
+               if source in spec.masks and source not in seen | {name}]
+    if sources:
+        return [sparsity for source in sources for sparsity in _sparsities(spec, source, seen | {name})]
+    return table.target_sparsities()
 
 
 def _check_analyses(spec: Spec) -> list[Problem]:

@@ -24,13 +24,20 @@ def stage_bound(spec) -> int:
     """An upper bound of the stages one sweep point of `spec` compiles to, counted without building them.
 
     Per seed: the dense run, its R_p measurement and interpolations; per mask, its mask stage, an IMP round's
-    retraining, every arm, the evaluation of the pruned dense weights, its R_p measurement, its interpolations, and
-    each copy of an arm with its interpolation.
+    retraining, every arm, the evaluation of the pruned dense weights, its R_p measurement, its interpolations,
+    each copy of an arm with its interpolation, and its comparisons along its run and with other seeds'; per two
+    tables, a comparison at each sparsity they share (at most as many as the smaller has masks).
     """
-    made = sum(mask_count(spec, name) for name in spec.masks)
+    counts = [mask_count(spec, name) for name in spec.masks]
+    made = sum(counts)
     interpolations = len(spec.interpolation.pairs)
     copies = 2 * len(spec.instability.arms) * spec.instability.copies
-    return len(spec.seeds) * (2 + interpolations + made * (len(spec.arms) + 4 + interpolations + copies))
+    compared = spec.mask_overlap.compare
+    across = sum(min(a, b) for index, a in enumerate(counts) for b in counts[index + 1:]) if "generators" in compared \
+        else 0
+    per_mask = ("rounds" in compared) + ("seeds" in compared) * (len(spec.seeds) - 1)
+    return len(spec.seeds) * (2 + interpolations + across
+                              + made * (len(spec.arms) + 4 + interpolations + copies + per_mask))
 
 
 def mask_count(spec, name: str, seen: frozenset[str] = frozenset()) -> int:

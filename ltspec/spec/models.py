@@ -121,6 +121,16 @@ class Instability(Strict):
                         "order of its own; the barrier is measured between the arm and every copy.")
 
 
+class MaskOverlap(Strict):
+    """Mask similarity: the Jaccard overlap of kept sets and the Hamming distance, from stored masks and weights."""
+
+    compare: list[Literal["generators", "seeds", "rounds"]] = Field(
+        default=[], description="`generators`: every two [masks] tables at each sparsity they share, per trunk; "
+        "`seeds`: every two seeds' masks of each table; `rounds`: the masks an IMP table (from θT and each "
+        "retrained ticket) or a gradual table (after each epoch) passes through at its target, each with the next "
+        "(the early-bird signal of You et al. 2020).")
+
+
 REPORT_LAYOUTS = ("dense", "lottery-vs-reinit", "rp-init-trained", "rp-masked", "arms", "table1", "rewind")
 
 
@@ -172,6 +182,7 @@ class Spec(Strict):
     measure: Measure = Field(Measure())
     interpolation: Interpolation = Field(Interpolation())
     instability: Instability = Field(Instability())
+    mask_overlap: MaskOverlap = Field(MaskOverlap())
     sweep: dict[str, list[bool | int | float | str]] = Field(
         default={}, description="Dotted field paths to lists of values, expanded as a product.")
     report: Report = Field(Report())

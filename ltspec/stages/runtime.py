@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ltspec.hooks import Hook
 from ltspec.kinds.base import DataConfig, LogEpochs, ModelConfig, Stage
+from ltspec.kinds.mask import MASK
 from ltspec.nets import state_on_cpu
 from ltspec.pruning import Mask
 from ltspec.recipe import Recipe
@@ -57,8 +58,8 @@ class StageRuntime:
     def point_weights(self, trunk: str, term: str, results: Mapping[str, str], mask: Mask | None) -> dict[str, Tensor]:
         return weights.point_weights(self.ctx, trunk, term, results, mask)
 
-    def load_mask(self, key: str) -> Mask:
-        return weights.load_mask(self.ctx, key)
+    def load_mask(self, key: str, name: str = MASK) -> Mask:
+        return weights.load_mask(self.ctx, key, name)
 
-    def save_mask(self, key: str, mask: Mask) -> None:
-        weights.save_mask(self.ctx, key, mask)
+    def save_mask(self, key: str, mask: Mask, name: str = MASK) -> None:
+        weights.save_mask(self.ctx, key, mask, name)

@@ -77,10 +77,11 @@ def point_weights(ctx: Context, trunk: str, term: str, results: Mapping[str, str
     return state
 
 
-def load_mask(ctx: Context, key: str) -> Mask:
-    return Mask(ctx.store.read_tensors(key, MASK), frozenset(ctx.store.read_json(key, MASK_EXCLUDED)))
+def load_mask(ctx: Context, key: str, name: str = MASK) -> Mask:
+    """A mask stage's mask, or another mask it stored (a snapshot of its run), with the layers it keeps whole."""
+    return Mask(ctx.store.read_tensors(key, name), frozenset(ctx.store.read_json(key, MASK_EXCLUDED)))
 
 
-def save_mask(ctx: Context, key: str, mask: Mask) -> None:
-    ctx.store.write_tensors(key, MASK, {name: tensor.detach().cpu() for name, tensor in mask.tensors.items()})
+def save_mask(ctx: Context, key: str, mask: Mask, name: str = MASK) -> None:
+    ctx.store.write_tensors(key, name, {tensor_name: tensor.detach().cpu() for tensor_name, tensor in mask.items()})
     ctx.store.write_json(key, MASK_EXCLUDED, sorted(mask.excluded))
