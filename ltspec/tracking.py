@@ -5,6 +5,15 @@ done, and an unfinished one (a crash, a Ctrl-C) is picked up and continued rathe
 run is idempotent (`finish_stage_run` logs only what the run lacks), so a kill at any point between a stage's
 record and its run's end costs nothing but the time to finish it again. Metrics go in batches: one request for many
 values rather than one per value. Opening the store, and what can go wrong with it, is `tracking_store`'s.
+
+Through a tracking server, MLflow's client retries a request that met a transient error (a 408, 429 or 5xx, a
+connection reset, a timeout: 7 retries, backoff doubling from 2 s; `MLFLOW_HTTP_REQUEST_MAX_RETRIES` and
+`MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR` tune it), POSTs included, even when the server had already done the work and
+only its answer was lost. Every write here is safe to repeat that way: a metric batch is sent again with the same
+timestamps, and the server keeps one row per (key, step, timestamp, value); tags, params and the run's status are
+set to the same values again; and a run whose creation was repeated is found by the id this attempt gave it
+(`ATTEMPT`) and its twin deleted. A run continued after a kill asks which epochs it already holds before it logs
+any (`StageRun.log_epochs`), so an epoch trained again after a resume is never logged twice either.
 """
 
 from __future__ import annotations
@@ -14,10 +23,11 @@ import json
 import logging
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlparse
 
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
@@ -35,6 +45,7 @@ LOGGED = "ltspec.logged"  # "true" once the run has every metric of the stage's 
 ERROR = "error.txt"  # a failed attempt's traceback, an artifact of its run
 STORE_PATH = "ltspec.store_path"  # the stage's folder in the store
 OVERRIDES = "ltspec.overrides"  # the command line's `key=value` overrides of the spec
+ATTEMPT = "ltspec.attempt"  # a new id on every run created: a creation the HTTP client repeated made two with it
 # MLflow 3's UI opens an experiment on its GenAI overview unless told it holds model training: older 3.x releases
 # read this experiment tag, 3.17 reads the `workflowType` of the URL (see `runs_url`).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
@@ -73,9 +84,7 @@ def connect(uri: str, experiment: str, tags: dict[str, str], *, description: str
         client = MlflowClient(tracking_uri=uri)
         found = client.get_experiment_by_name(experiment)
         if found is None:
-            database = sqlite_path(uri)
-            location = (database.parent / "mlartifacts").as_uri() if database else None
-            experiment_id = client.create_experiment(experiment, artifact_location=location)
+            experiment_id = _create_experiment(client, experiment, uri)
         else:
             experiment_id = found.experiment_id
         experiment_tags = {**EXPERIMENT_KIND, **({"mlflow.note.content": description} if description else {})}
@@ -86,6 +95,34 @@ def connect(uri: str, experiment: str, tags: dict[str, str], *, description: str
     commit = git_commit()
     common = {"ltspec.version": __version__, **({"ltspec.git_commit": commit} if commit else {}), **tags}
     return Tracker(client, experiment_id, common, log_weights)
+
+
+def _create_experiment(client: MlflowClient, name: str, uri: str) -> str:
+    """Create the experiment; artifacts of a sqlite store live beside the database file. Another process (a
+    second submission, another spec sharing the server) may create it first: then it is that one."""
+    from mlflow.exceptions import MlflowException
+
+    database = sqlite_path(uri)
+    location = (database.parent / "mlartifacts").as_uri() if database else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException as error:
+        found = client.get_experiment_by_name(name)
+        if error.error_code != "RESOURCE_ALREADY_EXISTS" or found is None:
+            raise
+        return found.experiment_id
+
+
+def create_run(tracker: Tracker, tags: dict[str, str]):
+    """A new run with `tags`, exactly one even when the HTTP client sent the creation twice (the server made the
+    run, its answer was lost, the retry made another): the twin carries this attempt's id too, and is deleted."""
+    attempt = uuid.uuid4().hex
+    run = tracker.client.create_run(tracker.experiment_id, tags={**tags, ATTEMPT: attempt})
+    if urlparse(tracker.client.tracking_uri).scheme in ("http", "https"):
+        for twin in _runs(tracker, f"tags.`{ATTEMPT}` = '{attempt}'"):
+            if twin.info.run_id != run.info.run_id:
+                tracker.client.delete_run(twin.info.run_id)
+    return run
 
 
 def _runs(tracker: Tracker, filter_string: str) -> list:
@@ -158,7 +195,7 @@ def trunk_run(tracker: Tracker, trunk: Stage) -> str:
 def _new_trunk_run(tracker: Tracker, trunk: Stage) -> str:
     tags = {**tracker.tags, ROLE: "trunk", "ltspec.trunk": trunk.key, "mlflow.runName": f"trunk {trunk.describe()}",
             **label_tags(trunk.labels)}
-    run = tracker.client.create_run(tracker.experiment_id, tags=tags)
+    run = create_run(tracker, tags)
     tracker.client.log_inputs(run.info.run_id, [dataset_input(canonical(trunk.config)["data"], trunk.runtime)])
     tracker.client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
@@ -187,7 +224,7 @@ def start_stage(tracker: Tracker, stage: Stage, parent_run_id: str | None, earli
         tags = {**tracker.tags, **stage_tags(stage), REUSED: str(reused).lower()}
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
-        run = tracker.client.create_run(tracker.experiment_id, tags=tags)
+        run = create_run(tracker, tags)
         config = canonical(stage.config)
         if "data" in config:
             tracker.client.log_inputs(run.info.run_id, [dataset_input(config["data"], stage.runtime)])
@@ -221,14 +258,26 @@ def finish_stage_run(tracker: Tracker, run_id: str, stage: Stage, record: dict, 
     _log_missing_params(tracker, run, stage)
     if run.data.tags.get(LOGGED) != "true":
         rows = [(int(step), values) for step, values in record["history"]] + [(stage.epochs, record["metrics"])]
-        values = {(name, step): value for step, row in rows for name, value in row.items()}
-        asked = {name for name, _ in values} & set(run.data.metrics)
-        present = {(m.key, m.step) for name in asked for m in client.get_metric_history(run_id, name)}
-        missing = [(step, {name: value}) for (name, step), value in values.items() if (name, step) not in present]
-        log_metrics(tracker, run_id, missing, tags=closing)
+        log_metrics(tracker, run_id, missing(tracker, run, rows), tags=closing)
     _log_artifacts(tracker, run_id, record, files)
     _delete_stale_error(tracker, run)
     client.set_terminated(run_id, "FINISHED")
+
+
+def missing(tracker: Tracker, run, rows: list[tuple[int, dict[str, float]]]) -> list[tuple[int, dict[str, float]]]:
+    """The (step, {name: value}) rows cut to the values the run does not hold yet at their step."""
+    return without(rows, held(tracker, run, {name for _, row in rows for name in row}))
+
+
+def held(tracker: Tracker, run, names: set[str]) -> set[tuple[str, int]]:
+    """The (metric, step) pairs the run holds of `names`: one request per name the run has at all."""
+    return {(m.key, m.step) for name in names & set(run.data.metrics)
+            for m in tracker.client.get_metric_history(run.info.run_id, name)}
+
+
+def without(rows: list[tuple[int, dict[str, float]]], present: set[tuple[str, int]]) -> list:
+    kept = [(step, {name: value for name, value in row.items() if (name, step) not in present}) for step, row in rows]
+    return [(step, row) for step, row in kept if row]
 
 
 def _log_artifacts(tracker: Tracker, run_id: str, record: dict, files: Iterable[Path]) -> None:

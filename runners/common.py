@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -14,10 +14,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Task, TextColumn, TimeE
 from rich.table import Column
 from rich.text import Text
 
-from ltspec import preemption, tracking
-from ltspec.plan import Plan
+from ltspec import architectures, preemption, tracking
+from ltspec.plan import Plan, Stage
 from ltspec.spec import LoadedSpec, Spec
 from ltspec.store import Store
+
+SMALL_NET_GPU_SHARE = 0.25  # four small-net stages keep one GPU busy; one alone leaves it mostly idle
+LOCAL_URI_SCHEMES = ("", "file", "sqlite")  # a path on the machine that opens it, not a server
 
 
 @dataclass
@@ -70,6 +73,30 @@ def absolute_uri(uri: str) -> str:
     if not urlparse(uri).scheme:
         return str(Path(uri).resolve())
     return uri
+
+
+def local_file(uri: str) -> bool:
+    """Whether a tracking URI names a file on the machine that opens it (sqlite, file:, a path), not a server."""
+    return urlparse(uri).scheme in LOCAL_URI_SCHEMES
+
+
+def gpus_per_stage(arch: str, gpu_share: float | None, cluster_gpus: float) -> float:
+    """The GPUs one stage asks for: the given share, else a whole GPU for a large net and a quarter for a small one;
+    none on a cluster without GPUs, where any request would leave every task waiting forever."""
+    if cluster_gpus <= 0:
+        return 0.0
+    if gpu_share is not None:
+        return gpu_share
+    return SMALL_NET_GPU_SHARE if architectures.is_small(arch) else 1.0
+
+
+def located(stage: Stage) -> Stage:
+    """The stage with its data folder resolved against this working directory (the key does not change), for a
+    worker elsewhere (a Ray task, a Slurm job) whose working directory is another."""
+    root = stage.runtime.get("root")
+    if root is None or Path(root).is_absolute():
+        return stage
+    return replace(stage, runtime={**stage.runtime, "root": str(Path(root).resolve())})
 
 
 def stage_threads(spec: Spec) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -36,25 +37,33 @@ def run_local(loaded: LoadedSpec, plan: Plan, *, device: str = "auto", console: 
               plan_json: dict | None = None, track: bool = True, workers: int = 1) -> Summary:
     """Execute every stage of the plan that is not done yet, `workers` stages at a time (see `default_workers`);
     Ctrl-C stops after marking the current runs KILLED."""
-    console = console or Console()
     where = resolve_device(device)
     tracker = connect(loaded, plan) if track else None
     ctx = Context(store=Store(Path(loaded.spec.storage.root)), device=where,
                   stages={stage.key: stage for stage in plan.stages}, tracker=tracker,
                   runs=tracking.runs_by_stage(tracker) if tracker else None)
-    with Progress(*progress_columns(), console=console, transient=False) as progress:
-        display = Display(progress, plan, status(plan, ctx.store).epochs_left)
+    try:
+        with threads(stage_threads(loaded.spec)):
+            return run_stages(plan, ctx, workers, console)
+    finally:
+        if tracker is not None:
+            close_trunks(tracker, ctx.trunk_runs, loaded, plan_json)
+
+
+def run_stages(plan: Plan, ctx: Context, workers: int = 1, console: Console | None = None,
+               events: Events | None = None) -> Summary:
+    """The stages of `plan` not done yet, with the progress display, on this process's torch threads: the part of
+    a run after its set-up, which a Slurm job (`ltspec.runners.slurm_job`) runs on its share of a plan. A stage's
+    parents outside `plan` must be complete in the store; `ctx.stages` has them. `events` hears every start,
+    epoch and end (a Slurm job writes them to a file its submitter follows)."""
+    with Progress(*progress_columns(), console=console or Console(), transient=False) as progress:
+        display = Display(progress, plan, status(plan, ctx.store).epochs_left, events)
         ctx.on_epoch = lambda stage, epoch, values: display.epoch(stage.key, epoch, values)
-        try:
-            with threads(stage_threads(loaded.spec)):
-                if workers > 1:
-                    _side_by_side(plan, ctx, workers, display)
-                else:
-                    for stage in plan.stages:
-                        _in_process(stage, ctx, display)
-        finally:
-            if tracker is not None:
-                close_trunks(tracker, ctx.trunk_runs, loaded, plan_json)
+        if workers > 1:
+            _side_by_side(plan, ctx, workers, display)
+        else:
+            for stage in plan.stages:
+                _in_process(stage, ctx, display)
     return display.summary
 
 
@@ -70,16 +79,22 @@ def default_workers(spec: Spec, device: torch.device, seconds: float | None = No
     return max(1, cores // stage_threads(spec))
 
 
-class Display:
-    """The run's progress: epochs left overall with an ETA, a bar for each stage running, and the summary."""
+Events = Callable[[dict], None]  # {"event": "start" | "epoch" | "end", "stage": key, ...}
 
-    def __init__(self, progress: Progress, plan: Plan, epochs_left: int):
+
+class Display:
+    """The run's progress: epochs left overall with an ETA, a bar for each stage running, and the summary; each
+    start, epoch and end also goes to `events`, when given."""
+
+    def __init__(self, progress: Progress, plan: Plan, epochs_left: int, events: Events | None = None):
         self.progress, self.plan, self.summary = progress, plan, Summary()
+        self.events = events or (lambda event: None)
         self.overall = progress.add_task(f"stages 0/{len(plan.stages)}", total=max(epochs_left, 1), info="epochs",
                                          eta=True)
         self.bars: dict[str, int] = {}
 
     def start(self, stage: Stage) -> None:
+        self.events({"event": "start", "stage": stage.key})
         self.bars[stage.key] = self.progress.add_task(stage.describe(), total=max(stage.epochs, 1), info="",
                                                       visible=stage.epochs > 0)
 
@@ -88,6 +103,7 @@ class Display:
         have no bar and are not in the plan's count, so they move nothing."""
         if key not in self.bars:
             return
+        self.events({"event": "epoch", "stage": key, "epoch": epoch, "values": values})
         accuracy = f"test {values['test_accuracy']:.3f}" if "test_accuracy" in values else \
             f"acc {values['train_accuracy']:.3f}"
         self.progress.update(self.bars[key], completed=epoch, info=f"{accuracy} loss {values['train_loss']:.3f}")
@@ -95,6 +111,7 @@ class Display:
 
     def end(self, key: str, outcome: str, message: str | None = None) -> None:
         """A stage's outcome: ran, done (found complete), failed (with its message) or blocked (a parent failed)."""
+        self.events({"event": "end", "stage": key, "outcome": outcome, "message": message})
         summary = self.summary
         if outcome == "failed":
             summary.failed[key] = message

@@ -21,9 +21,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlparse
 
 import ray
 from ray._private import ray_constants
@@ -32,17 +30,15 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
-from ltspec import architectures, plugins, preemption, tracking
+from ltspec import plugins, preemption, tracking
 from ltspec.plan import Plan, Stage
-from ltspec.runners.common import (Summary, Workspace, close_trunks, connect, progress_columns,
-                                   stage_threads)
+from ltspec.runners.common import (Summary, Workspace, close_trunks, connect, gpus_per_stage, local_file, located,
+                                   progress_columns, stage_threads)
 from ltspec.spec import LoadedSpec, Spec
 from ltspec.stages import Context, StageFailed, run_stage
 from ltspec.store import Store
 
-SMALL_NET_GPU_SHARE = 0.25  # four small-net stages keep one GPU busy; one alone leaves it mostly idle
 LOST_WORKER_RETRIES = 2  # a worker lost to a dead node or the OOM killer; the stage resumes from its checkpoint
-LOCAL_URI_SCHEMES = ("", "file", "sqlite")  # a path on the machine that opens it, not a server
 NODE = "ltspec.ray_node"
 CANCEL_GRACE_SECONDS = 10  # stopped stages marking their runs KILLED
 
@@ -61,7 +57,7 @@ def check_cluster(nodes: list[dict], tracking_uri: str, store_root: str) -> None
     if len(alive) <= 1:
         return
     problems = []
-    if urlparse(tracking_uri).scheme in LOCAL_URI_SCHEMES:
+    if local_file(tracking_uri):
         problems.append(f"the tracking URI `{tracking_uri}` is a file on this machine")
     if not Path(store_root).is_absolute():
         problems.append(f"the store root `{store_root}` is a relative path")
@@ -72,24 +68,6 @@ def check_cluster(nodes: list[dict], tracking_uri: str, store_root: str) -> None
             "say) at the same path on every node and set `[storage] root` to an absolute path on it; run an MLflow "
             "server every node can reach (`mlflow server --backend-store-uri sqlite:///mlflow.db --host 0.0.0.0`) "
             "and set `[tracking] uri = \"http://HEAD:5000\"`. On a single machine neither is needed.")
-
-
-def gpus_per_stage(arch: str, gpu_share: float | None, cluster_gpus: float) -> float:
-    """The GPUs one stage asks for: the given share, else a whole GPU for a large net and a quarter for a small one;
-    none on a cluster without GPUs, where any request would leave every task waiting forever."""
-    if cluster_gpus <= 0:
-        return 0.0
-    if gpu_share is not None:
-        return gpu_share
-    return SMALL_NET_GPU_SHARE if architectures.is_small(arch) else 1.0
-
-
-def _located(stage: Stage) -> Stage:
-    """The stage with its data folder resolved against the driver's working directory (the key does not change)."""
-    root = stage.runtime.get("root")
-    if root is None or Path(root).is_absolute():
-        return stage
-    return replace(stage, runtime={**stage.runtime, "root": str(Path(root).resolve())})
 
 
 @ray.remote(max_retries=LOST_WORKER_RETRIES, retry_exceptions=False)
@@ -136,7 +114,7 @@ def run_ray(loaded: LoadedSpec, plan: Plan, *, address: str | None = None, gpu_s
     spec = loaded.spec
     tracker = connect(loaded, plan)
     driver = Context(store=Store(Path(spec.storage.root).resolve()), device=torch.device("cpu"),
-                     stages={stage.key: _located(stage) for stage in plan.stages}, tracker=tracker,
+                     stages={stage.key: located(stage) for stage in plan.stages}, tracker=tracker,
                      runs=tracking.runs_by_stage(tracker))
     outcomes: dict[str, dict] = {}
     try:

@@ -36,8 +36,8 @@ def test_report_without_runs_says_so_and_exits_1(tmp_path):
 
 
 def test_unknown_runner_is_a_clear_error(tmp_path):
-    result = ltspec("run", str(QUICKSTART), "--runner", "slurm", cwd=tmp_path)
-    assert result.returncode == 2 and "unknown runner `slurm`" in result.stderr
+    result = ltspec("run", str(QUICKSTART), "--runner", "kubernetes", cwd=tmp_path)
+    assert result.returncode == 2 and "unknown runner `kubernetes`" in result.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="asks for CUDA on a machine without it")

@@ -99,7 +99,7 @@ LAYERS = [
     {"strict", "faults", "files", "points", "datasets", "architectures", "hooks", "recipe"},
     {"nets", "data", "pruning", "admm_hook", "correlation", "training", "checkpoints", "preemption", "shipped",
      "interpolation", "similarity", "signs"},
-    {"masks"},
+    {"masks", "layouts"},
     {"spec", "plugins"},
     {"kinds"},
     {"store", "tracking_store", "tracking"},

@@ -13,7 +13,7 @@ from conftest import ROOT, ltspec
 from ltspec.plan import compile_plan
 from ltspec.plan.combine import combine
 from ltspec.report.collect import Results, sweep_points
-from ltspec.report.tables import build_tables
+from ltspec.layouts import build_tables
 from ltspec.spec import load_spec
 from test_plan import compiled, specs
 

@@ -16,12 +16,13 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag, ViewType
 from rich.console import Console
 
+from ltspec.layouts import build_tables
+from ltspec.layouts.base import Stat, sparsity_label
 from ltspec.plan import compile_plan
 from ltspec.points import rp_metric
 from ltspec.report import write_report
-from ltspec.report.collect import Results, Stat, fetch_stage_metrics, sweep_points
+from ltspec.report.collect import Results, fetch_stage_metrics, sweep_points
 from ltspec.report.render import cell_text, csv_text, latex, markdown, rich_tables
-from ltspec.report.tables import build_tables, sparsity_label
 from ltspec.report.write import log_report
 from ltspec.spec import load_spec, parse_spec
 from conftest import ltspec
@@ -350,8 +351,8 @@ def test_figures_are_valid_png_and_pdf(reported):
 def test_figures_wrap_long_titles_and_panels_and_keep_the_reference_line_in_the_unit_square(tables):
     from dataclasses import replace
 
-    from ltspec.report.figures import accuracy_vs_sparsity, rp_vs_p
-    from ltspec.report.tables import Column
+    from ltspec.layouts.base import Column
+    from ltspec.layouts.drawing import accuracy_vs_sparsity, rp_vs_p
 
     table = tables["arms-imp"]
     wide = replace(table, title="A title long enough that a single line of it would run off the figure " * 3,

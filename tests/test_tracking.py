@@ -262,3 +262,25 @@ def test_failing_a_run_never_hides_the_error_on_its_way(tracker, tmp_path, caplo
     tracking.fail_stage_run(tracker, run_id, "FAILED", "Traceback: the stage's own error")
     assert tracker.client.get_run(run_id).info.status == "FAILED"
     assert f"could not log error.txt to MLflow run {run_id}" in caplog.text
+
+
+def test_a_continued_run_logs_only_the_epochs_it_does_not_hold(tracker, tmp_path):
+    """An attempt died after logging epochs 1-2 but before its checkpoint had them (its write was in flight): the
+    next attempt trains them again from an older checkpoint and must not log them a second time."""
+    from ltspec.stages import Context
+    from ltspec.stages.mlflow_run import StageRun
+    from ltspec.store import Store
+
+    dead = tracking.start_stage(tracker, STAGE, None, [])
+    rows = [(epoch, values) for epoch, values in RECORD["history"]]
+    tracking.log_metrics(tracker, dead, rows[:2])
+    tracker.client.set_terminated(dead, "KILLED")
+    ctx = Context(store=Store(tmp_path / "store"), device=None, stages={STAGE.key: STAGE}, tracker=tracker,
+                  trunk_runs={STAGE.key: None})
+    run = StageRun(STAGE, ctx)
+    run.start()
+    assert run.run_id == dead, "the dead attempt's run is continued"
+    run.log_epochs(rows[:1])
+    run.log_epochs(rows[1:])
+    logged = metric_rows(tracker.client, dead)
+    assert logged == sorted((name, epoch) for epoch in (1, 2, 3) for name in ("train_loss", "test_accuracy"))

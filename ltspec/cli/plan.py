@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ltspec.cli.shell import OnlyOption, SpecsArg, fail, frozen_at_exit, load_all, status, warn_unequal
+from ltspec.cli.shell import OnlyOption, SpecsArg, fail, frozen_at_exit, load_all, say, status, warn_unequal
 
 
 @frozen_at_exit
@@ -29,12 +29,14 @@ def plan(specs: SpecsArg, only: OnlyOption = [],
     found = [status(part, spec.spec.storage.root) for _, spec, part in loaded]
     done = set().union(*(one.done for one in found))
     partial = {key: epoch for one in found for key, epoch in one.partial.items()}
+    on_slurm = slurm_states(loaded, done)
     if as_json:
-        typer.echo(json.dumps(plan_json(compiled, done, partial), indent=2))
+        typer.echo(json.dumps(plan_json(compiled, done, partial, on_slurm), indent=2))
         return
     from rich.console import Console
 
-    Console().print(plan_tree(compiled, done, partial))
+    Console().print(plan_tree(compiled, done, partial, on_slurm))
+    say_slurm(compiled, on_slurm)
     for path, one, _ in loaded:
         for key, base, values in one.swept():
             replaced = f", replacing {json.dumps(base)} set in the file" if base is not None else ""
@@ -51,6 +53,33 @@ def plan(specs: SpecsArg, only: OnlyOption = [],
                    f"{combined.separate_epochs} epochs; sharing across the specs saves "
                    f"{combined.separate_epochs - compiled.epochs}")
     warn_unequal(compiled)
+
+
+def slurm_states(loaded: list[tuple], done: set[str]) -> dict | None:
+    """Each stage's state on Slurm (`ltspec.runners.slurm.StageState`) where a spec's store has had Slurm jobs."""
+    from ltspec.runners.slurm import SlurmError, plan_states
+
+    found = {}
+    for _, spec, part in loaded:
+        try:
+            found.update(plan_states(part, done, Path(spec.spec.storage.root).resolve()) or {})
+        except SlurmError as error:
+            say("note:", "yellow", f"no Slurm status: {error}")
+    return found or None
+
+
+def say_slurm(compiled, states: dict | None) -> None:
+    """A count of the stages by Slurm state, and each failed or stopped stage with its message and job log."""
+    if not states:
+        return
+    counts: dict[str, int] = {}
+    for state in states.values():
+        counts[state.state] = counts.get(state.state, 0) + 1
+    typer.echo("on Slurm: " + ", ".join(f"{count} {name}" for name, count in counts.items()))
+    for key, state in states.items():
+        if state.state in ("failed", "stopped"):
+            say(f"{state.state}:", "red" if state.state == "failed" else "yellow",
+                f"{compiled.stage(key).describe()} (job {state.job}): {state.detail}; log {state.log}")
 
 
 def estimated(plans, done: set[str], device: str):

@@ -21,9 +21,25 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
             min=1, help="Stages at once on the local runner [default: on a CPU one per `resources.cpus` cores, "
             "on a GPU 1].")] = None,
         address: Annotated[Optional[str], typer.Option(help="Ray cluster address (ray runner).")] = None,
-        gpu_share: Annotated[Optional[float], typer.Option(help="GPUs per stage on Ray; overrides the spec.")] = None,
+        gpu_share: Annotated[Optional[float], typer.Option(help="GPUs per stage on Ray and Slurm; overrides the "
+                                                           "spec.")] = None,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Start without asking, however long the estimate.")]
-        = False):
+        = False,
+        wait: Annotated[bool, typer.Option("--wait", help="Slurm: follow the jobs until they end.")] = False,
+        slots: Annotated[Optional[int], typer.Option(min=1, help="Slurm: stages one job trains side by side "
+                                                     "[default: 4 small nets on a GPU, else 1].")] = None,
+        stages_per_job: Annotated[Optional[int], typer.Option(min=1, help="Slurm: at most this many training "
+                                                              "stages per job [default: a job per dense trunk].")]
+        = None,
+        partition: Annotated[Optional[str], typer.Option(help="Slurm partition.")] = None,
+        account: Annotated[Optional[str], typer.Option(help="Slurm account.")] = None,
+        qos: Annotated[Optional[str], typer.Option(help="Slurm QoS.")] = None,
+        sbatch: Annotated[list[str], typer.Option(metavar="OPTION", help="Slurm: one more sbatch option for every "
+                                                  "job (`--sbatch=--constraint=a100`); repeat it.")] = [],
+        site: Annotated[Optional[Path], typer.Option(help="Slurm: a file of sbatch options, one per line, for "
+                                                     "every job (the cluster's settings).")] = None,
+        time_limit: Annotated[Optional[str], typer.Option(help="Slurm: each job's time limit (sbatch --time); "
+                                                          "overrides the spec's.")] = None):
     """Execute the plan: train what is not done yet, resume what was interrupted, log every stage to MLflow.
 
     Several specs run one after another: a stage that an earlier spec trained in the same store is found done and
@@ -32,6 +48,8 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
 
     if runner not in RUNNERS:
         raise fail(f"unknown runner `{runner}`; use {' or '.join(RUNNERS)}")
+    slurm = slurm_options(runner, wait=wait, slots=slots, stages_per_job=stages_per_job, time_limit=time_limit,
+                          partition=partition, account=account, qos=qos, sbatch=sbatch, site=site)
     loaded_specs = load_all(or_quickstart(specs), only)
     console = Console()
     if len(loaded_specs) > 1:
@@ -41,7 +59,7 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         console.print(f"{len(loaded_specs)} specs: {len(combined.plan.stages)} stages, {combined.plan.epochs} epochs "
                       f"in the combined plan ({combined.separate_epochs} if run apart)")
     options = Options(device=device, workers=look_before_running(loaded_specs, device, runner, workers, yes),
-                      address=address, gpu_share=gpu_share)
+                      address=address, gpu_share=gpu_share, **slurm)
     from ltspec.preemption import cause, exit_code, preemptible
 
     ok = True
@@ -55,6 +73,25 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         raise typer.Exit(exit_code(interrupt)) from None
     if not ok:
         raise typer.Exit(1)
+
+
+def slurm_options(runner: str, *, partition, account, qos, sbatch: list[str], site: Path | None, **options) -> dict:
+    """The Slurm runner's `Options` fields, the site file read; refused with another runner, which ignores them."""
+    given = {"wait": options["wait"], "slots": options["slots"], "stages-per-job": options["stages_per_job"],
+             "time-limit": options["time_limit"], "partition": partition, "account": account, "qos": qos,
+             "sbatch": sbatch, "site": site}
+    named = [name for name, value in given.items() if value]
+    if runner != "slurm":
+        if named:
+            raise fail(f"--{', --'.join(named)} {'is' if len(named) == 1 else 'are'} for --runner slurm only")
+        return {}
+    from ltspec.runners.slurm import read_site, site_options
+
+    try:
+        lines = read_site(site) if site is not None else ()
+    except (ValueError, OSError) as error:
+        raise fail(str(error)) from None
+    return {**options, "sbatch": site_options(partition, account, qos, (*lines, *sbatch))}
 
 
 def look_before_running(loaded_specs: list[tuple], device: str, runner: str, workers: int | None, yes: bool) -> int:
@@ -97,6 +134,8 @@ def run_one(spec: Path, loaded, compiled, console, runner: str, options: Options
     console.print(status(compiled, loaded.spec.storage.root).header(), markup=False)
     try:
         summary = launch(runner, loaded, compiled, options, console=console, plan_json=plan_json(compiled, set()))
+        if summary is None:  # Slurm jobs submitted, not followed
+            return True
     except EnvironmentFault as error:
         raise fault(error) from None
     except (ValueError, MlflowException) as error:

@@ -87,6 +87,11 @@ class Plan:
         return tuple(stage for stage in self.stages if stage.kind == dense.KIND)
 
     @property
+    def measures(self) -> tuple[Stage, ...]:
+        """The stages that measure R_p: one per trunk for the dense pairs, one per mask for the masked ones."""
+        return tuple(stage for stage in self.stages if stage.kind == measure.KIND)
+
+    @property
     def arm_stages(self) -> tuple[Stage, ...]:
         """The stages that train an arm on a mask (an IMP round that is also its lottery arm among them), once each."""
         return tuple(self._index[key] for key in dict.fromkeys(arm.stage for arm in self.arms) if key in self._index)

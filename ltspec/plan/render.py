@@ -6,6 +6,7 @@ that mask; a half-trained stage says how far it got. rich is imported only to dr
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from ltspec.kinds.base import canonical
@@ -15,7 +16,9 @@ if TYPE_CHECKING:
     from rich.tree import Tree
 
 
-def plan_json(compiled: Plan, done: set[str], partial: dict[str, int] | None = None) -> dict:
+def plan_json(compiled: Plan, done: set[str], partial: dict[str, int] | None = None,
+              slurm: dict | None = None) -> dict:
+    """`slurm`: stage key -> its state on Slurm (`ltspec.runners.slurm.StageState`), for a store with Slurm jobs."""
     partial = partial or {}
     return {
         "name": compiled.name, "spec_hash": compiled.spec_hash, "epochs": compiled.epochs,
@@ -23,22 +26,31 @@ def plan_json(compiled: Plan, done: set[str], partial: dict[str, int] | None = N
         "stages": [{"key": s.key, "kind": s.kind.name, "parents": list(s.parents), "epochs": s.epochs,
                     "done": s.key in done, "epochs_done": partial.get(s.key, s.epochs if s.key in done else 0),
                     "description": s.describe(), "labels": s.labels, "config": canonical(s.config),
-                    "runtime": s.runtime} for s in compiled.stages],
+                    "runtime": s.runtime,
+                    **({"slurm": {**dataclasses.asdict(slurm[s.key]), "log": str(slurm[s.key].log or "")}}
+                       if slurm else {})} for s in compiled.stages],
         "arms": [{**arm.__dict__} for arm in compiled.arms],
     }
 
 
-def plan_tree(compiled: Plan, done: set[str], partial: dict[str, int] | None = None) -> Tree:
+def plan_tree(compiled: Plan, done: set[str], partial: dict[str, int] | None = None,
+              slurm: dict | None = None) -> Tree:
     """Trunk -> generator -> mask -> the stages on that mask, by each kind's `place`; a half-trained stage says how
-    far it got."""
+    far it got, and with `slurm` (stage key -> its state there) a stage not done says where it stands on Slurm."""
+    from rich.markup import escape
     from rich.tree import Tree
 
     partial = partial or {}
+    colors = {"running": "cyan", "queued": "blue", "failed": "red", "blocked": "red", "stopped": "yellow"}
 
     def label(stage) -> str:
         mark = "[green]done[/]" if stage.key in done else "[dim]todo[/]"
         if stage.key in partial:
             mark = f"[yellow]{partial[stage.key]}/{stage.epochs} ep done[/]"
+        state = (slurm or {}).get(stage.key)
+        if state is not None and state.state in colors:
+            progress = f", {partial[stage.key]}/{stage.epochs} ep" if stage.key in partial else ""
+            mark = f"[{colors[state.state]}]{escape(state.mark())}{progress}[/]"
         epochs = f" {stage.epochs} ep" if stage.epochs else ""
         return f"{stage.describe()} [dim]{stage.key[:10]}[/]{epochs} {mark}"
 

@@ -46,11 +46,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ltspec.datasets import info
+from ltspec.layouts.base import in_order
 from ltspec.points import parse
 from ltspec.report.collect import Point, Results
 from ltspec.report.paired import (Series, arm_accuracy, arm_difference, arm_with_start, average, dense_accuracy,
                                   number, percent, rp_minus_p, rp_series)
-from ltspec.report.tables import in_order
 from ltspec.spec import Spec
 
 LR = "train.lr"

@@ -7,7 +7,6 @@ absent from the index, and every aggregate counts it as missing instead of quiet
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +17,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
+from ltspec.layouts.base import Stat, short_names
 from ltspec.plan import Plan, compile_plan
 from ltspec.spec import LoadedSpec, Spec
 from ltspec.tracking import Tracker, stage_runs
@@ -48,48 +48,6 @@ def sweep_points(loaded: LoadedSpec) -> tuple[Point, ...]:
         Point(" ".join(f"{names[path]}={value}" for path, value in point.values), point.values, point.spec,
               compile_plan(replace(loaded, points=(point,))))
         for point in loaded.points)
-
-
-def short_names(paths: list[str]) -> dict[str, str]:
-    """`train.lr` -> `lr` for column headers, unless two swept paths end in the same field."""
-    leaves = [path.rsplit(".", 1)[-1] for path in paths]
-    return {path: leaf if leaves.count(leaf) == 1 else path for path, leaf in zip(paths, leaves)}
-
-
-@dataclass(frozen=True)
-class Stat:
-    """One metric over the stages of one table cell (one per seed), None where a stage has no finished run.
-
-    Mean and std are over the values present; the std is the sample standard deviation (ddof = 1), undefined
-    below two values.
-    """
-
-    keys: tuple[str, ...]
-    values: tuple[float | None, ...]
-
-    @property
-    def present(self) -> tuple[float, ...]:
-        return tuple(value for value in self.values if value is not None)
-
-    @property
-    def absent(self) -> tuple[str, ...]:
-        return tuple(key for key, value in zip(self.keys, self.values) if value is None)
-
-    @property
-    def n(self) -> int:
-        return len(self.present)
-
-    @property
-    def expected(self) -> int:
-        return len(self.keys)
-
-    @property
-    def mean(self) -> float | None:
-        return statistics.fmean(self.present) if self.present else None
-
-    @property
-    def std(self) -> float | None:
-        return statistics.stdev(self.present) if self.n >= 2 else None
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ltspec.kinds import measure
+from ltspec.layouts.base import ACCURACY, in_order
 from ltspec.points import rp_metric
 from ltspec.report.collect import Point, Results
-from ltspec.report.tables import ACCURACY, in_order
 from ltspec.spec import Spec
 
 

@@ -17,8 +17,7 @@ from rich.table import Table as RichTable
 
 from ltspec.report.claims import (ACCURACY_MARGIN, LEVEL, MIN_SEEDS, PAPER_SEEDS, RP_MARGIN, Check, Claim,
                                   Decision, signed)
-from ltspec.report.collect import Stat
-from ltspec.report.tables import Table, in_order
+from ltspec.layouts.base import Stat, Table, in_order
 
 STATS_NOTE = "Mean ± std over seeds (sample std, ddof = 1)."
 

@@ -28,11 +28,11 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
+from ltspec.layouts import Table, build_tables
 from ltspec.report.claims import check_claims
 from ltspec.report.collect import Results, TrackingUnavailable, fetch_stage_metrics, sweep_points
 from ltspec.report.figures import write_figures
 from ltspec.report.render import RENDERERS, claims_markdown, claims_table, markdown, rich_tables
-from ltspec.report.tables import Table, build_tables
 from ltspec.spec import LoadedSpec
 from ltspec.spec.overrides import parse_override
 from ltspec.tracking import OVERRIDES, ROLE, connect, delete_artifacts, log_file

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from ltspec import architectures, masks
+from ltspec import architectures, layouts, masks
 from ltspec.datasets import DATASETS
 from ltspec.recipe import OPTIMIZERS, SCHEDULES, Pair, Sgd, StepSchedule, settings_union
 from ltspec.strict import Fraction, PositiveInt, Strict, TensorKind, pydantic_plugins_off
@@ -131,7 +131,7 @@ class MaskOverlap(Strict):
         "(the early-bird signal of You et al. 2020).")
 
 
-REPORT_LAYOUTS = ("dense", "lottery-vs-reinit", "rp-init-trained", "rp-masked", "arms", "table1", "rewind")
+REPORT_LAYOUTS = tuple(layouts.REGISTRY)
 
 
 class Report(Strict):
@@ -157,9 +157,19 @@ class Storage(Strict):
 
 
 class Resources(Strict):
-    gpu_share: float | None = Field(None, gt=0.0, le=8.0, description="GPUs per stage on Ray (fractional shares "
-                                    "pack small nets on one GPU); null: 1 for large nets, 0.25 for small ones.")
-    cpus: float = Field(1.0, gt=0.0, description="CPUs per stage on Ray.")
+    """What a stage needs from a cluster's scheduler (Ray, Slurm); no part of a stage's key."""
+
+    gpu_share: float | None = Field(None, gt=0.0, le=8.0, description="GPUs per stage on Ray and Slurm (fractional "
+                                    "shares pack small nets on one GPU); null: 1 for large nets, 0.25 for small "
+                                    "ones.")
+    cpus: float = Field(1.0, gt=0.0, description="CPUs per stage on Ray and Slurm, and the torch threads of every "
+                        "stage on every runner.")
+    memory: str | None = Field(None, pattern=r"^[1-9][0-9]*[KMGT]?$", description="Memory per stage on Slurm, as "
+                               "sbatch's --mem takes it (`4G`, `500M`; a plain number is megabytes); null: the "
+                               "site's default.")
+    time_limit: str | None = Field(None, pattern=r"^([0-9]+-)?[0-9]+(:[0-9]{1,2}){0,2}$", description="Time limit of "
+                                   "each Slurm job, as sbatch's --time takes it (`4:00:00`, `1-12`, `90` minutes); a "
+                                   "job near its limit requeues itself and resumes; null: the partition's default.")
 
 
 class Spec(Strict):

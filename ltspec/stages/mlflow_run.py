@@ -30,6 +30,7 @@ class StageRun:
         self.run_id: str | None = None
         self.fresh = False  # this attempt created the run, so it knows every row the run holds
         self.logged_epochs: set[int] = set()
+        self.held: set[tuple[str, int]] | None = None  # (metric, step) a continued run held when first logged to
 
     @preemption.deferred()
     def log_reused(self, record: dict) -> None:
@@ -51,6 +52,13 @@ class StageRun:
 
     @preemption.deferred()
     def log_epochs(self, rows: list) -> None:
+        """Log epoch rows; to a run continued from a dead attempt, only what it does not hold yet (the attempt may
+        have logged epochs after its last checkpoint, which this one trains again)."""
+        if self.run_id is not None and not self.fresh and rows:
+            if self.held is None:  # asked once: whatever this attempt logs itself, it knows
+                run = self.ctx.tracker.client.get_run(self.run_id)
+                self.held = tracking.held(self.ctx.tracker, run, {name for _, row in rows for name in row})
+            rows = tracking.without(rows, self.held)
         if self.run_id is not None and rows:
             tracking.log_metrics(self.ctx.tracker, self.run_id, rows)
             self.logged_epochs.update(epoch for epoch, _ in rows)

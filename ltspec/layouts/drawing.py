@@ -1,0 +1,161 @@
+"""How the layouts' figures are drawn, from the same tables the report prints, so a figure never disagrees with its
+table: panels three to a row, one legend below them titled by what the bands or bars are and over how many seeds.
+
+- `accuracy_vs_sparsity` (`arms`, `lottery-vs-reinit`, `rewind`): test accuracy against measured sparsity, one line
+  per arm with a std band and the dense accuracy as a dashed line, one panel per sweep point (Figs 2, 5a/b, 6, 7,
+  G13);
+- `rp_vs_p` (`rp-init-trained`): R_p against p, one line per pair, with the R_p = p line of independent weights
+  (Fig 4);
+- `rp_bars` (`rp-masked`): R_p bars by sparsity, one bar per pair, with a dashed line at p, one row of panels per
+  sweep point and one column per p (Figs 5c/d).
+
+matplotlib is imported only when a figure is drawn, and used through `Figure` objects rather than pyplot, so no
+global backend is switched and no window can open: the PNG and PDF writers need no display.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from math import nan
+
+from ltspec.layouts.base import Table, in_order
+
+MAX_COLUMNS = 3
+LEGEND_ENTRY_INCHES = 2.2
+
+
+def panels(table: Table, count: int, rows: int | None = None, columns: int | None = None,
+           size: tuple[float, float] = (4.2, 3.4)):
+    """A grid of `count` panels titled by the table: by default at most three to a row, so a figure with many
+    sweep points wraps onto a page instead of running off its side. Unused cells of the grid are hidden."""
+    from matplotlib.figure import Figure
+
+    columns = columns or min(MAX_COLUMNS, count)
+    rows = rows or -(-count // columns)
+    figure = Figure(figsize=(size[0] * columns, size[1] * rows + 0.6), layout="constrained")
+    figure.suptitle(fill(table.title, int(size[0] * columns * 13)), fontsize="medium")
+    axes = figure.subplots(rows, columns, squeeze=False, sharey=True)
+    for axis in list(axes.flat)[count:]:
+        axis.set_visible(False)
+    return figure, axes
+
+
+def fill(text: str, width: int) -> str:
+    """Wrap a title at about `width` characters, so a long one breaks onto lines instead of being clipped."""
+    return textwrap.fill(text, max(width, 20))
+
+
+def seeds_note(table: Table) -> str:
+    """What a band or error bar is, with the number of seeds behind it."""
+    counts = sorted({cell.n for row in table.rows for cell in row.cells if cell.n})
+    n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    return f"mean ± one std over n = {n} seed{'s' * (counts[-1] != 1)}"
+
+
+def figure_legend(figure, axes, title: str) -> None:
+    """One legend for the whole figure, below the panels, each label once, titled by what the bands mean."""
+    found: dict[str, object] = {}
+    for axis in axes.flat:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            found.setdefault(label, handle)
+    if found:
+        columns = max(1, min(len(found), int(figure.get_figwidth() / LEGEND_ENTRY_INCHES)))
+        figure.legend(list(found.values()), list(found), loc="outside lower center", ncols=columns,
+                      fontsize="small", title=title, title_fontsize="small")
+
+
+def series(table: Table, index: int) -> tuple[list[float], list[float], list[float]]:
+    """x, mean and std of one column over the rows that have a value (std 0 where a single seed is present)."""
+    present = [row for row in table.rows if row.cells[index].n]
+    return ([row.x for row in present], [row.cells[index].mean for row in present],
+            [row.cells[index].std or 0.0 for row in present])
+
+
+def colors(table: Table) -> dict[str, str]:
+    """One colour per column name, the same in every panel even where a panel lacks some of them."""
+    return {name: f"C{number}" for number, name in enumerate(in_order(column.name for column in table.columns))}
+
+
+def accuracy_vs_sparsity(table: Table):
+    points = in_order(column.point for column in table.columns)
+    figure, axes = panels(table, len(points))
+    color = colors(table)
+    for axis, point in zip(axes.flat, points):
+        for index, column in enumerate(table.columns):
+            x, mean, std = series(table, index)
+            if column.point != point or not x:
+                continue
+            if column.name == "dense":
+                axis.axhline(100 * mean[0], color="black", linestyle="--", linewidth=1, label="dense")
+                axis.axhspan(100 * (mean[0] - std[0]), 100 * (mean[0] + std[0]), color="black", alpha=0.08)
+                continue
+            x = [100 * value for value in x]
+            axis.plot(x, [100 * m for m in mean], marker="o", color=color[column.name], label=column.name)
+            axis.fill_between(x, [100 * (m - s) for m, s in zip(mean, std)], [100 * (m + s) for m, s in zip(mean, std)],
+                              color=color[column.name], alpha=0.2)
+        axis.set_title(fill(point, 40), fontsize="small")
+        axis.set_xlabel("sparsity (%)")
+    for row in axes:
+        row[0].set_ylabel("test accuracy (%)")
+    figure_legend(figure, axes, f"lines and bands: {seeds_note(table)}")
+    return figure
+
+
+def rp_vs_p(table: Table):
+    points = in_order(column.point for column in table.columns)
+    figure, axes = panels(table, len(points))
+    color = colors(table)
+    ps = [row.x for row in table.rows]
+    for axis, point in zip(axes.flat, points):
+        for index, column in enumerate(table.columns):
+            x, mean, std = series(table, index)
+            if column.point == point and x:
+                axis.errorbar(x, mean, yerr=std, marker="o", capsize=3, color=color[column.name], label=column.name)
+        axis.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=1, label="$R_p = p$ (independent)")
+        axis.set_xlim(0, min(1.0, max(ps) + 0.05))
+        axis.set_ylim(0, 1.02)
+        axis.set_xticks(ps)
+        axis.set_title(fill(point, 40), fontsize="small")
+        axis.set_xlabel("p")
+    for row in axes:
+        row[0].set_ylabel("$R_p$")
+    figure_legend(figure, axes, f"error bars: {seeds_note(table)}")
+    return figure
+
+
+def rp_bars(table: Table):
+    """One row of panels per sweep point and one column per p, small enough to fit a page; bars grouped by
+    sparsity, one per pair; a missing value draws no bar (not 0)."""
+    ps = in_order(row.index[1] for row in table.rows)
+    points = in_order(column.point for column in table.columns)
+    figure, axes = panels(table, len(points) * len(ps), rows=len(points), columns=len(ps),
+                         size=(2.8 if len(ps) > 1 else 4.2, 2.4))
+    color = colors(table)
+    for axes_row, point in zip(axes, points):
+        indices = [index for index, column in enumerate(table.columns) if column.point == point]
+        width = 0.8 / len(indices)
+        for axis, p in zip(axes_row, ps):
+            rows = [row for row in table.rows if row.index[1] == p]
+            for offset, index in enumerate(indices):
+                name = table.columns[index].name
+                axis.bar([position + (offset - (len(indices) - 1) / 2) * width for position in range(len(rows))],
+                         [nan if row.cells[index].mean is None else row.cells[index].mean for row in rows], width,
+                         yerr=[row.cells[index].std or 0.0 for row in rows], capsize=2, color=color[name], label=name)
+            axis.axhline(float(p), color="black", linestyle="--", linewidth=1, label="$R_p = p$ (independent)")
+            axis.set_xticks(range(len(rows)), [row.index[0] for row in rows], fontsize="x-small")
+            axis.set_ylim(0, 1.02)
+            axis.set_title(f"{point} p={p}".strip(), fontsize="small")
+        axes_row[0].set_ylabel("$R_p$")
+    for axis in axes[-1]:
+        axis.set_xlabel("sparsity")
+    figure_legend(figure, axes, f"error bars: {seeds_note(table)}")
+    return figure
+
+
+DRAWERS = {
+    "arms": accuracy_vs_sparsity,
+    "lottery-vs-reinit": accuracy_vs_sparsity,
+    "rewind": accuracy_vs_sparsity,
+    "rp-init-trained": rp_vs_p,
+    "rp-masked": rp_bars,
+}
