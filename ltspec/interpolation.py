@@ -19,13 +19,6 @@ import torch
 from torch import Tensor, nn
 
 
-def alphas(count: int) -> list[float]:
-    """`count` evenly spaced α from 0 to 1, both ends included and exact."""
-    if count < 2:
-        raise ValueError(f"a path needs at least its two ends, got {count} points")
-    return [step / (count - 1) for step in range(count)]
-
-
 def interpolate(a: Mapping[str, Tensor], b: Mapping[str, Tensor], alpha: float) -> dict[str, Tensor]:
     """(1 − α)·a + α·b for every floating tensor; other tensors (batch norm's batch counter) are a's.
 

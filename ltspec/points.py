@@ -50,6 +50,19 @@ def rewind_epoch(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def alphas(count: int) -> list[float]:
+    """`count` evenly spaced α from 0 to 1, both ends included and exact: where a path between two weight points
+    is measured (`ltspec.interpolation`)."""
+    if count < 2:
+        raise ValueError(f"a path needs at least its two ends, got {count} points")
+    return [step / (count - 1) for step in range(count)]
+
+
+def path_metric(alpha: float) -> str:
+    """`test_error/alpha0.3`, the metric name of the test error at α on a path between two weight points."""
+    return f"test_error/alpha{alpha:.4g}"
+
+
 def rp_metric(a: str, b: str, p: float) -> str:
     """`rp/init-mask/finetune/p0.2`, the metric name of R_p of a pair at p: MLflow metric names allow neither `*`
     nor `@`."""

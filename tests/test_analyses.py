@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 from torch import nn
 
 from conftest import QUICKSTART
-from ltspec.interpolation import alphas, error_barrier, interpolate, recompute_batch_norm
+from ltspec.interpolation import error_barrier, interpolate, recompute_batch_norm
 from ltspec.kinds import interpolate as interpolate_kind
 from ltspec.kinds import train
 from ltspec.plan import compile_plan
+from ltspec.points import alphas
 from ltspec.pruning import Mask, erk_counts, random_mask, shuffle_mask
 from ltspec.signs import signs_with_constant, signs_with_magnitudes
 from ltspec.similarity import overlap

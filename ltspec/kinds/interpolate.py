@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ltspec import points
 from ltspec.kinds.base import DataConfig, LogEpochs, ModelConfig, Outcome, Runtime, Stage, StageKind, where_on_mask
 
 
@@ -37,7 +38,7 @@ def copy_term(arm: str, copy: int) -> str:
 
 
 def run(stage: Stage, runtime: Runtime, log: LogEpochs) -> Outcome:
-    from ltspec.interpolation import alphas, error_barrier, interpolate, recompute_batch_norm
+    from ltspec.interpolation import error_barrier, interpolate, recompute_batch_norm
     from ltspec.training import evaluate
 
     config: InterpolateConfig = stage.config
@@ -47,7 +48,7 @@ def run(stage: Stage, runtime: Runtime, log: LogEpochs) -> Outcome:
     network = runtime.model(config.data, config.model, config.seed).to(runtime.device)
     train, evaluation = runtime.loaders(stage, config.data, config.seed)
     history = []
-    for step, alpha in enumerate(alphas(config.points)):
+    for step, alpha in enumerate(points.alphas(config.points)):
         network.load_state_dict(interpolate(start, end, alpha))
         if config.batch_norm == "recompute":
             recompute_batch_norm(network, train.epoch(0))
@@ -57,7 +58,7 @@ def run(stage: Stage, runtime: Runtime, log: LogEpochs) -> Outcome:
     losses = [values["test_loss"] for _, values in history]
     metrics = {"barrier": error_barrier(errors), "loss_barrier": error_barrier(losses),
                "error_start": errors[0], "error_end": errors[-1],
-               **{f"test_error/alpha{values['alpha']:.4g}": values["test_error"] for _, values in history}}
+               **{points.path_metric(values["alpha"]): values["test_error"] for _, values in history}}
     return Outcome(metrics, history)
 
 

@@ -4,10 +4,15 @@ random positions within each layer, the count per layer unchanged and excluded l
 
 If arms train as well on the shuffled masks as on the originals, what the method found is a per-layer sparsity,
 not which weights to keep; the paper finds this of SNIP, GraSP and SynFlow, and not of magnitude pruning after
-training. Drawn from the trunk's seed, and always different from its source where a layer can change
-(`ltspec.pruning.shuffle_mask`). A shuffle of an IMP table shuffles every round's mask, so each keeps its round.
+training. Always different from its source where a layer can change (`ltspec.pruning.shuffle_mask`). A shuffle
+of an IMP table shuffles every round's mask, so each keeps its round.
+
+Its seed is drawn from the trunk's seed and the source mask's key: seeded by the trunk's alone, the shuffle would
+take the very positions the `random` generator draws from that seed (the same permutation of each layer), and a
+comparison of the two would find them alike far beyond chance.
 """
 
+import hashlib
 from typing import Literal
 
 from pydantic import Field
@@ -27,8 +32,12 @@ class Shuffle(MaskSettings):
 
 def expand(settings: Shuffle, plan: Expansion):
     for source in plan.masks_of(settings.of):
-        config = {**plan.common(settings), "seed": plan.base["seed"]}
+        config = {**plan.common(settings), "seed": shuffle_seed(plan.base["seed"], source.key)}
         yield plan.mask(config, sparsity=source.sparsity, parents=(source.key,), round=source.round)
+
+
+def shuffle_seed(seed: int, source: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"shuffle:{seed}:{source}".encode()).digest()[:4], "big")
 
 
 def make(config: dict, sources: Sources) -> Made:

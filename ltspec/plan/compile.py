@@ -92,6 +92,17 @@ class Plan:
         return tuple(stage for stage in self.stages if stage.kind == measure.KIND)
 
     @property
+    def interpolations(self) -> tuple[Stage, ...]:
+        """The stages that measure the error along a path between two weight points (label `analysis`: `lmc`, an
+        `[interpolation]` pair; `instability`, an arm and a copy of it)."""
+        return tuple(stage for stage in self.stages if stage.kind == interpolate.KIND)
+
+    @property
+    def comparisons(self) -> tuple[Stage, ...]:
+        """The stages that compare masks (label `comparison`: `generators`, `seeds` or `rounds`)."""
+        return tuple(stage for stage in self.stages if stage.kind == compare.KIND)
+
+    @property
     def arm_stages(self) -> tuple[Stage, ...]:
         """The stages that train an arm on a mask (an IMP round that is also its lottery arm among them), once each."""
         return tuple(self._index[key] for key in dict.fromkeys(arm.stage for arm in self.arms) if key in self._index)
