@@ -221,7 +221,8 @@ def shuffle_mask(mask: Mask, seed: int) -> Mask:
             return shuffled
 
 
-def erk_counts(shapes: Mapping[str, tuple[int, ...]], sparsity: float, excluded: Collection[str] = ()) -> dict[str, int]:
+def erk_counts(shapes: Mapping[str, tuple[int, ...]], sparsity: float,
+               excluded: Collection[str] = ()) -> dict[str, int]:
     """Weights kept per tensor under the Erdős–Rényi-Kernel distribution (Evci et al., ICML 2020, "Rigging the
     Lottery"), as RigL and JaxPruner compute it: a tensor's density is proportional to the sum of its dimensions
     over their product (kernel dimensions included), scaled so that the pruned tensors together keep

@@ -1,20 +1,30 @@
 """The analyses beyond the paper: linear interpolation and instability (Frankle et al., ICML 2020), as science
 functions, as plans, and as specs."""
 
+import io
 import math
+import shutil
+import subprocess
+import sys
+import time
 from itertools import combinations
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mlflow import MlflowClient
+from rich.console import Console
 from torch import nn
 
-from conftest import QUICKSTART
+from conftest import QUICKSTART, default_signals, write_spec
 from ltspec.interpolation import error_barrier, interpolate, recompute_batch_norm
 from ltspec.kinds import interpolate as interpolate_kind
 from ltspec.kinds import train
 from ltspec.plan import compile_plan
+from ltspec.report import write_report
+from ltspec.runners.local import run_local
+from ltspec.store import Store
 from ltspec.points import alphas
 from ltspec.pruning import Mask, erk_counts, random_mask, shuffle_mask
 from ltspec.signs import signs_with_constant, signs_with_magnitudes
@@ -307,3 +317,226 @@ def test_a_comparison_with_nothing_to_compare_is_a_spec_error(tmp_path):
         load_spec(path)
     assert "mask_overlap.compare[0]: no [masks] table prunes in steps" in str(error.value)
     assert "mask_overlap.compare[1]: no two [masks] tables make masks at the same sparsity" in str(error.value)
+
+
+# End to end, on the digits: every analysis run, logged and reported
+
+
+RUN_SPEC = """\
+name = "analyses-test"
+seeds = [0, 1]
+
+[data]
+dataset = "digits"
+batch_size = 128
+
+[model]
+arch = "convnet"
+width = 0.25
+
+[train]
+epochs = 2
+lr = 0.05
+schedule = {{ kind = "constant" }}
+
+[masks.imp]
+kind = "imp"
+rate = 0.5
+rounds = 2
+
+[masks.shuffled]
+kind = "shuffle"
+of = "imp"
+
+[masks.erk]
+kind = "random"
+distribution = "erk"
+sparsities = [0.75]
+
+[masks.gmp]
+kind = "gradual"
+sparsities = [0.75]
+epochs = 2
+frequency = 4
+
+[arms]
+lottery = {{ start = "init" }}
+signs = {{ start = "signs-constant" }}
+
+[interpolation]
+pairs = [["lottery", "lottery"], ["lottery", "trained*mask"]]
+points = 5
+
+[instability]
+arms = ["lottery"]
+
+[mask_overlap]
+compare = ["generators", "seeds", "rounds"]
+
+[sweep]
+"interpolation.batch_norm" = ["interpolate", "recompute"]
+
+[report]
+layouts = ["lmc", "instability", "mask-overlap", "ablations"]
+
+[tracking]
+uri = "sqlite:///{folder}/mlflow.db"
+
+[storage]
+root = "{folder}/store"
+checkpoint_seconds = 0
+"""
+
+
+@pytest.fixture(scope="module")
+def analyses_run(tmp_path_factory):
+    """The spec above run once by the local runner, logged to MLflow: (folder, loaded spec, plan, store)."""
+    folder = tmp_path_factory.mktemp("analyses")
+    loaded = load_spec(write_spec(folder, RUN_SPEC))
+    plan = compile_plan(loaded)
+    summary = run_local(loaded, plan, device="cpu", console=Console(file=io.StringIO()))
+    assert summary.ok, summary.failed
+    return folder, loaded, plan, Store(folder / "store")
+
+
+def records(plan, store, kind_name: str) -> list[tuple]:
+    return [(stage, store.record(stage.key)) for stage in plan.stages if stage.kind.name == kind_name]
+
+
+@pytest.mark.slow
+def test_a_path_ends_exactly_at_its_ends_and_a_point_with_itself_has_no_barrier(analyses_run):
+    _, _, plan, store = analyses_run
+    for stage, record in records(plan, store, "interpolate"):
+        assert [step for step, _ in record["history"]] == list(range(stage.config.points))
+        if stage.config.pair == ("lottery", "lottery"):
+            assert record["metrics"]["barrier"] == 0.0 and record["metrics"]["loss_barrier"] == 0.0
+        if stage.config.batch_norm == "interpolate":
+            ends = [store.record(stage.config.results[term])["metrics"] if term in stage.config.results else None
+                    for term in stage.config.pair]
+            assert record["metrics"]["error_start"] == 1.0 - ends[0]["final_test_accuracy"]
+            if ends[1] is not None:
+                assert record["metrics"]["error_end"] == 1.0 - ends[1]["final_test_accuracy"]
+        assert record["metrics"]["barrier"] >= 0.0
+
+
+@pytest.mark.slow
+def test_a_copy_trains_on_its_own_data_order_from_the_arms_start(analyses_run):
+    _, _, plan, store = analyses_run
+    for stage, record in records(plan, store, "train"):
+        if stage.labels.get("copy"):
+            arm = next(other for other in plan.stages if other.kind == train.KIND and other.parents == stage.parents
+                       and other.labels.get("arm") == "lottery" and not other.labels.get("copy"))
+            assert record["history"] != store.record(arm.key)["history"]
+            assert record["metrics"]["sparsity"] == store.record(arm.key)["metrics"]["sparsity"]
+
+
+@pytest.mark.slow
+def test_compared_masks_are_what_their_stored_masks_say(analyses_run):
+    _, _, plan, store = analyses_run
+    masks_by_key = {stage.key: stage for stage in plan.stages if stage.kind.name == "mask"}
+    for stage, record in records(plan, store, "compare"):
+        if stage.labels["comparison"] == "rounds":
+            steps = len(stage.config.masks) - 1
+            assert sorted(step for step, _ in record["history"]) == list(range(1, steps + 1))
+            if stage.config.masks[0][1] == "mask@0":  # gradual: its last snapshot is its mask
+                last = Mask(store.read_tensors(stage.parents[0], f"mask@{steps}"), frozenset())
+                assert Mask(store.read_tensors(stage.parents[0], "mask"), frozenset()) == last
+            continue
+        a, b = (Mask(store.read_tensors(key, "mask"), frozenset(store.read_json(key, "mask_excluded")))
+                for key in stage.parents)
+        assert record["metrics"]["jaccard/1"] == overlap(a, b).jaccard
+        if masks_by_key[stage.parents[1]].labels["generator"] == "shuffled" and stage.labels.get("a") == "imp":
+            assert a.kept() == b.kept() and a != b
+        if {stage.labels.get("a"), stage.labels.get("b")} == {"shuffled", "erk"}:  # independent draws: chance
+            assert abs(record["metrics"]["jaccard/1"] - record["metrics"]["jaccard_chance/1"]) < 0.05
+
+
+@pytest.mark.slow
+def test_the_alpha_series_is_logged_as_steps_and_every_stage_once(analyses_run):
+    folder, _, plan, _ = analyses_run
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder}/mlflow.db")
+    experiment = client.get_experiment_by_name("analyses-test").experiment_id
+    runs = client.search_runs([experiment], "tags.`ltspec.role` = 'stage'", max_results=5000)
+    assert sorted(run.data.tags["ltspec.stage_key"] for run in runs) == sorted(stage.key for stage in plan.stages)
+    path = next(run for run in runs if run.data.tags["ltspec.kind"] == "interpolate")
+    history = client.get_metric_history(path.info.run_id, "test_error")
+    assert [metric.step for metric in history] == list(range(5))
+    assert {"barrier", "loss_barrier", "test_error/alpha0.5"} <= set(path.data.metrics)
+    compared = next(run for run in runs if run.data.tags.get("ltspec.comparison") == "generators")
+    assert {"jaccard/1", "hamming/1", "jaccard_chance/1"} <= set(compared.data.metrics)
+
+
+@pytest.mark.slow
+def test_the_report_writes_the_four_layouts(analyses_run):
+    folder, loaded, _, _ = analyses_run
+    out = folder / "report"
+    assert write_report(loaded, out_dir=out, console=Console(file=io.StringIO())) == 0
+    written = {path.name for path in out.iterdir()}
+    for name in ("lmc-imp", "lmc-path-imp", "instability-imp", "mask-overlap-generators", "mask-overlap-seeds",
+                 "mask-overlap-rounds-imp", "mask-overlap-rounds-gmp", "ablations-imp"):
+        assert {f"{name}.md", f"{name}.tex", f"{name}.csv", f"{name}.png"} <= written, name
+    assert "mask-overlap-generators-chance.md" in written and "mask-overlap-generators-chance.png" not in written
+    ablations = (out / "ablations-imp.md").read_text()
+    assert "lottery · shuffled" in ablations and "signs" in ablations and "lottery · erk" in ablations
+    assert "—" not in (out / "instability-imp.md").read_text()
+
+
+KILLED_SPEC = """\
+name = "killed-copy"
+seeds = [0]
+
+[data]
+dataset = "digits"
+batch_size = 256
+
+[model]
+arch = "mlp"
+
+[train]
+epochs = 1
+lr = 0.05
+
+[masks.oneshot]
+kind = "oneshot"
+sparsities = [0.5]
+
+[arms]
+lottery = {{ start = "init", epochs = 30 }}
+
+[instability]
+arms = ["lottery"]
+
+[tracking]
+uri = "sqlite:///{folder}/mlflow.db"
+
+[storage]
+root = "{folder}/store"
+checkpoint_seconds = 0
+"""
+
+
+@pytest.mark.slow
+def test_a_copy_killed_mid_training_resumes_to_the_result_of_an_uninterrupted_run(tmp_path):
+    spec = write_spec(tmp_path, KILLED_SPEC)
+    plan = compile_plan(load_spec(spec))
+    copy = next(stage for stage in plan.stages if stage.labels.get("copy"))
+    store = Store(tmp_path / "store")
+    command = default_signals([sys.executable, "-m", "ltspec", "run", str(spec), "--device", "cpu"])
+    victim = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = store.stage_dir(copy.key) / "checkpoint.pt"
+    while not checkpoint.exists() and victim.poll() is None:
+        time.sleep(0.05)
+    victim.kill()
+    victim.wait()
+    assert checkpoint.exists() and not store.is_complete(copy.key), "the copy was not caught mid-training"
+    assert subprocess.run(command, cwd=tmp_path, capture_output=True).returncode == 0
+    resumed = store.record(copy.key)
+    shutil.rmtree(store.stage_dir(copy.key))
+    assert subprocess.run(command, cwd=tmp_path, capture_output=True).returncode == 0
+    assert store.record(copy.key)["history"] == resumed["history"]
+    assert store.record(copy.key)["metrics"] == resumed["metrics"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("killed-copy").experiment_id
+    run = client.search_runs([experiment], f"tags.`ltspec.stage_key` = '{copy.key}'")[0]
+    steps = [metric.step for metric in client.get_metric_history(run.info.run_id, "train_loss")]
+    assert steps == list(range(1, 31)), "an epoch was logged twice or not at all"

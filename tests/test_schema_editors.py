@@ -117,8 +117,8 @@ def test_a_bad_spec_is_flagged_by_taplo_tombi_and_validate(bad_specs, name):
 def test_a_wrong_kind_names_the_kinds_in_both_engines(bad_specs):
     """The schema's unions are told apart by `kind`: the engines name the kinds, not "oneOf" failures."""
     for output in (taplo(bad_specs["mask-kind-typo"]).stderr, tombi(bad_specs["mask-kind-typo"]).stderr):
-        assert "oneOf" not in output and '"admm", "gradual", "imp", "magnitude_init", "oneshot", "random", "shuffle", ' \
-            '"snip", "synflow"' in output.replace('","', '", "')
+        assert "oneOf" not in output and '"admm", "gradual", "imp", "magnitude_init", "oneshot", "random", ' \
+            '"shuffle", "snip", "synflow"' in output.replace('","', '", "')
 
 
 def walk(node, path=()):

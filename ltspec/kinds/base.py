@@ -140,7 +140,8 @@ class Runtime(Protocol):
     def start_weights(self, trunk: str, mask: str, start: str) -> dict[str, Tensor]:
         """The weights an arm on `mask` starts from."""
 
-    def point_weights(self, trunk: str, term: str, results: Mapping[str, str], mask: Mask | None) -> dict[str, Tensor]:
+    def point_weights(self, trunk: str, term: str, results: Mapping[str, str],
+                      mask: Mask | None) -> dict[str, Tensor]:
         """The whole state of a weight point (`ltspec.points`): a dense point of the trunk, under `mask` for
         `X*mask`, or the trained result of the stage that `results` names for it (an arm, a copy of an arm)."""
 

@@ -3,8 +3,8 @@ trunk (and mask), and the error barrier of that path (Frankle et al., ICML 2020,
 
 A pair is two arms' results on one mask, an arm and a dense point under the mask (`trained*mask`), two dense points,
 or, for the instability analysis, an arm and a copy of it trained under other SGD noise (`lottery/copy1`, whose
-stage the config names). The α series is the stage's history, one step per α, so MLflow draws the path; the barrier and
-the error at every α are its final metrics.
+stage the config names). The α series is the stage's history, one step per α, so MLflow draws the path; the
+barrier and the error at every α are its final metrics.
 """
 
 from __future__ import annotations

@@ -62,7 +62,8 @@ def lmc(results: Results) -> list[Table]:
                                  f"Test error along the path between the pairs on {generator} masks (%)"))
     dense = [(point, stage) for point in results.points for stage in interpolations(point, "lmc", None)]
     if dense:
-        tables.append(path_table(results, dense, "lmc-path-dense", "Test error along the path between dense points (%)"))
+        tables.append(path_table(results, dense, "lmc-path-dense",
+                                 "Test error along the path between dense points (%)"))
     return tables
 
 

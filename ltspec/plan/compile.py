@@ -365,8 +365,9 @@ def _compile_instability(builder, spec, base, trunk, mask_key, arm_keys, labels)
                                     labels=copied))
             builder.deliver(key)
             term = interpolate.copy_term(arm_name, copy)
-            builder.add(_interpolation(spec, base, trunk, mask_key, (arm_name, term),
-                                       {arm_name: arm_keys[arm_name], term: key}, {**copied, "analysis": "instability"}))
+            ends = {arm_name: arm_keys[arm_name], term: key}
+            builder.add(_interpolation(spec, base, trunk, mask_key, (arm_name, term), ends,
+                                       {**copied, "analysis": "instability"}))
 
 
 def _comparison(spec, masks, parents, labels, drawn=None) -> Stage:

@@ -81,8 +81,8 @@ class Arm(Strict):
 
     start: str = Field(pattern=START_PATTERN, description="`init` (lottery), `reinit` (fresh init, another seed), "
                        "`trained` (fine-tune, lr schedule restarted), `rewind@k` (dense weights after k epochs), "
-                       "`signs-reinit` (θ0's signs, the magnitudes of θ0') or `signs-constant` (θ0's signs, one magnitude "
-                       "per layer).")
+                       "`signs-reinit` (θ0's signs, the magnitudes of θ0') or `signs-constant` (θ0's signs, one "
+                       "magnitude per layer).")
     epochs: PositiveInt | None = Field(None, description="Override T' (default: train.epochs, the equal budget).")
     lr: float | None = Field(None, gt=0.0, description="Override the initial lr (default: train.lr).")
 

@@ -55,7 +55,8 @@ class StageRuntime:
     def start_weights(self, trunk: str, mask: str, start: str) -> dict[str, Tensor]:
         return weights.start_weights(self.ctx, trunk, mask, start)
 
-    def point_weights(self, trunk: str, term: str, results: Mapping[str, str], mask: Mask | None) -> dict[str, Tensor]:
+    def point_weights(self, trunk: str, term: str, results: Mapping[str, str],
+                      mask: Mask | None) -> dict[str, Tensor]:
         return weights.point_weights(self.ctx, trunk, term, results, mask)
 
     def load_mask(self, key: str, name: str = MASK) -> Mask:

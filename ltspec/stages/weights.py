@@ -64,7 +64,8 @@ def start_weights(ctx: Context, trunk: str, mask_key: str, start: str) -> dict[s
     return dense_point(ctx, trunk, start)
 
 
-def point_weights(ctx: Context, trunk: str, term: str, results: Mapping[str, str], mask: Mask | None) -> dict[str, Tensor]:
+def point_weights(ctx: Context, trunk: str, term: str, results: Mapping[str, str],
+                  mask: Mask | None) -> dict[str, Tensor]:
     """A weight point's whole state: a trunk's dense point (its masked tensors multiplied by the mask for `X*mask`)
     or the final weights of the stage `results` names for an arm (or a copy of one)."""
     point = points.parse(term)
