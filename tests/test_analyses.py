@@ -132,12 +132,17 @@ def test_copies_and_interpolations_are_stages_of_their_own_and_move_no_other_key
     dense = [stage for stage in paths if len(stage.parents) == 1]
     assert len(dense) == len(plain.trunks) and all(stage.config.points == 5 for stage in paths)
 
+    only_imp = analysed(tmp_path, INSTABILITY.replace("copies = 2", 'copies = 2\nmasks = ["imp"]'))
+    copied = {stage.labels["generator"] for stage in only_imp.stages if stage.labels.get("copy")}
+    assert copied == {"imp"}
+
 
 @pytest.mark.parametrize("extra, where, words", [
     ('[instability]\narms = ["lotery"]\n', "instability.arms[0]", "did you mean `lottery`"),
     ('[interpolation]\npairs = [["lottery", "trianed*mask"]]\n', "interpolation.pairs[0][1]", "is not a weight set"),
     ('[interpolation]\npoints = 1\n', "interpolation.points", "must be at least 2"),
     ('[interpolation]\nbatch_norm = "reset"\n', "interpolation.batch_norm", "recompute"),
+    ('[instability]\narms = ["lottery"]\nmasks = ["imb"]\n', "instability.masks[0]", "did you mean `imp`"),
 ])
 def test_a_bad_analysis_is_a_spec_error_at_its_field(tmp_path, extra, where, words):
     with pytest.raises(SpecError) as error:

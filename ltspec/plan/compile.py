@@ -341,9 +341,16 @@ def _interpolation(spec, base, trunk, mask_key, pair, results, labels) -> Stage:
     return Stage(interpolate.KIND, config, parents, runtime=runtime(spec), labels=labels)
 
 
+def _on(tables: list[str] | None, labels: dict) -> bool:
+    """Whether an analysis limited to `tables` (None: every table) runs here: on the trunk, or on a mask of one."""
+    return tables is None or labels.get("generator") is None or labels["generator"] in tables
+
+
 def _compile_interpolations(builder, spec, base, trunk, mask_key, arm_keys, labels) -> None:
     """One interpolation per `[interpolation]` pair: on the trunk for a pair of dense points, on every mask for a
     pair with a sparse side."""
+    if not _on(spec.interpolation.masks, labels):
+        return
     for pair in spec.interpolation.pairs:
         if any(points.parse(term).sparse for term in pair) != (mask_key is not None):
             continue
@@ -354,6 +361,8 @@ def _compile_interpolations(builder, spec, base, trunk, mask_key, arm_keys, labe
 def _compile_instability(builder, spec, base, trunk, mask_key, arm_keys, labels) -> None:
     """Each chosen arm's copies on this mask, trained from the arm's start with a data order of their own, and the
     interpolation between the arm and each copy."""
+    if not _on(spec.instability.masks, labels):
+        return
     for arm_name in spec.instability.arms:
         arm = spec.arms[arm_name]
         epochs = arm.epochs or spec.train.epochs

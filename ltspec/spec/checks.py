@@ -271,6 +271,12 @@ def _sparsities(spec: Spec, name: str, seen: frozenset[str]) -> list[float]:
 def _check_analyses(spec: Spec) -> list[Problem]:
     """The interpolation pairs name weight sets; the arms to copy are arms of the spec."""
     problems = _check_terms(spec, spec.interpolation.pairs, ("interpolation", "pairs"))
+    for table, settings in (("interpolation", spec.interpolation), ("instability", spec.instability)):
+        for index, name in enumerate(settings.masks or []):
+            if name not in spec.masks:
+                hint = did_you_mean(name, list(spec.masks)) or "the spec's tables: " + ", ".join(spec.masks)
+                problems.append(Problem((table, "masks", index), f"`{name}` is not a [masks] table of this spec",
+                                        hint))
     for index, arm in enumerate(spec.instability.arms):
         if arm not in spec.arms:
             hint = did_you_mean(arm, list(spec.arms)) or ("the spec's arms: " + ", ".join(spec.arms) if spec.arms

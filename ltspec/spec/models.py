@@ -107,6 +107,8 @@ class Interpolation(Strict):
         default=[], description="Weight pairs to connect, named as in [measure]: `init`, `trained`, `reinit`, "
         "`rewind@k`, `X*mask` (X under the mask) or an arm's name (its trained result on the mask).")
     points: int = Field(11, ge=2, le=101, description="Evenly spaced α from 0 to 1, both ends included.")
+    masks: list[str] | None = Field(None, description="The [masks] tables on whose masks the pairs with a sparse "
+                                    "side are interpolated; null: every table.")
     batch_norm: Literal["recompute", "interpolate"] = Field(
         "recompute", description="The batch-norm statistics of an interpolated network: `recompute` them with a "
         "pass over the training data (its own statistics), or `interpolate` the two ends' running statistics.")
@@ -116,9 +118,12 @@ class Instability(Strict):
     """Instability analysis (Frankle et al., ICML 2020): copies of an arm, trained from its start on its mask under
     other SGD noise (batch order and augmentation), and the error barrier between the arm and each copy."""
 
-    arms: list[str] = Field(default=[], description="The arms to copy, by name; each is copied on every mask.")
+    arms: list[str] = Field(default=[], description="The arms to copy, by name; each is copied on every mask of "
+                            "the tables `masks` names.")
     copies: int = Field(1, ge=1, le=10, description="Copies of each arm besides the arm itself, each with a data "
                         "order of its own; the barrier is measured between the arm and every copy.")
+    masks: list[str] | None = Field(None, description="The [masks] tables on whose masks the arms are copied; "
+                                    "null: every table.")
 
 
 class MaskOverlap(Strict):
