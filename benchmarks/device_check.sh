@@ -4,7 +4,10 @@
 #   2. the harness ratio: training with ltspec's checkpoint policy against a bare loop (benchmarks/harness_overhead.py);
 #   3. a real `ltspec run` of a small CIFAR-shaped synthetic spec on the device: masks hold, R_p on the device equals
 #      R_p on the CPU, resume after SIGKILL (benchmarks/device_run.py run);
-#   4. Ray packing: 4 ResNet-20 stages one at a time against four to a GPU (benchmarks/device_run.py pack).
+#   4. the local runner's packing: 8 ResNet-20 stages at 1, 2, 4 and 8 per GPU, stage-epochs per second, records
+#      against one at a time (bit-identical with resources.deterministic), and with several GPUs the spread over
+#      them (benchmarks/device_run.py local);
+#   5. Ray packing: 4 ResNet-20 stages one at a time against four to a GPU (benchmarks/device_run.py pack).
 #
 #   bash benchmarks/device_check.sh                      # on the GPU
 #   bash benchmarks/device_check.sh --device cpu --quick # the same steps, small, on a CPU: checks that it runs
@@ -51,6 +54,7 @@ step "resnet20 epoch, torch.compile" "$python" benchmarks/gpu_epoch.py --device 
 [ "$quick" = 1 ] || step "vgg16 epoch, torch.compile" "$python" benchmarks/gpu_epoch.py --device "$device" --arch vgg16 --compile "${compile_args[@]}"
 step "harness against a bare loop (VGG-16 state, short epochs)" "$python" benchmarks/harness_overhead.py --device "$device" "${harness_args[@]}"
 step "ltspec run on $device: masks, R_p, resume" "$python" benchmarks/device_run.py run --device "$device" "${quick_flag[@]}"
+step "local runner packing, 1/2/4/8 ResNet-20 stages per GPU" "$python" benchmarks/device_run.py local --device "$device" "${quick_flag[@]}"
 step "Ray packing, 1 vs 4 ResNet-20 stages" "$python" benchmarks/device_run.py pack --device "$device" "${quick_flag[@]}"
 echo "device check: $failures step(s) failed"
 exit "$failures"

@@ -172,19 +172,21 @@ class Prepared:
 
     done: frozenset[str]
     estimate: Estimate | None  # None for a runner that trains elsewhere (the estimate times this machine)
-    workers: int
+    workers: int | None  # the local runner's stages per device (`ltspec.runners.local.layout`); None: fill it
     fetch: tuple[Fetch, ...] = ()  # datasets to download once the user agreed (`fetch_datasets`)
 
 
-def prepare_run(loaded_specs: list[tuple], device: str, runner: str, workers: int | None) -> Prepared:
+def prepare_run(loaded_specs: list[tuple], device: str, runner: str, workers: int | None,
+                gpus: tuple[int, ...] | None = None) -> Prepared:
     """Everything `ltspec run` settles before it asks to start: every dataset is checked (`DataMissing`: not there
     and not to be fetched, or to be fetched from a host that does not answer) before the estimate times a single
-    training step; the work left is estimated, and the local runner's stages at once chosen (`workers`, else
-    `default_workers` for the work estimated). Its workers' server is started as soon as it will likely be needed,
-    so that its imports overlap the rest of the start-up. Datasets to download are fetched later, by
-    `fetch_datasets(prepared.fetch)`, once the user has agreed to the run."""
+    training step; the work left is estimated, and the local runner's stages per device chosen (`workers`; 1 for
+    work estimated under `SIDE_BY_SIDE_SECONDS`; else None, the machine filled: `ltspec.runners.local.layout` over
+    `gpus`). Its workers' server is started as soon as it will likely be needed, so that its imports overlap the
+    rest of the start-up. Datasets to download are fetched later, by `fetch_datasets(prepared.fetch)`, once the
+    user has agreed to the run."""
     from ltspec.runners.common import resolve_device
-    from ltspec.runners.local import EARLY_START_EPOCHS, default_workers
+    from ltspec.runners.local import EARLY_START_EPOCHS, SIDE_BY_SIDE_SECONDS, layout
     from ltspec.runners.workers import start_server
 
     plans = [compiled for _, _, compiled in loaded_specs]
@@ -193,16 +195,19 @@ def prepare_run(loaded_specs: list[tuple], device: str, runner: str, workers: in
     if problems:
         raise DataMissing(problems)
     if runner != "local":
-        return Prepared(done, None, workers or 1, tuple(fetch))
-    where = resolve_device(device)
+        return Prepared(done, None, workers, tuple(fetch))
+    where = resolve_device(device, gpus)
     if workers != 1 and where.type == "cpu" and \
             sum(s.epochs for plan in plans for s in plan.stages if s.key not in done) >= EARLY_START_EPOCHS:
         start_server()  # before the estimate (seconds of imports and timed steps), likely to need it
     found = estimate(plans, done, where)
-    workers = workers or min(default_workers(loaded.spec, where, found.seconds) for _, loaded, _ in loaded_specs)
-    if workers > 1:
+    if workers is None and found.seconds is not None and found.seconds < SIDE_BY_SIDE_SECONDS:
+        workers = 1
+    at_once = min(len(layout(loaded, compiled, where, workers=workers, gpus=gpus).slots)
+                  for _, loaded, compiled in loaded_specs)
+    if at_once > 1:
         start_server()
-    return Prepared(done, dataclasses.replace(found, at_once=workers), workers, tuple(fetch))
+    return Prepared(done, dataclasses.replace(found, at_once=at_once), workers, tuple(fetch))
 
 
 def fetch_datasets(fetch: tuple[Fetch, ...]) -> None:

@@ -22,7 +22,8 @@ class Options:
     """How to run a plan, as the command line says it; nothing here enters a stage key."""
 
     device: str = "auto"
-    workers: int = 1  # stages at once (local runner)
+    workers: int | None = 1  # stages at once per device (local runner); None: fill the machine
+    gpus: tuple[int, ...] | None = None  # the GPUs the local runner spreads over; None: every visible one
     address: str | None = None  # a Ray cluster to join
     gpu_share: float | None = None  # GPUs per stage on Ray and Slurm; None: the spec's, or the architecture's default
     wait: bool = False  # follow the Slurm jobs to their end

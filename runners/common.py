@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,12 +15,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Task, TextColumn, TimeE
 from rich.table import Column
 from rich.text import Text
 
-from ltspec import architectures, preemption, tracking
+from ltspec import preemption, tracking
 from ltspec.plan import Plan, Stage
+from ltspec.runners.slots import gpu_indices, gpu_share
 from ltspec.spec import LoadedSpec, Spec
 from ltspec.store import Store
 
-SMALL_NET_GPU_SHARE = 0.25  # four small-net stages keep one GPU busy; one alone leaves it mostly idle
+CUBLAS_WORKSPACE = "CUBLAS_WORKSPACE_CONFIG"  # cuBLAS's workspace setting, which its deterministic mode needs
 LOCAL_URI_SCHEMES = ("", "file", "sqlite")  # a path on the machine that opens it, not a server
 
 
@@ -49,13 +51,14 @@ class Workspace:
     tags: dict[str, str]
     threads: int
     log_weights: bool = False
+    deterministic: bool = False  # `resources.deterministic`: see `reproducible`
 
     @classmethod
-    def of(cls, store: Store, tracker: tracking.Tracker | None, threads: int) -> Workspace:
+    def of(cls, store: Store, tracker: tracking.Tracker | None, threads: int, deterministic: bool) -> Workspace:
         if tracker is None:
-            return cls(str(store.root.resolve()), None, None, {}, threads)
+            return cls(str(store.root.resolve()), None, None, {}, threads, deterministic=deterministic)
         return cls(str(store.root.resolve()), absolute_uri(tracker.client.tracking_uri), tracker.experiment_id,
-                   tracker.tags, threads, tracker.log_weights)
+                   tracker.tags, threads, tracker.log_weights, deterministic)
 
     def tracker(self, tags: dict[str, str] | None = None) -> tracking.Tracker | None:
         """The run's experiment, opened from this worker (the run's start created it, so no worker races to), its
@@ -80,14 +83,10 @@ def local_file(uri: str) -> bool:
     return urlparse(uri).scheme in LOCAL_URI_SCHEMES
 
 
-def gpus_per_stage(arch: str, gpu_share: float | None, cluster_gpus: float) -> float:
-    """The GPUs one stage asks for: the given share, else a whole GPU for a large net and a quarter for a small one;
-    none on a cluster without GPUs, where any request would leave every task waiting forever."""
-    if cluster_gpus <= 0:
-        return 0.0
-    if gpu_share is not None:
-        return gpu_share
-    return SMALL_NET_GPU_SHARE if architectures.is_small(arch) else 1.0
+def gpus_per_stage(arch: str, share: float | None, cluster_gpus: float) -> float:
+    """The GPUs one stage asks for on a cluster (Ray, Slurm): its share (`ltspec.runners.slots.gpu_share`, as the
+    local runner packs them); none on a cluster without GPUs, where any request would leave every task waiting."""
+    return gpu_share(arch, share) if cluster_gpus > 0 else 0.0
 
 
 def located(stage: Stage) -> Stage:
@@ -122,12 +121,53 @@ def threads(count: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def resolve_device(name: str) -> torch.device:
+@contextmanager
+def reproducible(deterministic: bool) -> Iterator[None]:
+    """The GPU settings of every stage, in both runners, for a block, then restored: cuDNN's benchmark mode off,
+    and where `deterministic` (`resources.deterministic`) torch's deterministic algorithms on.
+
+    Benchmark mode picks each convolution's algorithm by timing the candidates, and the timings depend on what else
+    runs on the GPU, so two slots of a packed GPU could pick differently; off, cuDNN picks by its heuristics, the
+    same choice on the same GPU model. That choice may still be an algorithm that adds with atomics (some
+    convolution backward passes), whose sums differ in the last bits from run to run: deterministic algorithms
+    rule those out (cuDNN's deterministic flag, cuBLAS's fixed workspace), so that a stage's results are
+    bit-identical from run to run and whichever slot ran it. An operation with no deterministic version warns
+    rather than fails (`warn_only`): the nets' adaptive average pool has none on CUDA.
+    """
+    cudnn = torch.backends.cudnn
+    before = (cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled(), os.environ.get(CUBLAS_WORKSPACE))
+    cudnn.benchmark = False
+    if deterministic:  # only then: torch.use_deterministic_algorithms imports torch._inductor (seconds)
+        os.environ.setdefault(CUBLAS_WORKSPACE, ":4096:8")  # read when cuBLAS starts: older torch needs it
+        cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        cudnn.benchmark = before[0]
+        if deterministic:
+            cudnn.deterministic = before[1]
+            torch.use_deterministic_algorithms(before[2], warn_only=before[3])
+            if before[4] is None:
+                os.environ.pop(CUBLAS_WORKSPACE, None)
+
+
+def architecture(stage: Stage, stages: dict[str, Stage]) -> str:
+    """The architecture a stage trains or measures: its trunk's."""
+    return stages[stage.trunk].config.model.arch
+
+
+def resolve_device(name: str, gpus: Sequence[int] | None = None) -> torch.device:
+    """The device `--device` names (`auto`: CUDA where torch sees it), checked against `--gpus`."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
-    return torch.device(name)
+    else:
+        device = torch.device(name)
+    gpu_indices(str(device), gpus, torch.cuda.device_count() if device.type == "cuda" else 0)
+    return device
 
 
 def connect(loaded: LoadedSpec, plan: Plan) -> tracking.Tracker:

@@ -1,17 +1,18 @@
-"""The local runner: every stage of a plan on this machine and one device, in dependency order, one at a time in
-this process or several side by side in worker processes (`ltspec.runners.workers`, `ltspec run --workers`).
+"""The local runner: every stage of a plan on this machine, in dependency order, one at a time in this process or
+several side by side in worker processes (`ltspec.runners.workers`): on a CPU one per core, on GPUs several to
+each GPU, spread over every GPU of the machine (`ltspec.runners.slots`, `ltspec run --workers`, `--gpus`).
 
 It decides only where and when, on as many threads as a Ray task (`stage_threads`, so that both runners give the
-same numbers): what a stage does, and its life from claim to record, is `ltspec.stages.run_stage`. A failed stage
-does not stop the run: its descendants are skipped, everything independent of it still runs, and the summary lists
-the failures.
+same numbers) and with the same GPU settings (`reproducible`): what a stage does, and its life from claim to
+record, is `ltspec.stages.run_stage`. Which ready stage takes a free slot is `ltspec.runners.schedule`'s rule,
+critical path first. A failed stage does not stop the run: its descendants are skipped, everything independent of
+it still runs, and the summary lists the failures.
 """
 
 from __future__ import annotations
 
-import heapq
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -22,10 +23,12 @@ from rich.progress import Progress
 from ltspec import preemption, tracking
 from ltspec.plan import Plan, Stage
 from ltspec.plan.status import status
-from ltspec.runners.common import (Summary, Workspace, close_trunks, connect, progress_columns, resolve_device,
-                                   stage_threads, threads)
+from ltspec.runners.common import (Summary, Workspace, architecture, close_trunks, connect, progress_columns,
+                                   reproducible, resolve_device, stage_threads, threads)
+from ltspec.runners.schedule import Frontier, critical_path_first, epochs_cost
+from ltspec.runners.slots import Layout, gpu_indices, gpu_share, memory_fraction, slots, stages_per_gpu
 from ltspec.runners.workers import Job, Workers
-from ltspec.spec import LoadedSpec, Spec
+from ltspec.spec import LoadedSpec
 from ltspec.stages import Context, StageFailed, run_stage
 from ltspec.store import Store
 
@@ -34,49 +37,78 @@ EARLY_START_EPOCHS = 200  # epochs left from which `ltspec run` starts the worke
 
 
 def run_local(loaded: LoadedSpec, plan: Plan, *, device: str = "auto", console: Console | None = None,
-              plan_json: dict | None = None, track: bool = True, workers: int = 1) -> Summary:
-    """Execute every stage of the plan that is not done yet, `workers` stages at a time (see `default_workers`);
-    Ctrl-C stops after marking the current runs KILLED."""
-    where = resolve_device(device)
+              plan_json: dict | None = None, track: bool = True, workers: int | None = 1,
+              gpus: Sequence[int] | None = None) -> Summary:
+    """Execute every stage of the plan that is not done yet on the slots `layout` gives for `device`, `workers`
+    and `gpus` (one slot: one stage at a time, in this process); Ctrl-C stops after marking the current runs
+    KILLED."""
+    console = console or Console()
+    placed = layout(loaded, plan, resolve_device(device, gpus), workers=workers, gpus=gpus)
+    memory = gpu_memory(placed)
     tracker = connect(loaded, plan) if track else None
-    ctx = Context(store=Store(Path(loaded.spec.storage.root)), device=where,
+    ctx = Context(store=Store(Path(loaded.spec.storage.root)), device=torch.device(placed.slots[0].device),
                   stages={stage.key: stage for stage in plan.stages}, tracker=tracker,
                   runs=tracking.runs_by_stage(tracker) if tracker else None)
     try:
         with threads(stage_threads(loaded.spec)):
-            return run_stages(plan, ctx, workers, console)
+            return run_stages(plan, ctx, placed, memory, console, deterministic=loaded.spec.resources.deterministic)
     finally:
         if tracker is not None:
             close_trunks(tracker, ctx.trunk_runs, loaded, plan_json)
 
 
-def run_stages(plan: Plan, ctx: Context, workers: int = 1, console: Console | None = None,
-               events: Events | None = None) -> Summary:
-    """The stages of `plan` not done yet, with the progress display, on this process's torch threads: the part of
-    a run after its set-up, which a Slurm job (`ltspec.runners.slurm_job`) runs on its share of a plan. A stage's
-    parents outside `plan` must be complete in the store; `ctx.stages` has them. `events` hears every start,
-    epoch and end (a Slurm job writes them to a file its submitter follows)."""
+def run_stages(plan: Plan, ctx: Context, placed: Layout, memory: dict[str, int], console: Console | None = None,
+               events: Events | None = None, deterministic: bool = False) -> Summary:
+    """The stages of `plan` not done yet on the slots of `placed` (`memory`: `gpu_memory`), with the progress
+    display, on this process's torch threads: the part of a run after its set-up, which a Slurm job
+    (`ltspec.runners.slurm_job`) runs on its share of a plan. A stage's parents outside `plan` must be complete in
+    the store; `ctx.stages` has them. `events` hears every start, epoch and end (a Slurm job writes them to a file
+    its submitter follows)."""
     with Progress(*progress_columns(), console=console or Console(), transient=False) as progress:
         display = Display(progress, plan, status(plan, ctx.store).epochs_left, events)
         ctx.on_epoch = lambda stage, epoch, values: display.epoch(stage.key, epoch, values)
-        if workers > 1:
-            _side_by_side(plan, ctx, workers, display)
-        else:
-            for stage in plan.stages:
-                _in_process(stage, ctx, display)
+        with reproducible(deterministic):
+            if len(placed.slots) > 1:
+                _side_by_side(plan, ctx, placed, memory, display, deterministic)
+            else:
+                for stage in plan.stages:
+                    _in_process(stage, ctx, display)
     return display.summary
 
 
-def default_workers(spec: Spec, device: torch.device, seconds: float | None = None) -> int:
-    """How many stages `ltspec run` trains at once: on a CPU, as many as its cores hold at `resources.cpus`
-    threads each (one core per small-net stage is its fastest setting, so N cores train N stages in about the
-    time of one), unless the training left is estimated at under `SIDE_BY_SIDE_SECONDS` one at a time (`seconds`):
-    the workers' server takes seconds of a core to start. On a GPU one, since stages on one device only contend
-    (pack small nets on a GPU with Ray's `resources.gpu_share`)."""
-    if device.type != "cpu" or seconds is not None and seconds < SIDE_BY_SIDE_SECONDS:
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // stage_threads(spec))
+def layout(loaded: LoadedSpec, plan: Plan, device: torch.device, *, workers: int | None = None,
+           gpus: Sequence[int] | None = None) -> Layout:
+    """The slots of a run, by `workers` per device (None: fill the machine).
+
+    On a CPU, `workers` slots; None: as many as its cores hold at `resources.cpus` threads each (one core per
+    small-net stage is its fastest setting, so N cores train N stages in about the time of one). On GPUs (those of
+    `gpus`, else the one `device` names, else every visible one), `workers` slots on each GPU, every stage in one
+    of them, as `resources.gpu_share = 1 / workers` would pack them; None: each stage takes its share of a GPU
+    (`resources.gpu_share`, else a quarter for a small net and the whole GPU for a large one), and each GPU has as
+    many slots as the smallest share fits. `ltspec run` passes `workers=1` for a plan whose training is estimated
+    under `SIDE_BY_SIDE_SECONDS`: the workers' server takes seconds of a core to start."""
+    if device.type == "cuda":
+        chosen = gpu_indices(str(device), gpus, torch.cuda.device_count())
+        share = 1.0 / workers if workers else loaded.spec.resources.gpu_share
+        stages = {stage.key: stage for stage in plan.stages}
+        shares = {key: gpu_share(architecture(stage, stages), share) for key, stage in stages.items()}
+        return Layout(slots([f"cuda:{index}" for index in chosen], workers or stages_per_gpu(shares.values())),
+                      shares)
+    gpu_indices(str(device), gpus, 0)  # refuses --gpus off a GPU
+    if device.type == "cpu" and workers is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        workers = max(1, cores // stage_threads(loaded.spec))
+    return Layout(slots([str(device)], workers or 1))
+
+
+def gpu_memory(placed: Layout) -> dict[str, int]:
+    """The memory of each GPU that several stages share, in bytes, having checked that each stage's cap leaves it
+    room (`memory_fraction` refuses more stages per GPU than its memory holds)."""
+    memory = {device: torch.cuda.get_device_properties(device).total_memory
+              for device, count in placed.per_device.items() if device.startswith("cuda") and count > 1}
+    for device, total in memory.items():
+        memory_fraction(1, placed.per_device[device], total)
+    return memory
 
 
 Events = Callable[[dict], None]  # {"event": "start" | "epoch" | "end", "stage": key, ...}
@@ -141,10 +173,12 @@ def _in_process(stage: Stage, ctx: Context, display: Display) -> None:
     display.end(stage.key, "ran" if ran else "done")
 
 
-def _side_by_side(plan: Plan, ctx: Context, count: int, display: Display) -> None:
-    """The stages not complete in the store, on `count` worker processes, each as soon as its parents are done
-    (the first in plan order when several are ready); complete ones are settled here, logged to this experiment
-    where it lacks them, without starting a worker."""
+def _side_by_side(plan: Plan, ctx: Context, placed: Layout, memory: dict[str, int], display: Display,
+                  deterministic: bool) -> None:
+    """The stages not complete in the store, on a worker process per slot, each as soon as its parents are done
+    and a slot of its device is free (the schedule's rule: critical path first), its memory capped on a shared GPU
+    (`memory`: `gpu_memory`); complete ones are settled here, logged to this experiment where it lacks them,
+    without starting a worker."""
     left = []
     for stage in plan.stages:
         if ctx.store.is_complete(stage.key):
@@ -157,39 +191,36 @@ def _side_by_side(plan: Plan, ctx: Context, count: int, display: Display) -> Non
         with preemption.deferred():
             for trunk in dict.fromkeys(stage.trunk for stage in left):
                 ctx.trunk_runs.setdefault(trunk, tracking.trunk_run(ctx.tracker, ctx.stages[trunk]))
-    order = {stage.key: index for index, stage in enumerate(left)}
-    waiting = {stage.key: sum(parent in order for parent in stage.parents) for stage in left}
-    children: dict[str, list[str]] = {}
-    for stage in left:
-        for parent in stage.parents:
-            children.setdefault(parent, []).append(stage.key)
-    ready = [order[key] for key, count_left in waiting.items() if count_left == 0]
-    heapq.heapify(ready)
+    frontier = Frontier(left, critical_path_first(left, epochs_cost))
+    free, held = dict(placed.per_device), {}  # free slots by device; each running stage's (device, slots)
 
     def settle(key: str, outcome: str, message: str | None = None) -> None:
         display.end(key, outcome, message)
-        for child in children.get(key, []):
-            waiting[child] -= 1
-            if waiting[child] == 0:
-                heapq.heappush(ready, order[child])
+        frontier.settle(key)
 
-    job = Job(Workspace.of(ctx.store, ctx.tracker, torch.get_num_threads()), str(ctx.device), ctx.stages, ctx.runs,
+    job = Job(Workspace.of(ctx.store, ctx.tracker, torch.get_num_threads(), deterministic), ctx.stages, ctx.runs,
               ctx.trunk_runs)
-    with Workers(min(count, len(left)), job) as pool:
+    with Workers(placed.slots, job, started=len(left)) as pool:
         while True:
-            while ready and pool.idle():
-                stage = left[heapq.heappop(ready)]
+            while (taken := frontier.take(placed.need, free)) is not None:
+                stage, device = taken
                 if display.parent_failed(stage):
                     settle(stage.key, "blocked")
                     continue
+                count = placed.need(stage, device)
+                held[stage.key] = device, count
+                free[device] -= count
+                cap = memory_fraction(count, placed.per_device[device], memory[device]) if device in memory else None
                 display.start(stage)
-                pool.send(pool.idle()[0], stage.key)
+                pool.send(pool.idle(device), stage.key, cap)
             if not pool.busy():  # and so nothing ready either: every stage is settled
                 return
             for key, outcome, message in pool.messages(display.epoch):
+                device, count = held.pop(key)
+                free[device] += count
                 settle(key, outcome, message)
 
 
 def launch(loaded: LoadedSpec, plan: Plan, options, **display) -> Summary:
     """`ltspec run --runner local` (`ltspec.runners.launch`)."""
-    return run_local(loaded, plan, device=options.device, workers=options.workers, **display)
+    return run_local(loaded, plan, device=options.device, workers=options.workers, gpus=options.gpus, **display)

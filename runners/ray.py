@@ -32,8 +32,8 @@ from rich.progress import Progress
 
 from ltspec import plugins, preemption, tracking
 from ltspec.plan import Plan, Stage
-from ltspec.runners.common import (Summary, Workspace, close_trunks, connect, gpus_per_stage, local_file, located,
-                                   progress_columns, stage_threads)
+from ltspec.runners.common import (Summary, Workspace, architecture, close_trunks, connect, gpus_per_stage,
+                                   local_file, located, progress_columns, reproducible, stage_threads)
 from ltspec.spec import LoadedSpec, Spec
 from ltspec.stages import Context, StageFailed, run_stage
 from ltspec.store import Store
@@ -95,7 +95,8 @@ def _stage_task(key: str, stages: dict[str, Stage], workspace: Workspace, trunk_
                   tracker=workspace.tracker({NODE: ray.get_runtime_context().get_node_id()}),
                   trunk_runs={trunk: trunk_run}, runs={key: known_runs})
     try:
-        record, ran = run_stage(stages[key], ctx)
+        with reproducible(workspace.deterministic):
+            record, ran = run_stage(stages[key], ctx)
     except StageFailed as failure:
         return {"key": key, "status": "failed", "message": str(failure)}
     return {"key": key, "status": "ran" if ran else "done", "metrics": record["metrics"]}
@@ -225,14 +226,14 @@ def _submit(pending: list[Stage], driver: Context, spec: Spec, gpu_share: float 
     """
     cluster_gpus = ray.cluster_resources().get("GPU", 0)
     share = gpu_share if gpu_share is not None else spec.resources.gpu_share
-    workspace = Workspace.of(driver.store, driver.tracker, stage_threads(spec))
+    workspace = Workspace.of(driver.store, driver.tracker, stage_threads(spec), spec.resources.deterministic)
     stages = ray.put(driver.stages)
     refs: dict[str, ray.ObjectRef] = {}
     for stage in pending:
         trunk = stage.trunk
         if trunk not in driver.trunk_runs:
             driver.trunk_runs[trunk] = tracking.trunk_run(driver.tracker, driver.stages[trunk])
-        arch = driver.stages[trunk].config.model.arch
+        arch = architecture(stage, driver.stages)
         task = _stage_task.options(num_cpus=spec.resources.cpus, num_gpus=gpus_per_stage(arch, share, cluster_gpus),
                                    name=stage.describe())
         refs[stage.key] = task.remote(stage.key, stages, workspace, driver.trunk_runs[trunk],

@@ -462,8 +462,8 @@ def submit(loaded: LoadedSpec, plan: Plan, *, site: tuple[str, ...] = (), device
         wants_gpus = device.startswith("cuda") or device == "auto" and partition_has_gpus(site)
         share = gpu_share if gpu_share is not None else spec.resources.gpu_share
         source = {"path": str(loaded.path), "text": loaded.path.read_text(), "overrides": list(loaded.overrides)}
-        job = Job(plan, stages, folder, Workspace.of(store, tracker, stage_threads(spec)), dict(driver.trunk_runs),
-                  source)
+        workspace = Workspace.of(store, tracker, stage_threads(spec), spec.resources.deterministic)
+        job = Job(plan, stages, folder, workspace, dict(driver.trunk_runs), source)
         ids: list[str] = []
         for piece in pack(pending, {stage.key: stage.trunk for stage in pending}, stages_per_job):
             arch = stages[stages[piece.keys[0]].trunk].config.model.arch

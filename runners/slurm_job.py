@@ -41,7 +41,8 @@ from ltspec.faults import EnvironmentFault
 from ltspec.plan import Plan, Stage, compile_plan
 from ltspec.preemption import exit_code, preemptible
 from ltspec.runners.common import Workspace, close_trunks, located, threads
-from ltspec.runners.local import run_stages
+from ltspec.runners.local import gpu_memory, run_stages
+from ltspec.runners.slots import Layout, slots
 from ltspec.spec import SpecError, parse_spec
 from ltspec.stages import Context
 from ltspec.store import Store
@@ -77,7 +78,9 @@ def main(manifest_path: str) -> int:
 
         try:
             with preemptible(), threads(workspace.threads):
-                summary = run_stages(piece, ctx, manifest["slots"], Console(), record)
+                placed = Layout(slots([manifest["device"]], manifest["slots"]))
+                summary = run_stages(piece, ctx, placed, gpu_memory(placed), Console(), record,
+                                     deterministic=workspace.deterministic)
         except KeyboardInterrupt as interrupt:
             print("stopped: the running stages keep their checkpoints and their MLflow runs are marked KILLED; a "
                   "requeue or the next submission resumes them", flush=True)

@@ -18,8 +18,10 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         runner: Annotated[str, typer.Option(help="Where stages run: " + "; ".join(
             f"{name} ({what})" for name, what in RUNNERS.items()) + ".")] = "local",
         workers: Annotated[Optional[int], typer.Option(
-            min=1, help="Stages at once on the local runner [default: on a CPU one per `resources.cpus` cores, "
-            "on a GPU 1].")] = None,
+            min=1, help="Stages at once on the local runner, per device [default: on a CPU one per "
+            "`resources.cpus` cores; on each GPU as many as `resources.gpu_share` packs].")] = None,
+        gpus: Annotated[Optional[str], typer.Option(
+            help="GPUs the local runner spreads over, e.g. 0,2 [default: every visible GPU].")] = None,
         address: Annotated[Optional[str], typer.Option(help="Ray cluster address (ray runner).")] = None,
         gpu_share: Annotated[Optional[float], typer.Option(help="GPUs per stage on Ray and Slurm; overrides the "
                                                            "spec.")] = None,
@@ -50,6 +52,7 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         raise fail(f"unknown runner `{runner}`; use {' or '.join(RUNNERS)}")
     slurm = slurm_options(runner, wait=wait, slots=slots, stages_per_job=stages_per_job, time_limit=time_limit,
                           partition=partition, account=account, qos=qos, sbatch=sbatch, site=site)
+    chosen_gpus = parse_gpus_option(gpus, runner)
     loaded_specs = load_all(or_quickstart(specs), only)
     console = Console()
     if len(loaded_specs) > 1:
@@ -58,8 +61,8 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
         combined = combine([compiled for _, _, compiled in loaded_specs], "")
         console.print(f"{len(loaded_specs)} specs: {len(combined.plan.stages)} stages, {combined.plan.epochs} epochs "
                       f"in the combined plan ({combined.separate_epochs} if run apart)")
-    options = Options(device=device, workers=look_before_running(loaded_specs, device, runner, workers, yes),
-                      address=address, gpu_share=gpu_share, **slurm)
+    options = Options(device=device, address=address, gpu_share=gpu_share, gpus=chosen_gpus,
+                      workers=look_before_running(loaded_specs, device, runner, workers, yes, chosen_gpus), **slurm)
     from ltspec.preemption import cause, exit_code, preemptible
 
     ok = True
@@ -94,14 +97,29 @@ def slurm_options(runner: str, *, partition, account, qos, sbatch: list[str], si
     return {**options, "sbatch": site_options(partition, account, qos, (*lines, *sbatch))}
 
 
-def look_before_running(loaded_specs: list[tuple], device: str, runner: str, workers: int | None, yes: bool) -> int:
+def parse_gpus_option(text: str | None, runner: str) -> tuple[int, ...] | None:
+    """`--gpus 0,2` as (0, 2), for the local runner only."""
+    from ltspec.runners.slots import parse_gpus
+
+    if text is None:
+        return None
+    if runner != "local":
+        raise fail("--gpus chooses the GPUs of the local runner; Ray places stages on its cluster's GPUs itself")
+    try:
+        return parse_gpus(text)
+    except ValueError as error:
+        raise fail(str(error)) from None
+
+
+def look_before_running(loaded_specs: list[tuple], device: str, runner: str, workers: int | None, yes: bool,
+                        gpus: tuple[int, ...] | None) -> int | None:
     """`ltspec.preflight.prepare_run`, shown: the estimate printed, a question before more than a day on a CPU,
-    then the downloads the specs ask for. Returns the stages the local runner trains at once."""
+    then the downloads the specs ask for. Returns the local runner's stages per device (None: fill the machine)."""
     from ltspec.faults import EnvironmentFault
     from ltspec.preflight import DAY, DataMissing, fetch_datasets, prepare_run
 
     try:
-        prepared = prepare_run(loaded_specs, device, runner, workers)
+        prepared = prepare_run(loaded_specs, device, runner, workers, gpus)
         found = prepared.estimate
         if found is not None:
             say("estimate:", "cyan", found.describe())

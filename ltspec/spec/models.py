@@ -162,11 +162,11 @@ class Storage(Strict):
 
 
 class Resources(Strict):
-    """What a stage needs from a cluster's scheduler (Ray, Slurm); no part of a stage's key."""
+    """What a stage needs from the machine or a cluster's scheduler (Ray, Slurm); no part of a stage's key."""
 
-    gpu_share: float | None = Field(None, gt=0.0, le=8.0, description="GPUs per stage on Ray and Slurm (fractional "
-                                    "shares pack small nets on one GPU); null: 1 for large nets, 0.25 for small "
-                                    "ones.")
+    gpu_share: float | None = Field(None, gt=0.0, le=8.0, description="GPUs per stage, on the local runner, Ray and "
+                                    "Slurm (fractional shares pack small nets on one GPU); null: 1 for large nets, "
+                                    "0.25 for small ones.")
     cpus: float = Field(1.0, gt=0.0, description="CPUs per stage on Ray and Slurm, and the torch threads of every "
                         "stage on every runner.")
     memory: str | None = Field(None, pattern=r"^[1-9][0-9]*[KMGT]?$", description="Memory per stage on Slurm, as "
@@ -175,6 +175,9 @@ class Resources(Strict):
     time_limit: str | None = Field(None, pattern=r"^([0-9]+-)?[0-9]+(:[0-9]{1,2}){0,2}$", description="Time limit of "
                                    "each Slurm job, as sbatch's --time takes it (`4:00:00`, `1-12`, `90` minutes); a "
                                    "job near its limit requeues itself and resumes; null: the partition's default.")
+    deterministic: bool = Field(False, description="On a GPU, torch's deterministic algorithms, so that a stage's "
+                                "results are bit-identical from run to run and whichever GPU slot ran it (slower "
+                                "kernels); cuDNN's benchmark mode is off either way.")
 
 
 class Spec(Strict):
