@@ -545,3 +545,14 @@ def test_a_copy_killed_mid_training_resumes_to_the_result_of_an_uninterrupted_ru
     run = client.search_runs([experiment], f"tags.`ltspec.stage_key` = '{copy.key}'")[0]
     steps = [metric.step for metric in client.get_metric_history(run.info.run_id, "train_loss")]
     assert steps == list(range(1, 31)), "an epoch was logged twice or not at all"
+
+
+def test_the_plan_tree_shows_every_stage_of_the_analyses_once():
+    """A comparison along IMP's run hangs from tickets, not from a mask: the tree puts it under its trunk."""
+    from ltspec.plan.render import plan_tree
+
+    plan = compile_plan(load_spec(QUICKSTART.parent / "analyses.toml"))
+    console = Console(file=io.StringIO(), width=300)
+    console.print(plan_tree(plan, set()))
+    text = console.file.getvalue()
+    assert all(text.count(stage.key[:10]) == 1 for stage in plan.stages)
