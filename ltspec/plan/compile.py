@@ -327,7 +327,6 @@ def _compile_measure(builder, spec, trunk, mask_key, arm_keys, labels) -> None:
     builder.add(Stage(measure.KIND, config, parents, runtime=runtime(spec), labels=dict(labels)))
 
 
-
 def copy_seed(seed: int, copy: int) -> int:
     """The data order of copy `copy` of an arm of the trunk of `seed`: derived, never the trunk's own in practice."""
     return int.from_bytes(hashlib.sha256(f"copy:{seed}:{copy}".encode()).digest()[:4], "big")
