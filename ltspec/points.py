@@ -1,8 +1,10 @@
 """Weight points: the names a spec gives to sets of weights, and the one parser for them.
 
 `init` θ0, `reinit` θ0' (another draw of the initialiser), `trained` θT and `rewind@k` θk are the dense weights of a
-trunk; `X*mask` is dense point X under a mask; any other name is an arm's trained result on a mask. A dense point
-wins over an arm of the same name (an arm called `reinit`): a bare `reinit` always means θ0'.
+trunk, and so are `signs-reinit` (|θ0'| with θ0's signs) and `signs-constant` (one magnitude per layer with θ0's
+signs), Zhou et al.'s sign-keeping controls (`ltspec.signs`); `X*mask` is dense point X under a mask; any other
+name is an arm's trained result on a mask. A dense point wins over an arm of the same name (an arm called
+`reinit`): a bare `reinit` always means θ0'.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-DENSE = ("init", "trained", "reinit")
+SIGNS_REINIT, SIGNS_CONSTANT = "signs-reinit", "signs-constant"
+DENSE = ("init", "trained", "reinit", SIGNS_REINIT, SIGNS_CONSTANT)
 REWIND = re.compile(r"^rewind@([0-9]+)$")
 MASKED = "*mask"
 
@@ -45,6 +48,19 @@ def rewind_epoch(name: str) -> int | None:
     """k of `rewind@k`, or None for any other point."""
     match = REWIND.match(name)
     return int(match.group(1)) if match else None
+
+
+def alphas(count: int) -> list[float]:
+    """`count` evenly spaced α from 0 to 1, both ends included and exact: where a path between two weight points
+    is measured (`ltspec.interpolation`)."""
+    if count < 2:
+        raise ValueError(f"a path needs at least its two ends, got {count} points")
+    return [step / (count - 1) for step in range(count)]
+
+
+def path_metric(alpha: float) -> str:
+    """`test_error/alpha0.3`, the metric name of the test error at α on a path between two weight points."""
+    return f"test_error/alpha{alpha:.4g}"
 
 
 def rp_metric(a: str, b: str, p: float) -> str:

@@ -10,6 +10,7 @@ among equal |w| the lower flat index is kept (for a global pool, the lower posit
 tensors in dict order). Both rules make a mask a pure function of the weights, on any device.
 """
 
+import math
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -198,18 +199,73 @@ def imp_round(
                                scope, previous, exclude)
 
 
-def random_mask(like: Mask, seed: int) -> Mask:
-    """A mask with exactly the per-tensor kept counts of `like` at uniformly random positions.
+def random_mask(like: Mask, seed: int, counts: Mapping[str, int] | None = None) -> Mask:
+    """A mask of `like`'s tensors keeping exactly `counts` weights of each (default: as many as `like` keeps) at
+    uniformly random positions, excluded tensors whole.
 
     Drawn on the CPU from its own generator, so the same seed gives the same mask on every device.
     """
+    return _at_random_positions(like, like.kept() if counts is None else counts, torch.Generator().manual_seed(seed))
+
+
+def shuffle_mask(mask: Mask, seed: int) -> Mask:
+    """Each pruned tensor's kept weights moved to random positions, the count per tensor unchanged and excluded
+    tensors dense: the layerwise-shuffle control of Frankle et al. (ICLR 2021, "Pruning Neural Networks at
+    Initialization: Why Are We Missing the Mark?"). Drawn again, the generator going on, while it equals `mask`, so
+    that the control differs from its source wherever a tensor can change (is neither empty nor full)."""
     generator = torch.Generator().manual_seed(seed)
+    movable = any(0 < count < mask[name].numel() for name, count in mask.kept().items() if name not in mask.excluded)
+    while True:
+        shuffled = _at_random_positions(mask, mask.kept(), generator)
+        if shuffled != mask or not movable:
+            return shuffled
+
+
+def erk_counts(shapes: Mapping[str, tuple[int, ...]], sparsity: float,
+               excluded: Collection[str] = ()) -> dict[str, int]:
+    """Weights kept per tensor under the Erdős–Rényi-Kernel distribution (Evci et al., ICML 2020, "Rigging the
+    Lottery"), as RigL and JaxPruner compute it: a tensor's density is proportional to the sum of its dimensions
+    over their product (kernel dimensions included), scaled so that the pruned tensors together keep
+    N − round(sparsity · N); a tensor whose density would pass 1 is kept whole and the others scaled again.
+    Excluded tensors are kept whole and are not in N. The counts are apportioned by largest remainder, so that
+    they sum to the target exactly (RigL rounds each tensor on its own)."""
+    if not 0.0 <= sparsity <= 1.0:
+        raise ValueError(f"sparsity must be in [0, 1], got {sparsity}")
+    sizes = {name: math.prod(shape) for name, shape in shapes.items() if name not in excluded}
+    total = sum(sizes.values())
+    keep = total - round(sparsity * total)
+    whole: set[str] = set()
+    density: dict[str, float] = {}
+    while len(whole) < len(sizes):
+        free = [name for name in sizes if name not in whole]
+        raw = {name: sum(shapes[name]) / sizes[name] for name in free}
+        scale = (keep - sum(sizes[name] for name in whole)) / sum(raw[name] * sizes[name] for name in free)
+        densest = max(raw.values())
+        if scale * densest <= 1.0:
+            density = {name: scale * raw[name] for name in free}
+            break
+        whole |= {name for name in free if raw[name] == densest}
+    ideal = {name: sizes[name] * density[name] if name in density else float(sizes[name]) for name in sizes}
+    counts = {name: min(sizes[name], math.floor(ideal[name])) for name in sizes}
+    by_remainder = sorted(sizes, key=lambda name: counts[name] - ideal[name])  # the largest remainder first
+    short = keep - sum(counts.values())  # below 0 only where floating point put an ideal count past an integer
+    for name in (by_remainder if short > 0 else reversed(by_remainder)):
+        step = 1 if short > 0 else -1
+        if short and 0 <= counts[name] + step <= sizes[name]:
+            counts[name] += step
+            short -= step
+    return {name: counts[name] if name in counts else math.prod(shape) for name, shape in shapes.items()}
+
+
+def _at_random_positions(like: Mask, counts: Mapping[str, int], generator: torch.Generator) -> Mask:
+    """A mask of `like`'s shapes keeping counts[name] weights of each tensor at uniformly random positions (drawn
+    in tensor order from `generator`, on the CPU), excluded tensors whole, on `like`'s device."""
     tensors = {}
     for name, kept in like.items():
         if name in like.excluded:
             tensors[name] = torch.ones_like(kept)
             continue
-        positions = torch.randperm(kept.numel(), generator=generator)[: int(kept.sum())]
+        positions = torch.randperm(kept.numel(), generator=generator)[: counts[name]]
         flat = torch.zeros(kept.numel(), dtype=torch.bool)
         flat[positions] = True
         tensors[name] = flat.view_as(kept).to(kept.device)

@@ -21,11 +21,13 @@ from ltspec.spec import load_spec
 
 SOURCES = sorted([*(ROOT / "ltspec").rglob("*.py"), *(ROOT / "runners").rglob("*.py")])
 PAPER = sorted((ROOT / "specs" / "paper").glob("*.toml"))
+ANALYSES = ROOT / "specs" / "analyses.toml"
 
 
 def test_the_registry_lists_every_kind_the_compiler_emits():
     assert len(kinds.REGISTRY) == len(kinds.BUILT_IN)
-    emitted = {stage.kind.name for spec in (QUICKSTART, *PAPER) for stage in compile_plan(load_spec(spec)).stages}
+    emitted = {stage.kind.name for spec in (QUICKSTART, ANALYSES, *PAPER)
+               for stage in compile_plan(load_spec(spec)).stages}
     assert emitted == set(kinds.REGISTRY)
     for kind in kinds.BUILT_IN:
         assert kind.place in ("trunk", "generator", "mask"), kind.name
@@ -95,7 +97,8 @@ def test_a_stage_refuses_a_config_of_another_kind():
 # front door, `ltspec/__init__.py` (its version, and `ltspec.load` imported on first use), is left out.
 LAYERS = [
     {"strict", "faults", "files", "points", "datasets", "architectures", "hooks", "recipe"},
-    {"nets", "data", "pruning", "admm_hook", "correlation", "training", "checkpoints", "preemption", "shipped"},
+    {"nets", "data", "pruning", "admm_hook", "correlation", "training", "checkpoints", "preemption", "shipped",
+     "interpolation", "similarity", "signs"},
     {"masks", "layouts"},
     {"spec", "plugins", "rehearsal"},
     {"kinds"},

@@ -35,7 +35,8 @@ W2 = torch.tensor([[0.5, -1.5], [2.0, 1.0]])  # output 2 <- hidden 2
 
 
 def test_every_generator_is_registered_with_its_table_and_no_other_kind_validates():
-    assert set(masks.REGISTRY) == {"oneshot", "imp", "admm", "random", "magnitude_init", "snip", "synflow", "gradual"}
+    assert set(masks.REGISTRY) == {"oneshot", "imp", "admm", "random", "magnitude_init", "snip", "synflow", "gradual",
+                                   "shuffle"}
     for kind, generator in masks.REGISTRY.items():
         assert generator.settings.model_fields["kind"].annotation.__args__ == (kind,)
     base = {"name": "x", "data": {"dataset": "digits"}, "model": {"arch": "mlp"}, "train": {"epochs": 2, "lr": 0.1}}
@@ -233,7 +234,7 @@ def test_gradual_pruning_resumes_from_its_state():
     assert resumed.mask == hook.mask and resumed.steps == hook.steps == 4
 
 
-def fit_with_gradual_pruning(epochs: int, checkpoints=None, *, stop_after: int | None = None):
+def fit_with_gradual_pruning(epochs: int, checkpoints=None, *, stop_after: int | None = None, snapshots=False):
     """A tiny net trained by `ltspec.training.fit` for `epochs` epochs of 8 steps under gradual pruning from t_0 = 0
     (s_i = 0.5, s_f = 0.8, every 10 steps to step 30); returns the net, the hook and the sparsity of its first layer
     at each forward pass."""
@@ -244,7 +245,7 @@ def fit_with_gradual_pruning(epochs: int, checkpoints=None, *, stop_after: int |
     net = nn.Sequential(nn.Linear(8, 20, bias=False), nn.ReLU(), nn.Linear(20, 3, bias=False))
     x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
     hook = GradualPruning({"0.weight": net[0].weight, "2.weight": net[2].weight}, 0.8, initial=0.5, start_step=0,
-                          end_step=30, frequency=10)
+                          end_step=30, frequency=10, snapshots=snapshots)
     seen = []
     net[0].register_forward_pre_hook(lambda module, inputs: seen.append(float((module.weight == 0).float().mean())))
     recipe = Recipe(epochs, 0.1, Sgd(momentum=0.9, weight_decay=0.0), ConstantSchedule(kind="constant"))
@@ -286,6 +287,19 @@ def test_gradual_pruning_from_epoch_0_resumes_exactly():
     resumed, resumed_hook, seen = fit_with_gradual_pruning(epochs=5, checkpoints=checkpoints)
     assert len(seen) == 24 and resumed_hook.mask == whole_hook.mask
     assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
+
+
+def test_gradual_snapshots_are_the_masks_at_the_target_after_each_epoch_and_resume_exactly():
+    """The early-bird masks of a gradual run: epoch 0 is θT's magnitude mask at the target; from the epoch the
+    target is reached (step 30, in epoch 4) the snapshot is the run's own mask."""
+    whole, whole_hook, _ = fit_with_gradual_pruning(epochs=5, snapshots=True)
+    assert list(whole_hook.snapshots) == [0, 1, 2, 3, 4, 5]
+    assert all(snapshot.kept() == whole_hook.mask.kept() for snapshot in whole_hook.snapshots.values())
+    assert whole_hook.snapshots[4] == whole_hook.snapshots[5] == whole_hook.mask.to("cpu")
+    checkpoints = CheckpointsInMemory()
+    fit_with_gradual_pruning(epochs=5, checkpoints=checkpoints, stop_after=2, snapshots=True)
+    _, resumed_hook, _ = fit_with_gradual_pruning(epochs=5, checkpoints=checkpoints, snapshots=True)
+    assert resumed_hook.snapshots == whole_hook.snapshots
 
 
 NEW_GENERATORS_SPEC = """\

@@ -1,9 +1,10 @@
 """The Ray runner against the local one on a one-node Ray: the same records, the same failures, nothing run twice.
 
-One spec, run by each runner in its own folder. Its `boom` arm trains at lr 1e6, so its loss turns NaN in the
-first epoch: a real stage failure, with dependents (the R_p stage that measures `boom`) and independent siblings.
-Both runs use one CPU thread (the spec's `resources.cpus = 1`, which the Ray runner turns into torch's thread
-count), since the thread count changes float sums in the last bits.
+One spec, run by each runner in its own folder, with a stage of every kind (the analyses' too: an interpolation,
+an arm's copy and its instability, a mask comparison, a shuffled mask). Its `boom` arm trains at lr 1e6, so its
+loss turns NaN in the first epoch: a real stage failure, with dependents (the R_p stage that measures `boom`) and
+independent siblings. Both runs use one CPU thread (the spec's `resources.cpus = 1`, which the Ray runner turns
+into torch's thread count), since the thread count changes float sums in the last bits.
 """
 
 from __future__ import annotations
@@ -54,9 +55,23 @@ lottery = {{ start = "init" }}
 finetune = {{ start = "trained" }}
 boom = {{ start = "init", lr = 1e6 }}
 
+[masks.shuffled]
+kind = "shuffle"
+of = "imp"
+
 [measure]
 p = [0.2]
 pairs = [["init", "trained"], ["init*mask", "finetune"], ["init*mask", "boom"]]
+
+[interpolation]
+pairs = [["lottery", "finetune"]]
+points = 3
+
+[instability]
+arms = ["lottery"]
+
+[mask_overlap]
+compare = ["generators"]
 
 [resources]
 cpus = 1
@@ -126,7 +141,7 @@ def test_same_records_as_the_local_runner(runs):
 def test_a_failed_stage_blocks_its_dependents_and_nothing_else(runs):
     plan, _, _, _, on_ray, ray_store = runs
     boom = {stage.key for stage in plan.stages if stage.labels.get("arm") == "boom"}
-    assert len(boom) == 1 and set(on_ray.failed) == boom
+    assert len(boom) == 2 and set(on_ray.failed) == boom  # on the IMP mask and on its shuffle
     assert all("nan" in message for message in on_ray.failed.values())
     dependents = {stage.key for stage in plan.stages if boom & set(stage.parents)}
     assert dependents and set(on_ray.blocked) == dependents

@@ -117,8 +117,8 @@ def test_a_bad_spec_is_flagged_by_taplo_tombi_and_validate(bad_specs, name):
 def test_a_wrong_kind_names_the_kinds_in_both_engines(bad_specs):
     """The schema's unions are told apart by `kind`: the engines name the kinds, not "oneOf" failures."""
     for output in (taplo(bad_specs["mask-kind-typo"]).stderr, tombi(bad_specs["mask-kind-typo"]).stderr):
-        assert "oneOf" not in output and '"admm", "gradual", "imp", "magnitude_init", "oneshot", "random", "snip", ' \
-            '"synflow"' in output.replace('","', '", "')
+        assert "oneOf" not in output and '"admm", "gradual", "imp", "magnitude_init", "oneshot", "random", ' \
+            '"shuffle", "snip", "synflow"' in output.replace('","', '", "')
 
 
 def walk(node, path=()):
@@ -152,6 +152,6 @@ def test_closed_vocabularies_are_enums_and_kinds_are_told_apart():
     assert "vgg16" in definitions["Model"]["properties"]["arch"]["enum"]
     masks = schema()["properties"]["masks"]["additionalProperties"]
     assert masks["required"] == ["kind"] and set(masks["properties"]["kind"]["enum"]) == {
-        "oneshot", "imp", "admm", "random", "magnitude_init", "snip", "synflow", "gradual"}
+        "oneshot", "imp", "admm", "random", "magnitude_init", "snip", "synflow", "gradual", "shuffle"}
     assert {rule["if"]["properties"]["kind"]["const"]: rule["then"]["$ref"] for rule in masks["allOf"]}["imp"] == \
         "#/definitions/Imp"

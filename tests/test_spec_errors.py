@@ -161,7 +161,8 @@ def test_every_closed_vocabulary_says_did_you_mean(change, path, hint):
 
 @pytest.mark.parametrize("change, words", [
     (('kind = "imp"\n', ""), "needs a `kind`: one of `oneshot`, `imp`, `admm`, `random`, `magnitude_init`"),
-    (('start = "trained"', 'start = "random"'), "one of `init`, `reinit`, `trained` or `rewind@k`"),
+    (('start = "trained"', 'start = "random"'),
+     "one of `init`, `reinit`, `trained`, `rewind@k`, `signs-reinit` or `signs-constant`"),
     (('name = "tiny"', 'name = "my tiny"'), "letters, digits"),
     (("rate = 0.5", "rate = 1.5"), "must be less than 1.0, found the number 1.5"),
     (('["init", "trained"]', '["init"]'), "item 2 is missing"),

@@ -5,7 +5,7 @@ its MLflow run logs: see `ltspec.kinds.base`) and one line in `BUILT_IN` below; 
 it. A kind's name is written only in its module: everything else asks the record (`stage.kind == dense.KIND`).
 """
 
-from ltspec.kinds import dense, evaluate, mask, measure, train
+from ltspec.kinds import compare, dense, evaluate, interpolate, mask, measure, train
 from ltspec.kinds.base import Outcome, Runtime, Stage, StageFailed, StageKind
 
 BUILT_IN = (
@@ -14,6 +14,8 @@ BUILT_IN = (
     train.KIND,
     evaluate.KIND,
     measure.KIND,
+    interpolate.KIND,
+    compare.KIND,
 )
 
 REGISTRY: dict[str, StageKind] = {kind.name: kind for kind in BUILT_IN}

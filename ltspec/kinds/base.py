@@ -140,11 +140,16 @@ class Runtime(Protocol):
     def start_weights(self, trunk: str, mask: str, start: str) -> dict[str, Tensor]:
         """The weights an arm on `mask` starts from."""
 
-    def load_mask(self, key: str) -> Mask:
-        """A mask stage's mask."""
+    def point_weights(self, trunk: str, term: str, results: Mapping[str, str],
+                      mask: Mask | None) -> dict[str, Tensor]:
+        """The whole state of a weight point (`ltspec.points`): a dense point of the trunk, under `mask` for
+        `X*mask`, or the trained result of the stage that `results` names for it (an arm, a copy of an arm)."""
 
-    def save_mask(self, key: str, mask: Mask) -> None:
-        """Store a mask under a mask stage's key."""
+    def load_mask(self, key: str, name: str = "mask") -> Mask:
+        """A mask stage's mask (or, by `name`, another mask it stored: `mask@e`, a snapshot of its run)."""
+
+    def save_mask(self, key: str, mask: Mask, name: str = "mask") -> None:
+        """Store a mask under a mask stage's key (as `name`: its mask, or a snapshot of its run)."""
 
 
 class StageFailed(Exception):

@@ -64,6 +64,10 @@ class Sources:
         return self.runtime.device
 
     @property
+    def snapshots(self) -> bool:
+        return self.stage.runtime.get("snapshots", False)
+
+    @property
     def trunk(self) -> Stage:
         return self.runtime.stages[self.stage.trunk]
 
@@ -86,6 +90,10 @@ class Sources:
     def previous_mask(self):
         self._require("ticket")
         return self.runtime.load_mask(self.stage.parents[1]) if len(self.stage.parents) > 1 else None
+
+    def source_mask(self):
+        self._require("source")
+        return self.runtime.load_mask(self.stage.parents[0])
 
     def batches(self) -> Iterator:
         self._require("data")
@@ -125,10 +133,17 @@ class Sources:
                                f"({sorted(self.consumes)})")
 
 
+def snapshot_name(epoch: int) -> str:
+    """`mask@3`: the mask at its target a generator that prunes along a run drew after epoch 3 (`Made.snapshots`)."""
+    return f"{MASK}@{epoch}"
+
+
 def run(stage: Stage, runtime: Runtime, log: LogEpochs) -> Outcome:
     generator = masks.generator(stage.config.settings["kind"])
     made = generator.make(stage.config.table(), Sources(stage, runtime, log, generator.consumes))
     runtime.save_mask(stage.key, made.mask)
+    for epoch, snapshot in made.snapshots.items():
+        runtime.save_mask(stage.key, snapshot, snapshot_name(epoch))
     if made.trained is not None:
         runtime.store.write_tensors(stage.key, GENERATOR_TRAINED, made.trained)
     return Outcome({"sparsity": made.mask.sparsity(), "density": made.mask.density()}, made.history,

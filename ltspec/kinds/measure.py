@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from ltspec import points
 from ltspec.kinds.base import (LogEpochs, ModelConfig, Outcome, Runtime, Stage, StageFailed, StageKind,
                                where_on_mask)
-from ltspec.kinds.train import FINAL
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ def run(stage: Stage, runtime: Runtime, log: LogEpochs) -> Outcome:
 
     def weights(term: str) -> dict:
         if term not in cache:
-            cache[term] = _counted_weights(runtime, stage, points.parse(term), counted, mask)
+            cache[term] = _counted_weights(runtime, stage, term, counted, mask)
         return cache[term]
 
     def ranks(term: str, masked: bool) -> dict:
@@ -58,18 +57,12 @@ def run(stage: Stage, runtime: Runtime, log: LogEpochs) -> Outcome:
     return Outcome(metrics, artifacts={"rp_layers": layers})
 
 
-def _counted_weights(runtime: Runtime, stage: Stage, point: points.Point, counted: list[str], mask) -> dict:
-    """The counted tensors of a weight point: a trunk's dense point (under the mask for `X*mask`) or an arm's result."""
+def _counted_weights(runtime: Runtime, stage: Stage, term: str, counted: list[str], mask) -> dict:
+    """The counted tensors of a weight point, on the device in float32."""
     import torch
 
-    if point.dense:
-        state = runtime.dense_point(stage.parents[0], point.base)
-    else:
-        state = runtime.store.read_tensors(stage.config.arms[point.name], FINAL)
-    chosen = {name: state[name].to(runtime.device, torch.float32) for name in counted}
-    if point.masked:
-        chosen = {name: w * mask[name] if name in mask else w for name, w in chosen.items()}
-    return chosen
+    state = runtime.point_weights(stage.parents[0], term, stage.config.arms, mask)
+    return {name: state[name].to(runtime.device, torch.float32) for name in counted}
 
 
 def _check_p_fits_the_sparsest_layer(stage: Stage, mask, counted: list[str], p: float) -> None:

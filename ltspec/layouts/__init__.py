@@ -5,7 +5,8 @@ and one line in `BUILT_IN` below; the spec's vocabulary and the JSON schema are 
 order, which is also the default order of a report.
 """
 
-from ltspec.layouts import arms, dense, lottery_vs_reinit, rewind, rp_init_trained, rp_masked, table1
+from ltspec.layouts import (ablations, arms, dense, instability, lmc, lottery_vs_reinit, mask_overlap, rewind,
+                            rp_init_trained, rp_masked, table1)
 from ltspec.layouts.base import Layout, Table
 
 BUILT_IN = (
@@ -16,6 +17,10 @@ BUILT_IN = (
     arms.LAYOUT,
     table1.LAYOUT,
     rewind.LAYOUT,
+    lmc.LAYOUT,
+    instability.LAYOUT,
+    mask_overlap.LAYOUT,
+    ablations.LAYOUT,
 )
 
 REGISTRY: dict[str, Layout] = {layout.name: layout for layout in BUILT_IN}

@@ -4,7 +4,7 @@ every sweep point.
 A layout is a `Layout` record, declared in one module of this package and listed once in its registry
 (`ltspec/layouts/__init__.py`), as a mask generator is: its `name` (what `[report] layouts` says; the spec's
 vocabulary and the JSON schema are built from the registry), its `tables(results)` and the `figure(table)` that
-draws each of them (or None). Every cell is a `Stat` over the stages the plan says belong in it, one per seed, so a
+draws each of them (None: tables only; a figure may also return None for a table it leaves undrawn). Every cell is a `Stat` over the stages the plan says belong in it, one per seed, so a
 run MLflow lacks shows as missing. Columns are sweep points (and, inside a point, arms or R_p pairs), except in
 Table 1, whose rows are the points (model x dataset). Rows by sparsity show the sparsity measured from the masks
 (mean over seeds and points), not the target: the target is shown, marked, only where no mask run was logged. A

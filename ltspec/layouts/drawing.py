@@ -76,28 +76,98 @@ def colors(table: Table) -> dict[str, str]:
     return {name: f"C{number}" for number, name in enumerate(in_order(column.name for column in table.columns))}
 
 
-def accuracy_vs_sparsity(table: Table):
-    points = in_order(column.point for column in table.columns)
-    figure, axes = panels(table, len(points))
-    color = colors(table)
-    for axis, point in zip(axes.flat, points):
-        for index, column in enumerate(table.columns):
-            x, mean, std = series(table, index)
-            if column.point != point or not x:
-                continue
-            if column.name == "dense":
-                axis.axhline(100 * mean[0], color="black", linestyle="--", linewidth=1, label="dense")
-                axis.axhspan(100 * (mean[0] - std[0]), 100 * (mean[0] + std[0]), color="black", alpha=0.08)
-                continue
-            x = [100 * value for value in x]
-            axis.plot(x, [100 * m for m in mean], marker="o", color=color[column.name], label=column.name)
-            axis.fill_between(x, [100 * (m - s) for m, s in zip(mean, std)], [100 * (m + s) for m, s in zip(mean, std)],
-                              color=color[column.name], alpha=0.2)
-        axis.set_title(fill(point, 40), fontsize="small")
-        axis.set_xlabel("sparsity (%)")
+def lines_by(xlabel: str, ylabel: str, x_scale: float = 100.0):
+    """A drawing of a table whose rows sit on an x axis (a sparsity, shown × `x_scale`; a round; an epoch): one
+    line per column name with a std band, one panel per sweep point, a `dense` column as a dashed line; values of
+    a `percent` table shown × 100."""
+    def draw(table: Table):
+        points = in_order(column.point for column in table.columns)
+        figure, axes = panels(table, len(points))
+        color = colors(table)
+        scale = 100 if table.percent else 1
+        for axis, point in zip(axes.flat, points):
+            for index, column in enumerate(table.columns):
+                x, mean, std = series(table, index)
+                if column.point != point or not x:
+                    continue
+                if column.name == "dense":
+                    axis.axhline(scale * mean[0], color="black", linestyle="--", linewidth=1, label="dense")
+                    axis.axhspan(scale * (mean[0] - std[0]), scale * (mean[0] + std[0]), color="black", alpha=0.08)
+                    continue
+                x = [x_scale * value for value in x]
+                axis.plot(x, [scale * m for m in mean], marker="o", color=color[column.name], label=column.name)
+                axis.fill_between(x, [scale * (m - s) for m, s in zip(mean, std)],
+                                  [scale * (m + s) for m, s in zip(mean, std)], color=color[column.name], alpha=0.2)
+            axis.set_title(fill(point, 40), fontsize="small")
+            axis.set_xlabel(xlabel)
+        for row in axes:
+            row[0].set_ylabel(ylabel)
+        figure_legend(figure, axes, f"lines and bands: {seeds_note(table)}")
+        return figure
+
+    return draw
+
+
+accuracy_vs_sparsity = lines_by("sparsity (%)", "test accuracy (%)")
+
+
+def paths(table: Table):
+    """The error along each path: one panel per column (a sweep point's pair), error (%) against α, one line per
+    sparsity (the rows' first index) with a std band."""
+    figure, axes = panels(table, len(table.columns))
+    groups = in_order(row.index[0] for row in table.rows)
+    color = {group: f"C{number}" for number, group in enumerate(groups)}
+    for axis, (index, column) in zip(axes.flat, enumerate(table.columns)):
+        for group in groups:
+            rows = [row for row in table.rows if row.index[0] == group and row.cells[index].n]
+            mean = [100 * row.cells[index].mean for row in rows]
+            std = [100 * (row.cells[index].std or 0.0) for row in rows]
+            x = [row.x for row in rows]
+            axis.plot(x, mean, marker=".", color=color[group], label=group)
+            axis.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                              color=color[group], alpha=0.2)
+        axis.set_title(fill(f"{column.point} {column.name}".strip(), 40), fontsize="small")
+        axis.set_xlabel("α")
     for row in axes:
-        row[0].set_ylabel("test accuracy (%)")
-    figure_legend(figure, axes, f"lines and bands: {seeds_note(table)}")
+        row[0].set_ylabel("test error (%)")
+    figure_legend(figure, axes, f"sparsity; bands: {seeds_note(table)}")
+    return figure
+
+
+def matrices(table: Table):
+    """One annotated matrix per sweep point and sparsity (the rows' first index): the mean of each cell, row name
+    (the rows' second index) against column name, on a 0–1 scale, 1 on the diagonal (a mask with itself)."""
+    from itertools import product
+
+    from matplotlib.figure import Figure
+
+    points = in_order(column.point for column in table.columns)
+    panes = list(product(points, in_order(row.index[0] for row in table.rows)))
+    names = {group: in_order(row.index[1] for row in table.rows if row.index[0] == group) for _, group in panes}
+    side = 0.65 * max(len(found) for found in names.values()) + 1.8
+    columns = min(MAX_COLUMNS, len(panes))
+    figure = Figure(figsize=(side * columns + 1.0, side * -(-len(panes) // columns) + 0.8), layout="constrained")
+    figure.suptitle(fill(table.title, int(side * columns * 13)), fontsize="medium")
+    axes = figure.subplots(-(-len(panes) // columns), columns, squeeze=False)
+    for axis in list(axes.flat)[len(panes):]:
+        axis.set_visible(False)
+    image = None
+    for axis, (point, group) in zip(axes.flat, panes):
+        here = names[group]
+        values = [[1.0 if a == b else nan for b in here] for a in here]
+        for row in table.rows:
+            for index, column in enumerate(table.columns):
+                if row.index[0] == group and column.point == point and column.name in here and row.cells[index].n:
+                    values[here.index(row.index[1])][here.index(column.name)] = row.cells[index].mean
+        image = axis.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis")
+        for i, j in product(range(len(here)), repeat=2):
+            if values[i][j] == values[i][j]:  # not nan: a pair that was compared
+                axis.text(j, i, f"{values[i][j]:.2f}", ha="center", va="center", fontsize="small",
+                          color="white" if values[i][j] < 0.6 else "black")
+        axis.set_xticks(range(len(here)), here, rotation=30, ha="right", fontsize="small")
+        axis.set_yticks(range(len(here)), here, fontsize="small")
+        axis.set_title(fill(f"{point} sparsity {group}".strip(), 40), fontsize="small")
+    figure.colorbar(image, ax=axes, shrink=0.8, label=seeds_note(table).replace(" ± one std", ""))
     return figure
 
 

@@ -9,8 +9,8 @@ built from `REGISTRY`, so a kind that is not registered cannot be written, compi
 from ltspec.strict import pydantic_plugins_off
 
 with pydantic_plugins_off():
-    from ltspec.masks import admm, gradual, imp, magnitude_init, oneshot, random, snip, synflow
-    from ltspec.masks.base import AtSparsities, Generator, Made, MaskSettings
+    from ltspec.masks import admm, gradual, imp, magnitude_init, oneshot, random, shuffle, snip, synflow
+    from ltspec.masks.base import AtSparsities, Generator, Made, MaskMade, MaskSettings
 
 BUILT_IN = (
     oneshot.GENERATOR,
@@ -21,6 +21,7 @@ BUILT_IN = (
     snip.GENERATOR,
     synflow.GENERATOR,
     gradual.GENERATOR,
+    shuffle.GENERATOR,
 )
 
 REGISTRY: dict[str, Generator] = {generator.kind: generator for generator in BUILT_IN}
@@ -43,4 +44,5 @@ def generator(kind: str) -> Generator:
     return REGISTRY[kind]
 
 
-__all__ = ["AtSparsities", "BUILT_IN", "Generator", "Made", "MaskSettings", "REGISTRY", "generator", "register"]
+__all__ = ["AtSparsities", "BUILT_IN", "Generator", "Made", "MaskMade", "MaskSettings", "REGISTRY", "generator",
+           "register"]

@@ -5,7 +5,10 @@ A generator is a `Generator` record, declared in one module of this package and 
 - `settings`: the pydantic model of its `[masks.NAME]` table, whose `kind` is a one-value Literal; the spec's
   union of mask tables, and so the JSON schema, is built from the registry;
 - `consumes`: what its masks are made from (`init` θ0, `trained` θT, `ticket` the previous IMP round's result,
-  `data` training batches, `recipe` a training recipe); the mask stage hands it exactly these;
+  `data` training batches, `recipe` a training recipe, `source` a mask of another table); the mask stage hands it
+  exactly these;
+- `sources`: the other `[masks.NAME]` tables whose masks it is made from (a control built on another generator's
+  masks), so that the compiler expands those first;
 - `expand`: how the compiler turns the table into mask stages (`Expansion`), yielding each mask's key in order;
 - `make`: how a mask stage makes its mask from the stage config and its `Sources`.
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import Field
 
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
     from ltspec.pruning import Mask
     from ltspec.hooks import Hook
 
-CONSUMABLE = frozenset({"init", "trained", "ticket", "data", "recipe"})
+CONSUMABLE = frozenset({"init", "trained", "ticket", "data", "recipe", "source"})
 
 
 class MaskSettings(Strict):
@@ -79,12 +82,17 @@ class Expansion(Protocol):
     def retrain(self, mask: str, start: str) -> str:
         """Add the stage that trains the dense recipe from `start` (a weight point) on `mask`; return its key."""
 
+    def masks_of(self, table: str) -> list[MaskMade]:
+        """The masks another table of the spec made on this trunk, in order (it is expanded first when the
+        generator names it in `sources`)."""
+
 
 class Sources(Protocol):
     """What a generator's `make` draws on (`ltspec.stages.mask`); each is loaded only when asked for, and only
     what the generator declared in `consumes` may be asked for."""
 
     device: torch.device
+    snapshots: bool  # the plan compares this mask's run epoch by epoch: return `Made.snapshots`
 
     def network(self, point: str, *, mode: NetworkMode) -> nn.Module:
         """The model with the weights of `init`, `trained` or `ticket`, on the device, in `mode`: `eval` (batch norm
@@ -96,6 +104,9 @@ class Sources(Protocol):
 
     def previous_mask(self) -> Mask | None:
         """The previous IMP round's mask; None in the first round."""
+
+    def source_mask(self) -> Mask:
+        """The mask of another table this mask is made from (the stage's only parent)."""
 
     def batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         """One epoch of training batches on the device, augmented as the recipe trains (seeded by the trunk)."""
@@ -111,13 +122,25 @@ class Sources(Protocol):
 
 
 @dataclass(frozen=True)
+class MaskMade:
+    """A mask stage the compiler added: its key, its target sparsity, its IMP round (None for other generators)."""
+
+    key: str
+    sparsity: float
+    round: int | None
+
+
+@dataclass(frozen=True)
 class Made:
     """A generator's result: the mask; the network it trained, if it trained one (the `trained` start point of
-    arms on its masks, and the network the evaluate stage scores); the per-epoch history of that training."""
+    arms on its masks, and the network the evaluate stage scores); the per-epoch history of that training; and,
+    for a generator that prunes along a run when `Sources.snapshots` asks, the mask at its target it would draw
+    after each epoch (epoch 0: before the first)."""
 
     mask: Mask
     trained: dict[str, Tensor] | None = None
     history: list = field(default_factory=list)
+    snapshots: dict[int, Mask] = field(default_factory=dict)
 
 
 def no_start_points(settings: Any) -> dict[str, str]:
@@ -126,6 +149,10 @@ def no_start_points(settings: Any) -> dict[str, str]:
 
 def no_problems(settings: Any) -> list[tuple[tuple, str, str]]:
     return []
+
+
+def no_sources(settings: Any) -> dict[str, str]:
+    return {}
 
 
 @dataclass(frozen=True)
@@ -142,7 +169,14 @@ class Generator:
     start_points: Callable[[Any], dict[str, str]] = no_start_points
     # Problems of a table that pydantic cannot see alone: (path inside the table, message, hint).
     check: Callable[[Any], list[tuple[tuple, str, str]]] = no_problems
+    # The other tables whose masks its masks are made from, by the field that names them (`{"of": "snip"}`), so
+    # that the compiler expands them first and the checker can point at the field.
+    sources: Callable[[Any], dict[str, str]] = no_sources
     description: str = ""
+    # How the mask-overlap `rounds` comparison follows its pruning: `tickets`, the masks at the last target drawn
+    # from θT and every retrained ticket (IMP); `epochs`, the masks at its target it keeps after every epoch of its
+    # run when `Sources.snapshots` asks (gradual); None, not at all.
+    trajectory: Literal["tickets", "epochs"] | None = None
     # Raised when `make` makes a different mask from the same config (a defect fixed), so that masks made the old
     # way are never taken for new ones: from 2 on it is in every mask config of the generator, and so in its keys.
     # Version 1 stays out of the config, so that the keys of a generator that never changed stay as they were.

@@ -52,12 +52,16 @@ class GradualPruning(Hook):
     name = "gradual"
 
     def __init__(self, weights: Mapping[str, "Tensor"], sparsity: float, *, initial: float, start_step: int,
-                 end_step: int, frequency: int, scope: str = "layerwise", exclude: Collection[str] = ()):
+                 end_step: int, frequency: int, scope: str = "layerwise", exclude: Collection[str] = (),
+                 snapshots: bool = False):
         self.weights, self.sparsity, self.initial = weights, sparsity, initial
         self.start_step, self.end_step, self.frequency = start_step, end_step, frequency
         self.scope, self.exclude = scope, exclude
         self.mask: "Mask | None" = None
         self.steps = 0
+        # With `snapshots`, the mask at the target drawn from the weights before the first epoch and after each
+        # (You et al.'s early-bird masks, whose distance from one epoch to the next says when the mask settles).
+        self.snapshots: dict[int, "Mask"] | None = {} if snapshots else None
 
     def sparsity_at(self, step: int) -> float:
         """s_f + (s_i − s_f)(1 − (t − t_0)/(t_end − t_0))³, clamped to [t_0, t_end]."""
@@ -66,7 +70,18 @@ class GradualPruning(Hook):
 
     def begin(self) -> None:
         if self.steps == 0:  # a fresh run (a resumed one is past step 0, its mask restored)
+            self._snapshot(0)
             self._prune_if_due()
+
+    def end_epoch(self, epoch: int, values: dict[str, float]) -> None:
+        self._snapshot(epoch)
+
+    def _snapshot(self, epoch: int) -> None:
+        if self.snapshots is not None:
+            from ltspec.pruning import magnitude_mask
+
+            self.snapshots[epoch] = magnitude_mask(self.weights, self.sparsity, scope=self.scope,
+                                                   exclude=self.exclude).to("cpu")
 
     def after_step(self) -> None:
         self.steps += 1
@@ -85,12 +100,18 @@ class GradualPruning(Hook):
 
     def state_dict(self) -> dict:
         tensors = {name: kept.cpu() for name, kept in self.mask.items()} if self.mask is not None else None
-        return {"steps": self.steps, "mask": tensors, "excluded": sorted(self.mask.excluded) if self.mask else []}
+        state = {"steps": self.steps, "mask": tensors, "excluded": sorted(self.mask.excluded) if self.mask else []}
+        if self.snapshots is not None:
+            state["snapshots"] = {epoch: dict(snapshot.tensors) for epoch, snapshot in self.snapshots.items()}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         from ltspec.pruning import Mask
 
         self.steps = state["steps"]
+        if self.snapshots is not None:
+            self.snapshots = {epoch: Mask(tensors, frozenset(self.exclude))
+                              for epoch, tensors in state["snapshots"].items()}
         if state["mask"] is not None:
             device = next(iter(self.weights.values())).device
             self.mask = Mask({name: kept.to(device) for name, kept in state["mask"].items()},
@@ -112,9 +133,10 @@ def make(config: dict, sources: Sources) -> Made:
     steps = sources.steps_per_epoch()
     pruning = GradualPruning(weights, config["sparsity"], initial=config["initial_sparsity"],
                              start_step=config["start_epoch"] * steps, end_step=config["end_epoch"] * steps,
-                             frequency=config["frequency"], scope=config["scope"], exclude=excluded)
+                             frequency=config["frequency"], scope=config["scope"], exclude=excluded,
+                             snapshots=sources.snapshots)
     history = sources.train(network, [pruning])
-    return Made(pruning.mask, trained=state_on_cpu(network), history=history)
+    return Made(pruning.mask, trained=state_on_cpu(network), history=history, snapshots=pruning.snapshots or {})
 
 
 def check(settings: Gradual) -> list[tuple[tuple, str, str]]:
@@ -133,4 +155,5 @@ def check(settings: Gradual) -> list[tuple[tuple, str, str]]:
 
 GENERATOR = Generator("gradual", Gradual, frozenset({"trained", "data", "recipe"}), expand, make, check=check,
                       description="gradual magnitude pruning of θT during training (Zhu & Gupta 2017)",
+                      trajectory="epochs",
                       version=2)  # 2: the first mask lands at t_0 (it came one pruning interval late from epoch 0)

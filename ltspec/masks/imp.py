@@ -69,4 +69,5 @@ def check(settings: Imp) -> list[tuple[tuple, str, str]]:
 
 
 GENERATOR = Generator("imp", Imp, frozenset({"ticket"}), expand, make, start_points=start_points, check=check,
+                      trajectory="tickets",
                       description="iterative magnitude pruning, each round retrained from the reset point")

@@ -2,21 +2,24 @@
 
 For every sweep point and seed: one dense trunk; for every mask generator, its masks (IMP as a chain of rounds,
 each round's mask pruned from the previous round's ticket); on every mask, every arm; an evaluation of the pruned
-dense weights; and R_p measurements of the spec's pairs. A stage that two parts of the plan need (the dense run
+dense weights; R_p measurements of the spec's pairs; the interpolations of the spec's `[interpolation]` pairs; for
+the instability analysis, copies of the chosen arms trained under other SGD noise, each interpolated with its arm;
+and the comparisons of masks `[mask_overlap]` asks for (across tables, across seeds, along a generator's run). A stage that two parts of the plan need (the dense run
 that every generator starts from, the IMP round that *is* the lottery arm) is built twice with the same key and
 stored once.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from ltspec import architectures, datasets, masks, points
-from ltspec.kinds import dense, evaluate, measure, train
+from ltspec.kinds import compare, dense, evaluate, interpolate, measure, train
 from ltspec.kinds import mask as mask_kind
 from ltspec.kinds.base import DataConfig, ModelConfig, Stage
-from ltspec.masks.base import MaskSettings
+from ltspec.masks.base import MaskMade, MaskSettings
 from ltspec.recipe import Recipe
 from ltspec.spec.load import LoadedSpec
 from ltspec.spec.models import Spec
@@ -89,6 +92,17 @@ class Plan:
         return tuple(stage for stage in self.stages if stage.kind == measure.KIND)
 
     @property
+    def interpolations(self) -> tuple[Stage, ...]:
+        """The stages that measure the error along a path between two weight points (label `analysis`: `lmc`, an
+        `[interpolation]` pair; `instability`, an arm and a copy of it)."""
+        return tuple(stage for stage in self.stages if stage.kind == interpolate.KIND)
+
+    @property
+    def comparisons(self) -> tuple[Stage, ...]:
+        """The stages that compare masks (label `comparison`: `generators`, `seeds` or `rounds`)."""
+        return tuple(stage for stage in self.stages if stage.kind == compare.KIND)
+
+    @property
     def arm_stages(self) -> tuple[Stage, ...]:
         """The stages that train an arm on a mask (an IMP round that is also its lottery arm among them), once each."""
         return tuple(self._index[key] for key in dict.fromkeys(arm.stage for arm in self.arms) if key in self._index)
@@ -128,7 +142,8 @@ def _merge_labels(known: dict, new: dict) -> dict:
 
 def _merge_runtime(known: dict, new: dict) -> dict:
     saves = sorted(set(known.get("saves", ())) | set(new.get("saves", ())))
-    return {"saves": saves} if saves else {}
+    snapshots = {"snapshots": True} if new.get("snapshots") else {}
+    return {"saves": saves, **snapshots} if saves else snapshots
 
 
 def compile_plan(loaded: LoadedSpec) -> Plan:
@@ -136,8 +151,9 @@ def compile_plan(loaded: LoadedSpec) -> Plan:
     builder = _Builder()
     for point in loaded.points:
         sweep = {f"sweep.{path}": value for path, value in point.values}
-        for seed in point.spec.seeds:
-            _compile_trunk(builder, point.spec, seed, sweep)
+        made = {seed: _compile_trunk(builder, point.spec, seed, sweep) for seed in point.spec.seeds}
+        if "seeds" in point.spec.mask_overlap.compare:
+            _compare_seeds(builder, point.spec, made, sweep)
     plan = Plan(loaded.spec.name, loaded.spec_hash, tuple(builder.stages.values()), (), tuple(builder.deliverables))
     arms = tuple(ArmRun(**arm, prefix_epochs=plan.prefix_epochs(arm["stage"])) for arm in builder.arms)
     return replace(plan, arms=arms)
@@ -185,7 +201,8 @@ def excluded_layers(spec: Spec, patterns: list[str] | None) -> list[str]:
     return [first] if first else []
 
 
-def _compile_trunk(builder: _Builder, spec: Spec, seed: int, sweep: dict) -> None:
+def _compile_trunk(builder: _Builder, spec: Spec, seed: int, sweep: dict) -> dict[str, list[MaskMade]]:
+    """One seed's trunk and everything on it; returns the masks of each table, for comparisons across seeds."""
     base = {"data": data_config(spec), "model": model_config(spec), "seed": seed}
     labels = {"seed": seed, **sweep}
     trunk_stage = Stage(dense.KIND, dense.DenseConfig(**base, train=recipe(spec)), epochs=spec.train.epochs,
@@ -194,10 +211,37 @@ def _compile_trunk(builder: _Builder, spec: Spec, seed: int, sweep: dict) -> Non
     builder.deliver(trunk)
     labels["trunk"] = trunk
     _compile_measure(builder, spec, trunk, None, {}, labels)
-    for name, table in spec.masks.items():
-        expansion = _Expansion(builder, spec, base, trunk, {**labels, "generator": name})
+    _compile_interpolations(builder, spec, base, trunk, None, {}, labels)
+    made: dict[str, list[MaskMade]] = {}
+    for name in expansion_order(spec):
+        table = spec.masks[name]
+        expansion = _Expansion(builder, spec, base, trunk, {**labels, "generator": name}, made)
+        made[name] = []
         for mask_key in masks.generator(table.kind).expand(table, expansion):
-            _compile_on_mask(builder, spec, base, trunk, mask_key, expansion.labels_of[mask_key])
+            mask_labels = expansion.labels_of[mask_key]
+            made[name].append(MaskMade(mask_key, mask_labels["sparsity"], mask_labels["round"]))
+            _compile_on_mask(builder, spec, base, trunk, mask_key, mask_labels)
+        if "rounds" in spec.mask_overlap.compare:
+            _compare_along_the_run(builder, spec, expansion, made[name])
+    if "generators" in spec.mask_overlap.compare:
+        _compare_generators(builder, spec, trunk, made, labels)
+    return made
+
+
+def expansion_order(spec: Spec) -> list[str]:
+    """The `[masks]` tables in spec order, except that a table made from other tables' masks comes after them."""
+    left, order = list(spec.masks), []
+    while left:
+        ready = [name for name in left if all(source in order or source not in spec.masks
+                                              for source in _sources(spec, name))]
+        order.append(ready[0] if ready else left[0])
+        left.remove(order[-1])
+    return order
+
+
+def _sources(spec: Spec, name: str) -> list[str]:
+    table = spec.masks[name]
+    return list(masks.generator(table.kind).sources(table).values())
 
 
 @dataclass
@@ -210,7 +254,9 @@ class _Expansion:
     base: dict
     trunk: str
     labels: dict
+    made: dict[str, list[MaskMade]]
     labels_of: dict = field(default_factory=dict)
+    retrained: list[str] = field(default_factory=list)
 
     def common(self, settings: MaskSettings) -> dict:
         config = {"kind": settings.kind, "scope": settings.scope, "prunable": sorted(settings.prunable),
@@ -241,7 +287,11 @@ class _Expansion:
                       labels={**self.labels_of[mask_key], "arm": None})
         key = self.builder.add(stage)
         self.builder.deliver(key)
+        self.retrained.append(key)
         return key
+
+    def masks_of(self, table: str) -> list[MaskMade]:
+        return self.made[table]
 
 
 def _compile_on_mask(builder, spec, base, trunk, mask_key, mask_labels) -> None:
@@ -259,6 +309,8 @@ def _compile_on_mask(builder, spec, base, trunk, mask_key, mask_labels) -> None:
     scored = evaluate.EvaluateConfig(base["data"], base["model"], spec.train.precision)
     builder.add(Stage(evaluate.KIND, scored, (trunk, mask_key), runtime=runtime(spec), labels=dict(mask_labels)))
     _compile_measure(builder, spec, trunk, mask_key, arm_keys, mask_labels)
+    _compile_interpolations(builder, spec, base, trunk, mask_key, arm_keys, mask_labels)
+    _compile_instability(builder, spec, base, trunk, mask_key, arm_keys, mask_labels)
 
 
 def _compile_measure(builder, spec, trunk, mask_key, arm_keys, labels) -> None:
@@ -274,3 +326,109 @@ def _compile_measure(builder, spec, trunk, mask_key, arm_keys, labels) -> None:
     parents = (trunk,) if mask_key is None else (trunk, mask_key, *(arm_keys[arm] for arm in used))
     builder.add(Stage(measure.KIND, config, parents, runtime=runtime(spec), labels=dict(labels)))
 
+
+def copy_seed(seed: int, copy: int) -> int:
+    """The data order of copy `copy` of an arm of the trunk of `seed`: derived, never the trunk's own in practice."""
+    return int.from_bytes(hashlib.sha256(f"copy:{seed}:{copy}".encode()).digest()[:4], "big")
+
+
+def _interpolation(spec, base, trunk, mask_key, pair, results, labels) -> Stage:
+    settings = spec.interpolation
+    config = interpolate.InterpolateConfig(tuple(pair), results, settings.points, settings.batch_norm, base["data"],
+                                           base["model"], base["seed"], spec.train.precision)
+    parents = (trunk,) if mask_key is None else (trunk, mask_key, *dict.fromkeys(results.values()))
+    return Stage(interpolate.KIND, config, parents, runtime=runtime(spec), labels=labels)
+
+
+def _on(tables: list[str] | None, labels: dict) -> bool:
+    """Whether an analysis limited to `tables` (None: every table) runs here: on the trunk, or on a mask of one."""
+    return tables is None or labels.get("generator") is None or labels["generator"] in tables
+
+
+def _compile_interpolations(builder, spec, base, trunk, mask_key, arm_keys, labels) -> None:
+    """One interpolation per `[interpolation]` pair: on the trunk for a pair of dense points, on every mask for a
+    pair with a sparse side."""
+    if not _on(spec.interpolation.masks, labels):
+        return
+    for pair in spec.interpolation.pairs:
+        if any(points.parse(term).sparse for term in pair) != (mask_key is not None):
+            continue
+        results = {term: arm_keys[term] for term in pair if not points.parse(term).dense}
+        builder.add(_interpolation(spec, base, trunk, mask_key, pair, results, {**labels, "analysis": "lmc"}))
+
+
+def _compile_instability(builder, spec, base, trunk, mask_key, arm_keys, labels) -> None:
+    """Each chosen arm's copies on this mask, trained from the arm's start with a data order of their own, and the
+    interpolation between the arm and each copy."""
+    if not _on(spec.instability.masks, labels):
+        return
+    for arm_name in spec.instability.arms:
+        arm = spec.arms[arm_name]
+        epochs = arm.epochs or spec.train.epochs
+        for copy in range(1, spec.instability.copies + 1):
+            config = train.TrainConfig(**base, start=arm.start, train=recipe(spec, epochs, arm.lr),
+                                       data_seed=copy_seed(base["seed"], copy))
+            copied = {**labels, "arm": arm_name, "copy": copy}
+            key = builder.add(Stage(train.KIND, config, (trunk, mask_key), epochs=epochs, runtime=runtime(spec),
+                                    labels=copied))
+            builder.deliver(key)
+            term = interpolate.copy_term(arm_name, copy)
+            ends = {arm_name: arm_keys[arm_name], term: key}
+            builder.add(_interpolation(spec, base, trunk, mask_key, (arm_name, term), ends,
+                                       {**copied, "analysis": "instability"}))
+
+
+def _comparison(spec, masks, parents, labels, drawn=None) -> Stage:
+    return Stage(compare.KIND, compare.CompareConfig(tuple(masks), drawn), tuple(parents), runtime=runtime(spec),
+                 labels=labels)
+
+
+def _compare_generators(builder, spec, trunk, made, labels) -> None:
+    """Every two tables' masks at a sparsity they share, on one trunk."""
+    at: dict[float, list[tuple[str, MaskMade]]] = {}
+    for name, found in made.items():
+        for mask in found:
+            at.setdefault(round(mask.sparsity, 6), []).append((name, mask))
+    for sparsity, masks_there in at.items():
+        for index, (name, mask) in enumerate(masks_there):
+            for other, other_mask in masks_there[index + 1:]:
+                builder.add(_comparison(spec, ((0, mask_kind.MASK), (1, mask_kind.MASK)), (mask.key, other_mask.key),
+                                        {**labels, "comparison": "generators", "a": name, "b": other,
+                                         "sparsity": sparsity}))
+
+
+def _compare_seeds(builder, spec, made, sweep) -> None:
+    """Every two seeds' masks of each table, mask by mask (the same table makes the same masks on every trunk)."""
+    seeds = list(made)
+    for name in spec.masks:
+        for position, mask in enumerate(made[seeds[0]][name]):
+            for index, seed in enumerate(seeds):
+                for other in seeds[index + 1:]:
+                    first, second = made[seed][name][position], made[other][name][position]
+                    labels = {"seed": None, **sweep, "trunk": builder.stages[first.key].trunk, "generator": name,
+                              "comparison": "seeds", "a": seed, "b": other, "sparsity": mask.sparsity,
+                              "round": mask.round}
+                    builder.add(_comparison(spec, ((0, mask_kind.MASK), (1, mask_kind.MASK)),
+                                            (first.key, second.key), labels))
+
+
+def _compare_along_the_run(builder, spec, expansion, made) -> None:
+    """The masks a table passes through while it prunes, each with the next: for IMP, the masks at its last target
+    drawn from θT and from each round's retrained ticket but the last (round r's mask is drawn from ticket r − 1,
+    so the last of these masks is IMP's own); for gradual pruning, the snapshots its run keeps."""
+    table = spec.masks[expansion.labels["generator"]]
+    trajectory = masks.generator(table.kind).trajectory
+    labels = {**expansion.labels, "comparison": "rounds"}
+    tickets = expansion.retrained[:-1]  # the last ticket trained on the last mask, which is its own at the target
+    if trajectory == "tickets" and tickets:
+        drawn = compare.Drawn(made[-1].sparsity, table.scope, tuple(sorted(table.prunable)),
+                              tuple(excluded_layers(spec, table.exclude)), model_config(spec))
+        points_of = ((0, dense.TRAINED), *((index, train.FINAL) for index in range(1, len(tickets) + 1)))
+        builder.add(_comparison(spec, points_of, (expansion.trunk, *tickets),
+                                {**labels, "sparsity": made[-1].sparsity}, drawn))
+    if trajectory == "epochs":
+        for mask in made:
+            stage = builder.stages[mask.key]
+            stage.runtime["snapshots"] = True
+            snapshots = tuple((0, mask_kind.snapshot_name(epoch)) for epoch in range(stage.epochs + 1))
+            builder.add(_comparison(spec, snapshots, (mask.key,), {**expansion.labels_of[mask.key], **labels}))

@@ -55,9 +55,10 @@ def plan_tree(compiled: Plan, done: set[str], partial: dict[str, int] | None = N
         return f"{stage.describe()} [dim]{stage.key[:10]}[/]{epochs} {mark}"
 
     root = Tree(f"[bold]{compiled.name}[/] [dim]spec {compiled.spec_hash}[/]")
+    masks = {stage.key for stage in compiled.stages if stage.kind.place == "generator"}
     on_mask: dict[str, list] = {}
     for stage in compiled.stages:
-        if stage.kind.place == "mask" and len(stage.parents) > 1:
+        if stage.kind.place == "mask" and stage.parents[1:2] and stage.parents[1] in masks:
             on_mask.setdefault(stage.parents[1], []).append(stage)
     for trunk in compiled.trunks:
         node = root.add(label(trunk))
@@ -65,8 +66,8 @@ def plan_tree(compiled: Plan, done: set[str], partial: dict[str, int] | None = N
         for stage in compiled.stages:
             if stage.labels.get("trunk") != trunk.key:
                 continue
-            if stage.kind.place == "mask" and len(stage.parents) == 1:
-                node.add(label(stage))
+            if stage.kind.place == "mask" and not (stage.parents[1:2] and stage.parents[1] in masks):
+                node.add(label(stage))  # on no mask: under its trunk
             if stage.kind.place == "generator":
                 name = stage.labels["generator"]
                 branch = generators.get(name) or generators.setdefault(name, node.add(f"[bold]{name}[/]"))

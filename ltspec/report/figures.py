@@ -20,6 +20,8 @@ def write_figures(tables: list[Table], out_dir: Path) -> list[Path]:
         if draw is None or not any(cell.n for row in table.rows for cell in row.cells):
             continue
         figure = draw(table)
+        if figure is None:  # a table its layout leaves undrawn
+            continue
         for suffix in FORMATS:
             path = out_dir / f"{table.name}.{suffix}"
             figure.savefig(path, dpi=120, metadata=METADATA[suffix])

@@ -32,6 +32,9 @@ def check(spec: Spec, unknown: frozenset[tuple] = frozenset()) -> list[Problem]:
     problems += _check_masks(spec, known)
     problems += _check_arms(spec, known)
     problems += _check_pairs(spec) if known(("measure",), ("arms",), ("masks",), ("train", "epochs")) else []
+    problems += _check_analyses(spec) if known(("interpolation",), ("instability",), ("arms",), ("masks",),
+                                               ("train", "epochs")) else []
+    problems += _check_overlap(spec) if known(("mask_overlap",), ("masks",), ("seeds",)) else []
     return problems
 
 
@@ -136,7 +139,30 @@ def _check_masks(spec: Spec, known) -> list[Problem]:
         if known(("train", "epochs")):
             for field, point in declared.start_points(generator).items():
                 problems += _check_rewind(point, spec, path + (field,))
+        for field, table in declared.sources(generator).items():
+            problems += _check_source(spec, name, table, path + (field,))
     return problems
+
+
+def _check_source(spec: Spec, name: str, table: str, path: tuple) -> list[Problem]:
+    """A table made from another's masks names another table of the spec, and no circle of them."""
+    if table == name:
+        return [Problem(path, f"`{name}` cannot be made from its own masks", "name another [masks] table")]
+    if table not in spec.masks:
+        hint = did_you_mean(table, list(spec.masks)) or "the spec's tables: " + ", ".join(spec.masks)
+        return [Problem(path, f"`{table}` is not a [masks] table of this spec", hint)]
+    chain, seen = [name, table], {name}
+    while chain[-1] not in seen:
+        seen.add(chain[-1])
+        upstream = masks.generator(spec.masks[chain[-1]].kind).sources(spec.masks[chain[-1]]).values()
+        following = [source for source in upstream if source in spec.masks]
+        if not following:
+            return []
+        chain.append(following[0])
+    if chain[-1] != name:
+        return []
+    return [Problem(path, "the tables are made from each other's masks: " + " -> ".join(chain),
+                    "one of them must be made by a generator of its own")]
 
 
 def _check_arms(spec: Spec, known) -> list[Problem]:
@@ -163,21 +189,10 @@ def _term_problem(term: str, spec: Spec) -> str | None:
 
 
 def _check_pairs(spec: Spec) -> list[Problem]:
-    problems = []
-    names = list(points.DENSE) + [f"{point}{points.MASKED}" for point in points.DENSE] + list(spec.arms)
+    problems = _check_terms(spec, spec.measure.pairs, ("measure", "pairs"))
     sparsities = [(name, s) for name, generator in spec.masks.items() for s in generator.target_sparsities()]
-    for index, pair in enumerate(spec.measure.pairs):
-        for side, term in enumerate(pair):
-            path = ("measure", "pairs", index, side)
-            message = _term_problem(term, spec)
-            if message:
-                problems.append(Problem(path, message, did_you_mean(term, names) or
-                                        "use init, trained, reinit, rewind@k, X*mask, or an arm's name"))
-                continue
-            problems += _check_rewind(term.removesuffix("*mask"), spec, path)
+    for pair in spec.measure.pairs:
         masked = [points.parse(term).sparse for term in pair]
-        if any(masked) and not spec.masks:
-            problems.append(Problem(("measure", "pairs", index), f"{list(pair)} needs a mask, and the spec has none"))
         if masked[0] != masked[1]:
             for generator, sparsity in sparsities:
                 bad = [p for p in spec.measure.p if p >= 1.0 - sparsity]
@@ -187,4 +202,84 @@ def _check_pairs(spec: Spec) -> list[Problem]:
                         f"sparsity {sparsity:.3f} of mask generator `{generator}`",
                         f"a sparse network has only {1 - sparsity:.3f} of its weights; use p < 1 - sparsity"))
                     break
+    return problems
+
+
+def _check_terms(spec: Spec, pairs: list, path: tuple) -> list[Problem]:
+    """Each side of each pair names a weight set, and a pair that needs a mask has masks to be on."""
+    problems = []
+    names = list(points.DENSE) + [f"{point}{points.MASKED}" for point in points.DENSE] + list(spec.arms)
+    for index, pair in enumerate(pairs):
+        for side, term in enumerate(pair):
+            message = _term_problem(term, spec)
+            if message:
+                problems.append(Problem((*path, index, side), message, did_you_mean(term, names) or
+                                        "use init, trained, reinit, rewind@k, X*mask, or an arm's name"))
+                continue
+            problems += _check_rewind(term.removesuffix("*mask"), spec, (*path, index, side))
+        if any(points.parse(term).sparse for term in pair) and not spec.masks:
+            problems.append(Problem((*path, index), f"{list(pair)} needs a mask, and the spec has none"))
+    return problems
+
+
+def _check_overlap(spec: Spec) -> list[Problem]:
+    """Each comparison of masks asked for has masks to compare."""
+    problems = []
+    stepwise = [kind for kind, generator in masks.REGISTRY.items() if generator.trajectory]
+    for index, what in enumerate(spec.mask_overlap.compare):
+        path = ("mask_overlap", "compare", index)
+        if what == "seeds" and len(spec.seeds) < 2:
+            problems.append(Problem(path, "comparing masks across seeds needs two seeds or more",
+                                    "list more seeds, e.g. seeds = [0, 1]"))
+        if what == "generators" and not _tables_share_a_sparsity(spec):
+            problems.append(Problem(path, "no two [masks] tables make masks at the same sparsity",
+                                    "give two tables a sparsity in common (IMP's are 1 - (1 - rate)^r)"))
+        if what == "rounds" and not any(_has_a_run(table) for table in spec.masks.values()):
+            problems.append(Problem(path, "no [masks] table prunes in steps that could be followed",
+                                    "add a table of kind " + " or ".join(f"`{kind}`" for kind in stepwise)
+                                    + " (IMP with two rounds or more)"))
+    return problems
+
+
+def _has_a_run(table) -> bool:
+    """A table whose masks along its run can be compared: a gradual run, or IMP with a ticket before its last."""
+    trajectory = masks.generator(table.kind).trajectory
+    return trajectory == "epochs" or trajectory == "tickets" and len(table.target_sparsities()) > 1
+
+
+def _tables_share_a_sparsity(spec: Spec) -> bool:
+    """Whether two tables have a target sparsity in common (to 6 decimals, as the compiler pairs them)."""
+    seen: set[float] = set()
+    for name in spec.masks:
+        own = {round(sparsity, 6) for sparsity in _sparsities(spec, name, frozenset())}
+        if own & seen:
+            return True
+        seen |= own
+    return False
+
+
+def _sparsities(spec: Spec, name: str, seen: frozenset[str]) -> list[float]:
+    """A table's target sparsities; a table made from another's masks has its source's."""
+    table = spec.masks[name]
+    sources = [source for source in masks.generator(table.kind).sources(table).values()
+               if source in spec.masks and source not in seen | {name}]
+    if sources:
+        return [sparsity for source in sources for sparsity in _sparsities(spec, source, seen | {name})]
+    return table.target_sparsities()
+
+
+def _check_analyses(spec: Spec) -> list[Problem]:
+    """The interpolation pairs name weight sets; the arms to copy are arms of the spec."""
+    problems = _check_terms(spec, spec.interpolation.pairs, ("interpolation", "pairs"))
+    for table, settings in (("interpolation", spec.interpolation), ("instability", spec.instability)):
+        for index, name in enumerate(settings.masks or []):
+            if name not in spec.masks:
+                hint = did_you_mean(name, list(spec.masks)) or "the spec's tables: " + ", ".join(spec.masks)
+                problems.append(Problem((table, "masks", index), f"`{name}` is not a [masks] table of this spec",
+                                        hint))
+    for index, arm in enumerate(spec.instability.arms):
+        if arm not in spec.arms:
+            hint = did_you_mean(arm, list(spec.arms)) or ("the spec's arms: " + ", ".join(spec.arms) if spec.arms
+                                                          else "add it under [arms] first")
+            problems.append(Problem(("instability", "arms", index), f"`{arm}` is not an arm of this spec", hint))
     return problems

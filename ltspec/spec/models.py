@@ -21,7 +21,7 @@ from ltspec.spec.limits import MAX_EXPERIMENT_LENGTH, MAX_NAME_LENGTH, MAX_PATH_
 
 SCHEMA_VERSION = 1
 
-START_PATTERN = r"^(init|reinit|trained|rewind@[0-9]+)$"
+START_PATTERN = r"^(init|reinit|trained|rewind@[0-9]+|signs-reinit|signs-constant)$"
 PathText = Annotated[str, Field(min_length=1, max_length=MAX_PATH_LENGTH)]
 
 
@@ -80,8 +80,9 @@ class Arm(Strict):
     """A training run on every mask, from one starting point."""
 
     start: WeightPoint = Field(pattern=START_PATTERN, description="`init` (lottery), `reinit` (fresh init, another "
-                               "seed), `trained` (fine-tune, lr schedule restarted) or `rewind@k` (dense weights "
-                               "after k epochs).")
+                               "seed), `trained` (fine-tune, lr schedule restarted), `rewind@k` (dense weights after "
+                               "k epochs), `signs-reinit` (θ0's signs, the magnitudes of θ0') or `signs-constant` "
+                               "(θ0's signs, one magnitude per layer).")
     epochs: Epochs | None = Field(None, description="Override T' (default: train.epochs, the equal budget).")
     lr: float | None = Field(None, gt=0.0, description="Override the initial lr (default: train.lr).")
 
@@ -96,6 +97,43 @@ class Measure(Strict):
     tensors: list[TensorKind] = Field(["conv", "linear"], min_length=1,
                                       description="Which weights count in R_p (BN and biases never do).")
     exclude: list[str] = Field(default=[], description="Layers left out of R_p, by name or pattern.")
+
+
+class Interpolation(Strict):
+    """Linear mode connectivity (Frankle et al., ICML 2020): the test error along the straight path between two
+    weight points, and its barrier."""
+
+    pairs: list[Pair[str]] = Field(
+        default=[], description="Weight pairs to connect, named as in [measure]: `init`, `trained`, `reinit`, "
+        "`rewind@k`, `X*mask` (X under the mask) or an arm's name (its trained result on the mask).")
+    points: int = Field(11, ge=2, le=101, description="Evenly spaced α from 0 to 1, both ends included.")
+    masks: list[str] | None = Field(None, description="The [masks] tables on whose masks the pairs with a sparse "
+                                    "side are interpolated; null: every table.")
+    batch_norm: Literal["recompute", "interpolate"] = Field(
+        "recompute", description="The batch-norm statistics of an interpolated network: `recompute` them with a "
+        "pass over the training data (its own statistics), or `interpolate` the two ends' running statistics.")
+
+
+class Instability(Strict):
+    """Instability analysis (Frankle et al., ICML 2020): copies of an arm, trained from its start on its mask under
+    other SGD noise (batch order and augmentation), and the error barrier between the arm and each copy."""
+
+    arms: list[str] = Field(default=[], description="The arms to copy, by name; each is copied on every mask of "
+                            "the tables `masks` names.")
+    copies: int = Field(1, ge=1, le=10, description="Copies of each arm besides the arm itself, each with a data "
+                        "order of its own; the barrier is measured between the arm and every copy.")
+    masks: list[str] | None = Field(None, description="The [masks] tables on whose masks the arms are copied; "
+                                    "null: every table.")
+
+
+class MaskOverlap(Strict):
+    """Mask similarity: the Jaccard overlap of kept sets and the Hamming distance, from stored masks and weights."""
+
+    compare: list[Literal["generators", "seeds", "rounds"]] = Field(
+        default=[], description="`generators`: every two [masks] tables at each sparsity they share, per trunk; "
+        "`seeds`: every two seeds' masks of each table; `rounds`: the masks an IMP table (from θT and each "
+        "retrained ticket) or a gradual table (after each epoch) passes through at its target, each with the next "
+        "(the early-bird signal of You et al. 2020).")
 
 
 REPORT_LAYOUTS = tuple(layouts.REGISTRY)
@@ -160,6 +198,9 @@ class Spec(Strict):
     masks: dict[str, mask_tables()] = Field(default={})  # type: ignore[valid-type]
     arms: dict[str, Arm] = Field(default={})
     measure: Measure = Field(Measure())
+    interpolation: Interpolation = Field(Interpolation())
+    instability: Instability = Field(Instability())
+    mask_overlap: MaskOverlap = Field(MaskOverlap())
     sweep: dict[str, list[bool | int | float | str]] = Field(
         default={}, description="Dotted field paths to lists of values, expanded as a product.")
     report: Report = Field(Report())

@@ -47,7 +47,7 @@ def _typed(data: dict) -> tuple[Spec | None, list[Problem]]:
 def _cross(spec: Spec, unknown: frozenset) -> list[Problem]:
     stages = stage_bound(spec)
     if stages > MAX_STAGES:  # checked first: the checks list every mask, and IMP may ask for 10**9 rounds
-        largest = max(spec.masks, key=lambda name: mask_count(spec.masks[name]), default=None)
+        largest = max(spec.masks, key=lambda name: mask_count(spec, name), default=None)
         return [Problem(("masks", largest) if largest else ("seeds",), f"one sweep point would have up to "
                         f"{stages:,} stages; a spec has at most {MAX_STAGES:,}", "fewer seeds, sparsities, rounds "
                         "or arms")]

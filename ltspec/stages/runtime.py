@@ -3,6 +3,7 @@ kind shares (models, loaders, the training harness, weights and masks in the sto
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 
 from ltspec.hooks import Hook
 from ltspec.kinds.base import DataConfig, LogEpochs, ModelConfig, Stage
+from ltspec.kinds.mask import MASK
 from ltspec.nets import state_on_cpu
 from ltspec.pruning import Mask
 from ltspec.recipe import Recipe
@@ -53,8 +55,12 @@ class StageRuntime:
     def start_weights(self, trunk: str, mask: str, start: str) -> dict[str, Tensor]:
         return weights.start_weights(self.ctx, trunk, mask, start)
 
-    def load_mask(self, key: str) -> Mask:
-        return weights.load_mask(self.ctx, key)
+    def point_weights(self, trunk: str, term: str, results: Mapping[str, str],
+                      mask: Mask | None) -> dict[str, Tensor]:
+        return weights.point_weights(self.ctx, trunk, term, results, mask)
 
-    def save_mask(self, key: str, mask: Mask) -> None:
-        weights.save_mask(self.ctx, key, mask)
+    def load_mask(self, key: str, name: str = MASK) -> Mask:
+        return weights.load_mask(self.ctx, key, name)
+
+    def save_mask(self, key: str, mask: Mask, name: str = MASK) -> None:
+        weights.save_mask(self.ctx, key, mask, name)
