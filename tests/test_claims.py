@@ -15,11 +15,13 @@ from ltspec.report.paired import Series
 from ltspec.report.render import claims_markdown
 from ltspec.spec import parse_spec
 from ltspec.tracking import rp_metric
-from test_report import SPEC as REPORT_SPEC
+from conftest import tiny_spec
+from test_report import REPORT
 
 # The report tests' spec with three seeds, two p and both of Table 1's pairs, tracked nowhere (never logged)
-SPEC = REPORT_SPEC.replace("seeds = [0, 1]", "seeds = [0, 1, 2]").replace("p = [0.2]", "p = [0.1, 0.2]").replace(
-    '["finetune", "init"]]', '["finetune", "init"], ["trained", "finetune"]]').split("[tracking]")[0]
+SPEC = tiny_spec(**{**REPORT, "seeds": "[0, 1, 2]", "measure": REPORT["measure"].replace("p = [0.2]", "p = [0.1, 0.2]")
+                    .replace('["finetune", "init"]]', '["finetune", "init"], ["trained", "finetune"]]')}
+                 ).split("[tracking]")[0]
 assert SPEC.count("[0, 1, 2]") == SPEC.count('["trained", "finetune"]') == 1
 
 # lr -> what the runs measure: accuracies of dense and arms; R_p minus p of each pair (R_p(finetune, trained) as is)
