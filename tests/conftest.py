@@ -1,16 +1,59 @@
-"""What many tests share: the `ltspec` command as a subprocess, and specs written into a test's folder."""
+"""What many tests share: the `ltspec` command as a subprocess; specs written into a test's folder, with one template
+for the tiny spec that the end-to-end tests train; the quickstart trained once for the tests that read it; how the
+tests spread over pytest-xdist workers; and what a resumed run trained, as its checkpoint and MLflow rows show."""
 
+import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
+from mlflow import MlflowClient
+
+from ltspec.plan import Plan, Stage, compile_plan
+from ltspec.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "specs" / "quickstart.toml"
+
+
+# Test modules that share one pytest-xdist worker. `--dist loadscope` (pyproject's addopts) runs each module's tests on
+# one worker, so that its module-scoped fixtures are built once; these modules join into one scope each: the Ray
+# tests, so that one Ray cluster runs at a time, and the tests that read the quickstart's one trained store
+# (`trained_quickstart`, session-scoped: built once per worker that asks for it).
+SHARED_WORKER = {"test_ray_runner.py": "ray", "test_multinode.py": "ray",
+                 "test_tickets.py": "trained quickstart", "test_mlflow_ui.py": "trained quickstart"}
+# The longest scopes (CPU seconds measured on 2 cores: ray 150, test_run 120, test_hardening 70, test_workers 55,
+# trained quickstart 50), handed out first, so that none starts late and keeps one worker busy after the others
+# are done; the rest follow in xdist's order (most tests first).
+LONGEST_FIRST = ["ray", "test_run.py", "test_hardening.py", "test_workers.py", "trained quickstart"]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's `loadscope` with `SHARED_WORKER`'s modules joined and `LONGEST_FIRST` first. (Not its
+    `loadgroup` and `xdist_group` marks: with pytest 9.2 they are silently ignored, pytest-xdist issue #1386.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedWorkers(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = Path(nodeid.split("::", 1)[0]).name
+            return SHARED_WORKER.get(module, module if module in LONGEST_FIRST else super()._split_scope(nodeid))
+
+        def _assign_work_unit(self, node) -> None:
+            first = next((scope for scope in LONGEST_FIRST if scope in self.workqueue), None)
+            if first is not None:
+                self.workqueue.move_to_end(first, last=False)
+            super()._assign_work_unit(node)
+
+    return SharedWorkers(config, log)
 
 
 def ltspec(*args: str, cwd: Path = ROOT, **kwargs) -> subprocess.CompletedProcess:
@@ -35,58 +78,134 @@ def write_spec(folder: Path, template: str, name: str = "spec.toml", **values) -
     return path
 
 
-TICKETS_SPEC = """\
-name = "tiny-tickets"
-description = "two IMP rounds on digits at two learning rates"
-seeds = [0]
-
-[data]
-dataset = "digits"
-batch_size = 128
-
-[model]
-arch = "mlp"
-
-[train]
-epochs = 1
-lr = 0.05
-
-[sweep]
-"train.lr" = [0.05, 0.1]
-
+IMP_AND_ONESHOT = """\
 [masks.imp]
 kind = "imp"
 rate = 0.5
 rounds = 2
 
+[masks.oneshot]
+kind = "oneshot"
+sparsities = [0.7]
+"""
+THREE_ARMS = """\
+lottery = { start = "init" }
+reinit = { start = "reinit" }
+finetune = { start = "trained" }"""
+TINY_SPEC = """\
+name = "{name}"
+seeds = {seeds}
+
+[data]
+dataset = "digits"
+batch_size = {batch_size}
+augmentation = "{augmentation}"
+
+[model]
+arch = "{arch}"
+
+[train]
+epochs = {epochs}
+lr = {lr}
+{train}
+{sweep}
+{masks}
 [arms]
-lottery = {{ start = "init" }}
-reinit = {{ start = "reinit" }}
+{arms}
 
 [measure]
-p = [0.2]
-pairs = [["init", "trained"]]
-
+{measure}
+{resources}
 [tracking]
-uri = "sqlite:///{folder}/mlflow.db"
-log_weights = true
-
+uri = "{uri}"
+{tracking}
 [storage]
-root = "{folder}/results"
+root = "{root}"
+checkpoint_seconds = {checkpoint_seconds}
 """
+# The tiny run of test_run.py: seconds of training on a CPU, every stage kind, two mask generators, three arms.
+TINY_DEFAULTS = {
+    "name": "tiny-run", "seeds": "[0]", "batch_size": 128, "augmentation": "standard", "arch": "mlp", "epochs": 2,
+    "lr": 0.05, "train": 'schedule = { kind = "step", milestones = [1], gamma = 0.5 }', "sweep": "",
+    "masks": IMP_AND_ONESHOT, "arms": THREE_ARMS,
+    "measure": 'p = [0.1, 0.2]\npairs = [["init", "trained"], ["init*mask", "finetune"], ["reinit*mask", "finetune"], '
+               '["finetune", "init"]]',
+    "resources": "", "uri": "sqlite:///{folder}/mlflow.db", "tracking": "", "root": "{folder}/store",
+    "checkpoint_seconds": 0,
+}
+
+
+def tiny_spec(folder: Path | None = None, **fields) -> str:
+    """The text of the tiny spec on the digits that the end-to-end tests train (one template, `TINY_SPEC`): the
+    fields given replace `TINY_DEFAULTS` (TOML text; `masks`, `arms` and `measure` are whole tables' lines), and
+    `{folder}` in them becomes `folder`, for the tracking store and the store root."""
+    text = TINY_SPEC.format(**{**TINY_DEFAULTS, **fields})
+    return text if folder is None else text.replace("{folder}", folder.as_posix())
+
+
+def write_tiny_spec(folder: Path, file: str = "spec.toml", **fields) -> Path:
+    """`tiny_spec(folder, **fields)` written to `folder/file`, where every store of the test then lives."""
+    path = folder / file
+    path.write_text(tiny_spec(folder, **fields))
+    return path
+
+
+@dataclass(frozen=True)
+class TrainedQuickstart:
+    """A folder holding `specs/quickstart.toml` and, beside it, what its run made: `mlflow.db` and the store
+    `results/` (the quickstart's paths are relative to the working directory, this folder)."""
+
+    folder: Path
+    spec: Path
+    overrides: tuple[str, ...]
+
+    @property
+    def uri(self) -> str:
+        return f"sqlite:///{self.folder}/mlflow.db"
+
+    def plan(self) -> Plan:
+        """The quickstart's whole plan: both seeds and both learning rates, of which one point is trained."""
+        return compile_plan(load_spec(self.spec, list(self.overrides)))
+
+    def trained(self) -> list[Stage]:
+        """The stages the run trained: seed 0 at lr 0.01."""
+        return [stage for stage in self.plan().stages
+                if stage.labels["seed"] == 0 and stage.labels["sweep.train.lr"] == 0.01]
 
 
 @pytest.fixture(scope="session")
-def trained_tickets(tmp_path_factory) -> Path:
-    """A tiny spec with two IMP rounds, lottery and reinit arms at two learning rates, run once for every test
-    that reads tickets or MLflow runs; the run passes `seeds=[0]` as an override, so that its runs record one. What
-    the run printed is kept beside the spec, in `run.log`."""
-    folder = tmp_path_factory.mktemp("tickets")
-    spec = write_spec(folder, TICKETS_SPEC)
-    ran = ltspec("run", str(spec), "seeds=[0]", "--device", "cpu", cwd=folder)
+def trained_quickstart(tmp_path_factory) -> TrainedQuickstart:
+    """The shipped quickstart where the README's walk after it starts: `specs/quickstart.toml` in a folder of its own
+    with its seed 0 at lr 0.01 trained (every ticket, run and link the walk reads), run once by `ltspec run` for
+    the ticket, README and MLflow UI tests, which read it. The override `tracking.log_weights=true` (no part of a
+    stage's key) gives train runs their final weights as artifacts, and every run the override as a tag."""
+    folder = tmp_path_factory.mktemp("quickstart")
+    (folder / "specs").mkdir()
+    spec = folder / "specs" / "quickstart.toml"
+    shutil.copy(QUICKSTART, spec)
+    overrides = ("tracking.log_weights=true",)
+    ran = ltspec("run", "specs/quickstart.toml", *overrides, "--only", "seed=0", "--only", "lr=0.01", "--device", "cpu",
+                 cwd=folder)
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    (folder / "run.log").write_text(ran.stdout + ran.stderr)
-    return spec
+    return TrainedQuickstart(folder, spec, overrides)
+
+
+def checkpoint_epoch(path: Path) -> int:
+    """The epoch a stage's checkpoint file holds, read as the plain torch file it is: not through
+    `Store.load_checkpoint`, whose part in resuming is what the tests that call this check."""
+    return torch.load(path, map_location="cpu", weights_only=True)["epoch"]
+
+
+def epochs_logged_since(uri: str, experiment: str, key: str, since: float) -> list[int]:
+    """The epochs (steps of `train_loss`, repeats kept, in order) that the MLflow run of stage `key` received at or
+    after `since` (a `time.time()`). A stage that checkpoints every epoch (`checkpoint_seconds = 0`) logs each
+    epoch's row as it goes, so after a rerun these are the epochs the rerun trained: a stage resumed from its
+    checkpoint at epoch k logs k+1 onwards, one that started over logs every epoch again."""
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    (run,) = client.search_runs([experiment_id], f"tags.`ltspec.stage_key` = '{key}'")
+    rows = client.get_metric_history(run.info.run_id, "train_loss")
+    return sorted(row.step for row in rows if row.timestamp >= since * 1000)
 
 
 def default_signals(command: list[str]) -> list[str]:

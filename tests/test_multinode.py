@@ -20,7 +20,8 @@ from mlflow import MlflowClient
 from ray.cluster_utils import Cluster
 from rich.console import Console
 
-from conftest import children_get_default_signals, default_signals, ltspec, write_spec
+from conftest import (checkpoint_epoch, children_get_default_signals, default_signals, epochs_logged_since,
+                      ltspec, write_tiny_spec)
 from ltspec.plan import compile_plan
 from ltspec.report import write_report
 from ltspec.runners.local import run_local
@@ -30,45 +31,6 @@ from ltspec.store import Store
 from ltspec.tracking import STAGE_KEY
 
 pytestmark = pytest.mark.slow
-
-SPEC = """\
-name = "{spec_name}"
-seeds = [0, 1]
-
-[data]
-dataset = "digits"
-batch_size = 128
-
-[model]
-arch = "mlp"
-
-[train]
-epochs = {epochs}
-lr = 0.05
-
-[masks.oneshot]
-kind = "oneshot"
-sparsities = [0.5]
-
-[arms]
-lottery = {{ start = "init", epochs = {arm_epochs} }}
-reinit = {{ start = "reinit", epochs = {arm_epochs} }}
-
-[measure]
-p = [0.2]
-pairs = [["init", "trained"], ["init*mask", "lottery"]]
-
-[resources]
-cpus = 1
-
-[tracking]
-uri = "{uri}"
-
-[storage]
-root = "{root}"
-checkpoint_seconds = {checkpoint_seconds}
-"""
-
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -147,10 +109,15 @@ DENSE_EPOCHS = 60  # an epoch on the digits takes milliseconds: long dense runs,
 
 def spec_in(folder: Path, uri: str, *, root: str | None = None, name: str = "two-nodes",
             checkpoint_seconds: float = 300) -> Path:
-    """The spec, its store in `folder` (by an absolute path, a folder every node sees) unless `root` says; the
-    checkpoint interval is no part of a stage's key or record."""
-    return write_spec(folder, SPEC, uri=uri, root=root or (folder / "store").as_posix(), epochs=DENSE_EPOCHS,
-                      arm_epochs=1, spec_name=name, checkpoint_seconds=checkpoint_seconds)
+    """The tiny spec with two seeds (a dense run for each node), tracked at `uri`, its store in `folder` (by an
+    absolute path, a folder every node sees) unless `root` says; the checkpoint interval is no part of a stage's
+    key or record."""
+    return write_tiny_spec(folder, name=name, seeds="[0, 1]", epochs=DENSE_EPOCHS, train="",
+                           masks='[masks.oneshot]\nkind = "oneshot"\nsparsities = [0.5]\n',
+                           arms='lottery = { start = "init", epochs = 1 }\nreinit = { start = "reinit", epochs = 1 }',
+                           measure='p = [0.2]\npairs = [["init", "trained"], ["init*mask", "lottery"]]',
+                           resources="[resources]\ncpus = 1\n", uri=uri, root=root or (folder / "store").as_posix(),
+                           checkpoint_seconds=checkpoint_seconds)
 
 
 @pytest.fixture(scope="module")
@@ -225,12 +192,13 @@ def test_sigterm_cancels_the_tasks_on_both_nodes_and_the_rerun_resumes_to_identi
     command = default_signals([sys.executable, "-m", "ltspec", "run", str(spec), "--runner", "ray", "--address",
                                two_nodes.address])
     driver = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    checkpoints = [Store(tmp_path / "store").stage_dir(trunk.key) / "checkpoint.pt" for trunk in plan.trunks]
+    store = Store(tmp_path / "store")
+    checkpoints = {trunk.key: store.stage_dir(trunk.key) / "checkpoint.pt" for trunk in plan.trunks}
     for _ in range(2400):
-        if all(checkpoint.exists() for checkpoint in checkpoints) or driver.poll() is not None:
+        if all(checkpoint.exists() for checkpoint in checkpoints.values()) or driver.poll() is not None:
             break
         time.sleep(0.05)
-    assert all(checkpoint.exists() for checkpoint in checkpoints), driver.communicate()
+    assert all(checkpoint.exists() for checkpoint in checkpoints.values()), driver.communicate()
     driver.send_signal(signal.SIGTERM)
     stderr = driver.communicate(timeout=120)[1]
     assert driver.returncode == 143, stderr
@@ -242,8 +210,12 @@ def test_sigterm_cancels_the_tasks_on_both_nodes_and_the_rerun_resumes_to_identi
     killed = {run.data.tags[STAGE_KEY]: run.data.tags[NODE] for run in stopped if run.info.status == "KILLED"}
     assert set(killed) == {trunk.key for trunk in plan.trunks} and len(set(killed.values())) == 2, killed
 
+    resumed_from, rerun_started = {key: checkpoint_epoch(path) for key, path in checkpoints.items()}, time.time()
     resumed = run_ray(load_spec(spec), plan, console=quiet())
     assert resumed.ok
+    for key, epoch in resumed_from.items():  # each dense run trains on from its checkpoint's epoch
+        assert epochs_logged_since(mlflow_server, "stopped", key, rerun_started) == \
+            list(range(epoch + 1, DENSE_EPOCHS + 1)), plan.stage(key).describe()
     assert final_metrics(spec) == final_metrics(reference)
     runs = stage_runs(mlflow_server, "stopped")
     assert sorted(run.data.tags[STAGE_KEY] for run in runs) == sorted(stage.key for stage in plan.stages)

@@ -112,27 +112,3 @@ def report_stems(path: Path) -> set[str]:
     loaded = load_spec(path)
     tables = build_tables(Results(sweep_points(loaded), {}), loaded.spec.report.layouts)
     return {table.name for table in tables} | {"claims"}
-
-
-@pytest.mark.slow
-def test_several_specs_run_one_after_another_and_share_the_dense_run(tmp_path):
-    """The second spec finds the first one's trunk done in the shared store and logs it to its own experiment."""
-    from test_run import write_spec
-
-    first = write_spec(tmp_path, epochs=2).read_text()
-    second = first.replace('name = "tiny-run"', 'name = "tiny-run-b"').replace("[masks.oneshot]", "[masks.other]")
-    (tmp_path / "a.toml").write_text(first)
-    (tmp_path / "b.toml").write_text(second)
-    result = ltspec("run", "a.toml", "b.toml", "--device", "cpu", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    out = " ".join(result.stdout.split())
-    assert re.search(r"2 specs: (\d+) stages", out)
-    ran = [int(count) for count in re.findall(r"(\d+) stages ran, \d+ were already done", out)]
-    done = [int(count) for count in re.findall(r"\d+ stages ran, (\d+) were already done", out)]
-    assert done[0] == 0 and ran[1] == 0 and done[1] == ran[0]
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
-    experiment = client.get_experiment_by_name("tiny-run-b")
-    reused = client.search_runs([experiment.experiment_id], "tags.`ltspec.reused` = 'true'")
-    assert reused

@@ -9,11 +9,20 @@ import pytest
 from ltspec import preemption
 
 
-def test_sigterm_raises_preempted_where_the_main_thread_is():
-    with pytest.raises(preemption.Preempted) as raised, preemption.preemptible():
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(5)
-    assert preemption.exit_code(raised.value) == 143
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_raise_preempted_where_the_main_thread_is(signum):
+    """One handler for both: what `ltspec run` prints (`interrupted: by SIGHUP`) and exits with (128 + the signal)
+    comes from the signal it names; tests/test_run.py sends SIGTERM to a real run. (The signal is set to its default
+    first: pytest under nohup ignores SIGHUP, and `preemptible` leaves an ignored signal ignored.)"""
+    started_with = signal.signal(signum, signal.SIG_DFL)
+    try:
+        with pytest.raises(preemption.Preempted) as raised, preemption.preemptible():
+            os.kill(os.getpid(), signum)
+            time.sleep(5)
+    finally:
+        signal.signal(signum, started_with)
+    assert preemption.cause(raised.value) == signum
+    assert preemption.exit_code(raised.value) == {signal.SIGTERM: 143, signal.SIGHUP: 129}[signum]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])

@@ -4,12 +4,20 @@ One spec, run by each runner in its own folder, with a stage of every kind (the 
 an arm's copy and its instability, a mask comparison, a shuffled mask). Its `boom` arm trains at lr 1e6, so its
 loss turns NaN in the first epoch: a real stage failure, with dependents (the R_p stage that measures `boom`) and
 independent siblings. Both runs use one CPU thread (the spec's `resources.cpus = 1`, which the Ray runner turns
-into torch's thread count), since the thread count changes float sums in the last bits.
+into torch's thread count), since the thread count changes float sums in the last bits. And the private Ray cluster
+that a run without an address starts: on the loopback interface only, and gone with its driver however the driver
+ends.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +25,7 @@ import ray
 import torch
 from rich.console import Console
 
-from conftest import write_spec
+from conftest import write_tiny_spec
 from ltspec import tracking
 from ltspec.plan import compile_plan
 from ltspec.spec import load_spec
@@ -27,65 +35,82 @@ from ltspec.runners.local import run_local
 from ltspec.runners.common import absolute_uri
 from ltspec.runners.ray import ClusterError, check_cluster, gpus_per_stage, run_ray
 
-SPEC = """
-name = "ray-runner-test"
-seeds = [0]
+# The tiny spec with one IMP round, its shuffled control, the analyses, and a `boom` arm whose loss turns NaN in its
+# first epoch
+RAY_SPEC = {
+    "name": "ray-runner-test", "batch_size": 64, "augmentation": "none",
+    "train": 'optimizer = { kind = "sgd", momentum = 0.9, weight_decay = 5e-4 }\nschedule = { kind = "constant" }',
+    "masks": '[masks.imp]\nkind = "imp"\nrate = 0.5\nrounds = 1\n\n[masks.shuffled]\nkind = "shuffle"\nof = "imp"\n',
+    "arms": 'lottery = { start = "init" }\nfinetune = { start = "trained" }\nboom = { start = "init", lr = 1e6 }',
+    "measure": 'p = [0.2]\npairs = [["init", "trained"], ["init*mask", "finetune"], ["init*mask", "boom"]]\n\n'
+               '[interpolation]\npairs = [["lottery", "finetune"]]\npoints = 3\n\n[instability]\narms = ["lottery"]\n\n'
+               '[mask_overlap]\ncompare = ["generators"]',
+    "resources": "[resources]\ncpus = 1\n", "checkpoint_seconds": 300,
+}
 
-[data]
-dataset = "digits"
-batch_size = 64
-augmentation = "none"
 
-[model]
-arch = "mlp"
+# The private Ray cluster of a run without an address: loopback only, gone with its driver however it ends (first
+# in this module, before its own Ray starts: one Ray at a time)
 
-[train]
-epochs = 2
-lr = 0.05
-optimizer = {{ kind = "sgd", momentum = 0.9, weight_decay = 5e-4 }}
-schedule = {{ kind = "constant" }}
+PRIVATE_CLUSTER = """
+import json, os, time
+import ray
+import psutil  # after ray, which carries a copy
+from ltspec.runners.ray import _connected, _descendants
 
-[masks.imp]
-kind = "imp"
-rate = 0.5
-rounds = 1
 
-[arms]
-lottery = {{ start = "init" }}
-finetune = {{ start = "trained" }}
-boom = {{ start = "init", lr = 1e6 }}
+@ray.remote
+def worker_pid():
+    return os.getpid()
 
-[masks.shuffled]
-kind = "shuffle"
-of = "imp"
 
-[measure]
-p = [0.2]
-pairs = [["init", "trained"], ["init*mask", "finetune"], ["init*mask", "boom"]]
-
-[interpolation]
-pairs = [["lottery", "finetune"]]
-points = 3
-
-[instability]
-arms = ["lottery"]
-
-[mask_overlap]
-compare = ["generators"]
-
-[resources]
-cpus = 1
-
-[tracking]
-uri = "sqlite:///{folder}/mlflow.db"
-
-[storage]
-root = "{folder}/store"
+with _connected(None):
+    ray.get(worker_pid.remote())
+    driver = psutil.Process()
+    listening = sorted({(process.name(), connection.laddr.ip) for process in [driver, *driver.children(recursive=True)]
+                        for connection in process.net_connections("inet") if connection.status == psutil.CONN_LISTEN})
+    print(json.dumps({"listening": listening, "cluster": _descendants(os.getpid())}), flush=True)
+    time.sleep(600)
 """
 
 
+def alive(process: str) -> bool:
+    """Whether `pid:start-time` (as `_descendants` gives it) still runs: not gone, not a zombie, not a reused pid."""
+    pid, started = process.split(":")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[19] == started and fields[0] != "Z"
+
+
+@pytest.mark.slow
+def test_the_private_ray_cluster_listens_on_loopback_only_and_no_process_outlives_a_sigkilled_driver(tmp_path):
+    """One private cluster for both halves: what it listens on while the run holds it, and that a SIGKILL of the
+    driver (no handler runs) leaves none of its processes. A driver that ends normally leaves the same way: through
+    the reaper that `_connected` starts, which kills what is left when the driver's end of its pipe closes."""
+    environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+    driver = subprocess.Popen([sys.executable, "-c", PRIVATE_CLUSTER], stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+                              env=environment)
+    found = json.loads(driver.stdout.readline() or "{}")
+    driver.kill()
+    driver.wait()
+    cluster = found.get("cluster", [])
+    for _ in range(60):  # half a minute at most; without the reaper, Ray's agents stay about 60 s
+        if not any(alive(process) for process in cluster):
+            break
+        time.sleep(0.5)
+    left = [process for process in cluster if alive(process)]
+    for process in left:
+        os.kill(int(process.split(":")[0]), signal.SIGKILL)
+    assert len(cluster) >= 4, f"GCS, raylet, agents and a worker: {found}"
+    assert {"gcs_server", "raylet"} <= {name for name, _ in found["listening"]}, found
+    assert {ip for _, ip in found["listening"]} <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, found["listening"]
+    assert left == [], "every process of the private cluster ends with its driver"
+
+
 def _load(folder: Path):
-    loaded = load_spec(write_spec(folder, SPEC))
+    loaded = load_spec(write_tiny_spec(folder, **RAY_SPEC))
     return loaded, compile_plan(loaded)
 
 
@@ -187,8 +212,12 @@ def test_a_multi_node_cluster_needs_a_shared_store_and_an_mlflow_server(uri, roo
 
 
 def test_one_alive_node_runs_with_local_paths_and_many_with_shared_ones():
+    """`check_cluster` refuses by raising: a dead node does not count, so the local paths it accepts beside one are
+    refused once that node is alive; a tracking server and an absolute store root are accepted on many nodes."""
     dead = {"NodeID": "c", "Alive": False}
     check_cluster([TWO_NODES[0], dead], "sqlite:///mlflow.db", "results")
+    with pytest.raises(ClusterError, match="refusing to run on a 2-node Ray cluster"):
+        check_cluster([TWO_NODES[0], {**dead, "Alive": True}], "sqlite:///mlflow.db", "results")
     check_cluster(TWO_NODES, "http://head:5000", "/shared/store")
     check_cluster(TWO_NODES, "postgresql://head/mlflow", "/shared/store")
 

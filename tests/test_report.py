@@ -5,6 +5,7 @@ has a mean and std that can be written down by hand. A few stages are left out o
 check that a missing run shows as missing rather than vanishing from the average.
 """
 
+import io
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag, ViewType
 from rich.console import Console
 
+from conftest import IMP_AND_ONESHOT, tiny_spec, write_tiny_spec
 from ltspec.layouts import build_tables
 from ltspec.layouts.base import Stat, sparsity_label
 from ltspec.plan import compile_plan
@@ -28,47 +30,14 @@ from ltspec.spec import load_spec, parse_spec
 from conftest import ltspec
 
 EXPERIMENT = "report-test"
-SPEC = """
-name = "report-test"
-seeds = [0, 1]
-
-[data]
-dataset = "digits"
-batch_size = 64
-augmentation = "none"
-
-[model]
-arch = "lenet300100"
-
-[train]
-epochs = 2
-lr = 0.01
-
-[sweep]
-"train.lr" = [0.01, 0.1]
-
-[masks.imp]
-kind = "imp"
-rate = 0.5
-rounds = 2
-
-[masks.oneshot]
-kind = "oneshot"
-sparsities = [0.5]
-
-[arms]
-lottery = { start = "init" }
-reinit = { start = "reinit" }
-finetune = { start = "trained" }
-
-[measure]
-p = [0.2]
-pairs = [["init", "trained"], ["init*mask", "finetune"], ["reinit*mask", "finetune"], ["finetune", "init"]]
-
-[tracking]
-uri = "URI"
-"""
-ARM_BASE = {"lottery": 0.90, "reinit": 0.80, "finetune": 0.85}
+# The tiny spec as the report tests fill it (never trained): two seeds, two learning rates, LeNet-300-100
+REPORT = {"name": EXPERIMENT, "seeds": "[0, 1]", "batch_size": 64, "augmentation": "none", "arch": "lenet300100",
+          "lr": 0.01, "train": "", "sweep": '[sweep]\n"train.lr" = [0.01, 0.1]\n',
+          "masks": IMP_AND_ONESHOT.replace("[0.7]", "[0.5]"),
+          "measure": 'p = [0.2]\npairs = [["init", "trained"], ["init*mask", "finetune"], ["reinit*mask", "finetune"], '
+                     '["finetune", "init"]]'}
+SPEC = tiny_spec(**REPORT)
+ARM_BASE = {"lottery": 0.90, "reinit": 0.80, "finetune": 0.85, "rewind": 0.88}
 LR_BONUS = {0.01: 0.0, 0.1: 0.03}
 RP_INIT_TRAINED = {0.01: 0.3, 0.1: 0.4}
 # (arm, generator, target sparsity, lr, seed) of the train stages left out of MLflow
@@ -106,10 +75,8 @@ def identity(stage) -> tuple:
 
 
 def write_spec(folder: Path, uri: str, tracking: str = "") -> Path:
-    """The spec, tracked at `uri`; `tracking` adds lines to its `[tracking]` table, the last one."""
-    path = folder / "spec.toml"
-    path.write_text(SPEC.replace("URI", uri) + tracking)
-    return path
+    """The spec, tracked at `uri`; `tracking` adds lines to its `[tracking]` table."""
+    return write_tiny_spec(folder, **REPORT, uri=uri, tracking=tracking)
 
 
 def log_stage_run(client: MlflowClient, experiment_id: str, stage, status: str, role: str = "stage") -> None:
@@ -380,11 +347,23 @@ def test_figures_wrap_long_titles_and_panels_and_keep_the_reference_line_in_the_
 
 
 def test_the_rewind_table_and_figure_have_the_dense_line(filled):
+    from ltspec.layouts import REGISTRY
+
     text = filled.read_text().replace('finetune = { start = "trained" }',
                                       'finetune = { start = "trained" }\nrewind = { start = "rewind@1" }')
     loaded = parse_spec(text)
-    (table, *_) = build_tables(Results(sweep_points(loaded), {}), ["rewind"])
+    metrics = {stage.key: known_metrics(stage) for stage in compile_plan(loaded).stages}
+    (table, *_) = build_tables(Results(sweep_points(loaded), metrics), ["rewind"])
     assert [column.name for column in table.columns] == ["lottery", "finetune", "rewind", "dense"] * 2
+    figure = REGISTRY[table.layout].figure(table)
+    panels = [axis for axis in figure.axes if axis.get_visible()]
+    dense = [[line for line in axis.lines if line.get_label() == "dense"] for axis in panels]
+    assert [len(lines) for lines in dense] == [1, 1] and all(lines[0].get_linestyle() == "--" for lines in dense)
+    dense_accuracy = {lr: statistics.mean(0.95 + 0.01 * seed + LR_BONUS[lr] for seed in (0, 1)) for lr in LR_BONUS}
+    assert [list(lines[0].get_ydata()) for lines in dense] == [[pytest.approx(100 * dense_accuracy[lr])] * 2
+                                                               for lr in (0.01, 0.1)]
+    arms = {line.get_label() for axis in panels for line in axis.lines}
+    assert {"lottery", "finetune", "rewind"} <= arms
 
 
 def test_the_report_files_are_the_artifacts_of_one_report_run(reported):
@@ -466,14 +445,16 @@ def test_a_report_of_overrides_has_its_own_folder_and_run(reported, tmp_path, mo
     assert base.info.run_id in {run.info.run_id for run in runs}
 
 
-@pytest.mark.slow
-def test_the_run_hint_names_the_report_of_its_overrides(trained_tickets):
+def test_the_run_hint_names_the_report_of_its_overrides(tmp_path):
     """`ltspec run spec.toml seeds=[0]` closes with the report command to copy, overrides quoted, and its folder."""
+    from ltspec.cli.run import report_hint
     from ltspec.report.write import report_name
 
-    printed = " ".join((trained_tickets.parent / "run.log").read_text().split())
-    name = report_name(load_spec(trained_tickets, ("seeds=[0]",)))
-    assert f"tables: ltspec report {trained_tickets} 'seeds=[0]' (writes reports/{name})" in printed
+    spec = write_spec(tmp_path, "sqlite:///unused.db")
+    console = Console(file=io.StringIO(), width=400)
+    console.print(report_hint(spec, load_spec(spec, ("seeds=[0]",))))
+    name = report_name(load_spec(spec, ("seeds=[0]",)))
+    assert console.file.getvalue().strip() == f"ltspec report {spec} 'seeds=[0]' (writes reports/{name})"
 
 
 def test_a_spec_with_no_runs_says_so_and_returns_1(tmp_path):

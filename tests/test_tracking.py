@@ -1,9 +1,7 @@
 """The tracking store under faults: killed while created, half-built, damaged, unreachable; stage runs finished
 exactly once whatever was interrupted. Every test uses a real MLflow store (sqlite, or a closed port)."""
 
-import json
 import os
-import pickle
 import signal
 import socket
 import sqlite3
@@ -214,44 +212,6 @@ def test_finishing_logs_every_metric_once_whatever_an_earlier_attempt_logged(tra
     assert metric_rows(tracker.client, run_id) == EXPECTED_ROWS
     assert run.info.status == "FINISHED" and run.data.tags[LOGGED] == "true"
     assert run.data.params["stage.epochs"] == "3" and run.data.params["train.lr"] == "0.1"
-
-
-KILLED_WHILE_FINISHING = """
-import os, signal, sys, json, pickle
-from ltspec import tracking
-
-stage, record = pickle.loads(bytes.fromhex(sys.argv[3])), json.loads(sys.argv[4])
-tracker = tracking.connect(sys.argv[1], "spec", {})
-real = tracker.client.log_batch
-
-
-def log_batch(run_id, metrics=(), params=(), tags=()):
-    if metrics:  # the final metrics reach the store, then the process dies before the run ends
-        real(run_id, metrics=metrics, params=params, tags=tags)
-        os.kill(os.getpid(), signal.SIGKILL)
-    real(run_id, metrics=metrics, params=params, tags=tags)
-
-
-tracker.client.log_batch = log_batch
-tracking.finish_stage_run(tracker, sys.argv[2], stage, record)
-"""
-
-
-def test_a_kill_between_the_final_metrics_and_the_end_of_the_run_logs_nothing_twice(tracker, tmp_path):
-    run_id = tracking.start_stage(tracker, STAGE, None, [])
-    tracker.client.log_text(run_id, "Traceback: an earlier attempt failed", "error.txt")
-    stage = pickle.dumps(STAGE).hex()
-    killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_FINISHING, uri_of(tmp_path), run_id, stage,
-                             json.dumps(RECORD)], capture_output=True)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
-    assert tracker.client.get_run(run_id).info.status == "RUNNING"
-    resumed = tracking.start_stage(tracker, STAGE, None, tracking.runs_of_stage(tracker, STAGE.key), reused=True)
-    assert resumed == run_id
-    tracking.finish_stage_run(tracker, run_id, STAGE, RECORD)
-    run = tracker.client.get_run(run_id)
-    assert metric_rows(tracker.client, run_id) == EXPECTED_ROWS
-    assert run.info.status == "FINISHED" and run.data.tags[tracking.REUSED] == "false", "computed by this run"
-    assert [item.path for item in tracker.client.list_artifacts(run_id)] == ["layers.json"], "stale error.txt gone"
 
 
 def test_failing_a_run_never_hides_the_error_on_its_way(tracker, tmp_path, caplog):

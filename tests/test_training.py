@@ -229,34 +229,6 @@ def test_after_step_actions_run_once_per_step_between_optimizer_and_scheduler():
     assert all(not torch.equal(before, after) for (_, before), (_, after) in zip(seen, seen[1:]))
 
 
-def test_mask_enforced_after_each_step_keeps_pruned_weights_zero_under_momentum_and_weight_decay():
-    x, y = blobs((8,))
-    model = mlp()
-    weights = [model[0].weight, model[2].weight]
-    masks = [(torch.rand_like(w) > 0.8).float() for w in weights]
-    torch._foreach_mul_([w.data for w in weights], masks)
-
-    def enforce_masks():
-        torch._foreach_mul_([w.data for w in weights], masks)
-
-    pruned_weights_zero_at_forward = []
-    model.register_forward_pre_hook(
-        lambda module, inputs: pruned_weights_zero_at_forward.append(
-            all(torch.all(w[m == 0] == 0) for w, m in zip(weights, masks))
-        )
-    )
-    train(
-        model,
-        batched(x, y, 16),
-        2,
-        (0.1, Sgd(momentum=0.9, weight_decay=5e-4)),
-        after_step=[enforce_masks],
-    )
-    assert len(pruned_weights_zero_at_forward) == 12 and all(pruned_weights_zero_at_forward)
-    assert all(torch.all(w[m == 0] == 0) for w, m in zip(weights, masks))
-    assert all(torch.all(w[m == 1] != 0) for w, m in zip(weights, masks))
-
-
 def test_penalty_gradient_enters_the_step_but_not_the_reported_loss():
     x, y = blobs((8,), n=16)
     lr, strength = 0.1, 0.5

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from conftest import write_spec
-from test_run import SPEC, appears, cli, processes_in
+from conftest import checkpoint_epoch, epochs_logged_since, write_tiny_spec
+from test_run import appears, cli, processes_in
 from ltspec.plan import compile_plan
 from ltspec.runners.local import run_local
 from ltspec.runners.workers import _die_with_parent
@@ -40,7 +40,7 @@ def test_two_workers_give_the_records_masks_and_runs_of_one_at_a_time(tmp_path):
     for workers in (1, 2):
         folder = tmp_path / f"workers{workers}"
         folder.mkdir()
-        loaded = load_spec(write_spec(folder, SPEC, epochs=2, extra_arms=""))
+        loaded = load_spec(write_tiny_spec(folder))
         plan = compile_plan(loaded)
         summary = run_local(loaded, plan, device="cpu", workers=workers)
         assert summary.ok and sorted(summary.ran) == sorted(stage.key for stage in plan.stages)
@@ -57,11 +57,12 @@ def test_two_workers_give_the_records_masks_and_runs_of_one_at_a_time(tmp_path):
 
 @pytest.mark.slow
 def test_a_dead_worker_fails_only_its_stage_and_the_rerun_resumes_it(tmp_path):
-    spec = write_spec(tmp_path, SPEC, epochs=40, extra_arms="")
+    spec = write_tiny_spec(tmp_path, epochs=40)
     plan = compile_plan(load_spec(spec))
     dense = plan.trunks[0].key
     runner = cli(tmp_path, spec, "--workers", "2")
-    assert appears(Store(tmp_path / "store").stage_dir(dense) / "checkpoint.pt", runner)
+    checkpoint = Store(tmp_path / "store").stage_dir(dense) / "checkpoint.pt"
+    assert appears(checkpoint, runner)
     workers = [pid for pid in processes_in(tmp_path, seconds=0) if parent_of(parent_of(pid)) == runner.pid]
     assert len(workers) == 2, f"two workers, children of the fork server: {workers}"
     for pid in workers:  # the OOM killer, say: one ran the dense stage, the other waited
@@ -70,10 +71,14 @@ def test_a_dead_worker_fails_only_its_stage_and_the_rerun_resumes_it(tmp_path):
     assert runner.returncode == 1 and "Traceback" not in output, output
     assert re.search(r"failed:.*its worker process died \(exit code -9", output.replace("\n", " ")), output
     assert f"0 stages ran, 0 were already done, 1 failed, {len(plan.stages) - 1} skipped" in output
-    rerun = cli(tmp_path, spec, "--workers", "2", "--only", "kind=dense")  # the stage that failed, resumed
+    resumed_from, rerun_started = checkpoint_epoch(checkpoint), time.time()
+    rerun = cli(tmp_path, spec, "--only", "kind=dense")  # the stage that failed, resumed (in the runner's process)
     rerun_output = rerun.communicate()[0]
-    assert rerun.returncode == 0 and "1 resuming (dense seed=0 at epoch" in rerun_output, output + rerun_output
+    assert rerun.returncode == 0 and f"1 resuming (dense seed=0 at epoch {resumed_from}" in rerun_output, \
+        output + rerun_output
     assert Store(tmp_path / "store").is_complete(dense)
+    trained = epochs_logged_since(f"sqlite:///{tmp_path}/mlflow.db", "tiny-run", dense, rerun_started)
+    assert trained == list(range(resumed_from + 1, 41)), "the rerun trains on from the checkpoint's epoch"
 
 
 def parent_of(pid: int) -> int:
