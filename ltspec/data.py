@@ -62,22 +62,48 @@ class Split:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset with what a network and a loader need to know about it.
+    """A dataset in memory: its splits, their per-channel mean and std (in the units of x after dividing uint8 by
+    255), and `info`, the facts of its row in `ltspec.datasets` (classes, input shape, whether crops and flips keep
+    the label), which the rest of ltspec reads without loading it. The splits are checked against those facts, so a
+    loader cannot state them a second time, differently."""
 
-    mean and std are per channel, in the units of x after dividing uint8 by 255. augmentable says whether random
-    crops and flips keep the label, as they do for natural images.
-    """
-
-    name: str
+    info: DatasetInfo
     train: Split
     test: Split
     validation: Split | None
-    num_classes: int
-    in_channels: int
-    input_size: int  # image side, or signal length
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    augmentable: bool
+
+    def __post_init__(self) -> None:
+        for split in (self.train, self.test, self.validation):
+            if split is None or not len(split):
+                continue
+            if tuple(split.x.shape[1:]) != self.info.input_shape:
+                raise DatasetError(f"{self.info.name}: examples of shape {tuple(split.x.shape[1:])}, but its entry "
+                                   f"says {self.info.input_shape}")
+            if not 0 <= int(split.y.min()) <= int(split.y.max()) < self.info.num_classes:
+                raise DatasetError(f"{self.info.name}: labels outside 0..{self.info.num_classes - 1}, the classes "
+                                   "its entry says it has")
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def num_classes(self) -> int:
+        return self.info.num_classes
+
+    @property
+    def in_channels(self) -> int:
+        return self.info.in_channels
+
+    @property
+    def input_size(self) -> int:
+        return self.info.input_size
+
+    @property
+    def augmentable(self) -> bool:
+        return self.info.augmentable
 
 
 def load_dataset(
@@ -133,18 +159,8 @@ def load_cifar(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Dat
         download_archive(entry, root, source.tgz_md5)
         train, test = [source(root, train=is_train) for is_train in (True, False)]
     mean, std = _PUBLISHED_STATS[name]
-    return Dataset(
-        name=name,
-        train=_cifar_split(train.data, train.targets),
-        test=_cifar_split(test.data, test.targets),
-        validation=None,
-        num_classes=len(train.classes),
-        in_channels=3,
-        input_size=32,
-        mean=mean,
-        std=std,
-        augmentable=True,
-    )
+    return Dataset(entry, _cifar_split(train.data, train.targets), _cifar_split(test.data, test.targets), None, mean,
+                   std)
 
 
 REACH_TIMEOUT = 5.0  # seconds to wait for a download host (or its proxy) to answer, name lookup included
@@ -252,18 +268,7 @@ def load_tiny_imagenet(entry: DatasetInfo, root: Path, download: bool, seed: int
         )
     train_split = _image_folder_split(train)
     mean, std = _channel_stats(train_split.x)
-    return Dataset(
-        name="tiny-imagenet",
-        train=train_split,
-        test=_image_folder_split(test),
-        validation=None,
-        num_classes=len(train.classes),
-        in_channels=3,
-        input_size=train_split.x.shape[-1],
-        mean=mean,
-        std=std,
-        augmentable=True,
-    )
+    return Dataset(entry, train_split, _image_folder_split(test), None, mean, std)
 
 
 def _image_folder_split(folder) -> Split:
@@ -286,18 +291,7 @@ def load_digits(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Da
     train_x, test_x, train_y, test_y = images[train_index], images[test_index], labels[train_index], labels[test_index]
     train = Split(torch.from_numpy(train_x), torch.from_numpy(train_y).long())
     mean, std = _channel_stats(train.x)
-    return Dataset(
-        name="digits",
-        train=train,
-        test=Split(torch.from_numpy(test_x), torch.from_numpy(test_y).long()),
-        validation=None,
-        num_classes=10,
-        in_channels=1,
-        input_size=8,
-        mean=mean,
-        std=std,
-        augmentable=False,
-    )
+    return Dataset(entry, train, Split(torch.from_numpy(test_x), torch.from_numpy(test_y).long()), None, mean, std)
 
 
 def load_mnist1d(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Dataset:
@@ -316,18 +310,7 @@ def load_mnist1d(entry: DatasetInfo, root: Path, download: bool, seed: int) -> D
         random.setstate(python_state)
     train = _signal_split(generated["x"], generated["y"])
     mean, std = _channel_stats(train.x)
-    return Dataset(
-        name="mnist1d",
-        train=train,
-        test=_signal_split(generated["x_test"], generated["y_test"]),
-        validation=None,
-        num_classes=10,
-        in_channels=1,
-        input_size=train.x.shape[-1],
-        mean=mean,
-        std=std,
-        augmentable=False,
-    )
+    return Dataset(entry, train, _signal_split(generated["x_test"], generated["y_test"]), None, mean, std)
 
 
 def _signal_split(signals: np.ndarray, labels: np.ndarray) -> Split:
@@ -344,8 +327,8 @@ def load_synthetic(entry: DatasetInfo, root: Path, download: bool, seed: int, *,
     see training raise test accuracy. Crops and flips move the pattern, so the dataset is not augmentable.
     """
     shape, sizes, num_classes = synthetic_shape, synthetic_size, synthetic_classes
-    if len(shape) not in (2, 3):
-        raise DatasetError(f"synthetic_shape must be (C, H, W) or (C, L), got {shape}")
+    if len(shape) not in (2, 3) or len(shape) == 3 and shape[1] != shape[2]:
+        raise DatasetError(f"synthetic_shape must be (C, H, W) with H = W or (C, L), got {shape}")
     generator = torch.Generator().manual_seed(_derive_seed(seed, "synthetic"))
     count = sum(sizes)
     y = torch.randint(0, num_classes, (count,), generator=generator)
@@ -356,18 +339,9 @@ def load_synthetic(entry: DatasetInfo, root: Path, download: bool, seed: int, *,
     x = ((signal + noise) / 2).to(torch.uint8)
     train = Split(x[: sizes[0]], y[: sizes[0]])
     mean, std = _channel_stats(train.x)
-    return Dataset(
-        name="synthetic",
-        train=train,
-        test=Split(x[sizes[0] :], y[sizes[0] :]),
-        validation=None,
-        num_classes=num_classes,
-        in_channels=shape[0],
-        input_size=shape[-1],
-        mean=mean,
-        std=std,
-        augmentable=False,
-    )
+    drawn = replace(entry, input_kind="image" if len(shape) == 3 else "signal", in_channels=shape[0],
+                    input_size=shape[-1], num_classes=num_classes)
+    return Dataset(drawn, train, Split(x[sizes[0] :], y[sizes[0] :]), None, mean, std)
 
 
 def load_sample(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Dataset:
@@ -375,7 +349,7 @@ def load_sample(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Da
     read from where it lives (never downloaded: a rehearsal runs offline), normalised as the real one is."""
     real = load_dataset(entry.stand_in_for, root=root, seed=seed)
     train, test = entry.train_size, entry.test_size
-    return replace(real, name=entry.name, train=Split(real.train.x[:train], real.train.y[:train]),
+    return replace(real, info=entry, train=Split(real.train.x[:train], real.train.y[:train]),
                    test=Split(real.test.x[:test], real.test.y[:test]))
 
 
@@ -384,7 +358,7 @@ def load_synthetic_stand_in(entry: DatasetInfo, root: Path, download: bool, seed
     classes, as many as the stand-in's sizes, augmented as the real one would be (crops and flips run on them)."""
     made = load_synthetic(entry, root, download, seed, synthetic_shape=entry.input_shape,
                           synthetic_size=(entry.train_size, entry.test_size), synthetic_classes=entry.num_classes)
-    return replace(made, name=entry.name, augmentable=entry.augmentable)
+    return replace(made, info=entry)
 
 
 def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -13,12 +13,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 from mlflow import MlflowClient
 
 from ltspec.plan import Plan, Stage, compile_plan
 from ltspec.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
+# No deadline on a hypothesis example: a deadline is a timed assertion, and on a loaded 2-core runner with two
+# pytest-xdist workers an example that takes a millisecond alone can take hundreds.
+settings.register_profile("ltspec", deadline=None)
+settings.load_profile("ltspec")
 QUICKSTART = ROOT / "specs" / "quickstart.toml"
 
 
@@ -196,16 +201,20 @@ def checkpoint_epoch(path: Path) -> int:
     return torch.load(path, map_location="cpu", weights_only=True)["epoch"]
 
 
-def epochs_logged_since(uri: str, experiment: str, key: str, since: float) -> list[int]:
-    """The epochs (steps of `train_loss`, repeats kept, in order) that the MLflow run of stage `key` received at or
-    after `since` (a `time.time()`). A stage that checkpoints every epoch (`checkpoint_seconds = 0`) logs each
-    epoch's row as it goes, so after a rerun these are the epochs the rerun trained: a stage resumed from its
-    checkpoint at epoch k logs k+1 onwards, one that started over logs every epoch again."""
+def assert_each_epoch_logged_once(uri: str, experiment: str, key: str, epochs: int, rerun_started: float,
+                                  resumed_from: int) -> None:
+    """The MLflow run of stage `key` holds each of its `epochs` epochs (steps of `train_loss`) once, and the rerun
+    started at `rerun_started` (a `time.time()`) logged the epochs after its checkpoint's `resumed_from` and after
+    the last one the stopped attempt logged: an attempt logs its rows just before each checkpoint, so a stop between
+    the two leaves one epoch logged past the checkpoint, which the rerun trains again but does not log twice."""
     client = MlflowClient(tracking_uri=uri)
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     (run,) = client.search_runs([experiment_id], f"tags.`ltspec.stage_key` = '{key}'")
     rows = client.get_metric_history(run.info.run_id, "train_loss")
-    return sorted(row.step for row in rows if row.timestamp >= since * 1000)
+    before = [row.step for row in rows if row.timestamp < rerun_started * 1000]
+    after = sorted(row.step for row in rows if row.timestamp >= rerun_started * 1000)
+    assert sorted(before + after) == list(range(1, epochs + 1)), f"an epoch missing or logged twice: {before} {after}"
+    assert after == list(range(max(resumed_from, *before, 0) + 1, epochs + 1)), (resumed_from, before, after)
 
 
 def default_signals(command: list[str]) -> list[str]:

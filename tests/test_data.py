@@ -28,6 +28,7 @@ from ltspec import datasets
 from ltspec.data import (
     CROP_PADDING,
     DIGITS,
+    Dataset,
     DatasetError,
     DeviceLoader,
     Split,
@@ -248,7 +249,7 @@ def test_tiny_imagenet_loads_train_and_val_class_folders(tmp_path):
     assert dataset.test.x.shape == (4, 3, 64, 64)
     assert dataset.train.y.tolist() == [0, 0, 0, 1, 1, 1] and dataset.test.y.tolist() == [0, 0, 1, 1]
     assert torch.equal(dataset.train.x[4], torch.from_numpy(train_pixels[("n02", 1)]).permute(2, 0, 1))
-    assert (dataset.num_classes, dataset.input_size, dataset.augmentable) == (2, 64, True)
+    assert (dataset.num_classes, dataset.input_size, dataset.augmentable) == (200, 64, True)  # the entry's facts
     stacked = np.stack(list(train_pixels.values())) / 255
     assert dataset.mean == pytest.approx(tuple(stacked.mean(axis=(0, 1, 2))))
     assert dataset.std == pytest.approx(tuple(stacked.std(axis=(0, 1, 2))))
@@ -538,3 +539,17 @@ def test_the_stratified_split_is_scikit_learns_draw_for_draw(seed, fraction, cou
     expected_train, expected_test = train_test_split(indices, test_size=fraction, stratify=labels, random_state=seed)
     train, test = stratified_split(labels, fraction, seed)
     assert np.array_equal(train, expected_train) and np.array_equal(test, expected_test)
+
+
+def test_a_dataset_states_its_facts_once_in_its_entry_and_its_splits_must_match_them():
+    """Classes, input shape and augmentation come from the dataset's entry (`ltspec.datasets`), never a second time
+    from its loader; splits of another shape, or labels past its classes, are refused."""
+    entry = datasets.info("digits")
+    x, y = torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 1, 2, 9])
+    dataset = Dataset(entry, Split(x, y), Split(x, y), None, (0.5,), (0.3,))
+    assert (dataset.name, dataset.num_classes, dataset.in_channels, dataset.input_size, dataset.augmentable) == \
+        ("digits", 10, 1, 8, False)
+    with pytest.raises(DatasetError, match=r"shape \(1, 8, 9\), but its entry says \(1, 8, 8\)"):
+        Dataset(entry, Split(torch.zeros(4, 1, 8, 9), y), Split(x, y), None, (0.5,), (0.3,))
+    with pytest.raises(DatasetError, match="labels outside 0..9"):
+        Dataset(entry, Split(x, torch.tensor([0, 1, 2, 10])), Split(x, y), None, (0.5,), (0.3,))

@@ -35,9 +35,8 @@ def load_blobs(entry, root, download, seed):
     generator = torch.Generator().manual_seed(seed)
     y = torch.randint(0, entry.num_classes, (192,), generator=generator)
     x = (torch.rand(192, 1, 8, 8, generator=generator) * 100 + y[:, None, None, None] * 40).to(torch.uint8)
-    return Dataset(name=entry.name, train=Split(x[:128], y[:128]), test=Split(x[128:], y[128:]), validation=None,
-                   num_classes=entry.num_classes, in_channels=1, input_size=8, mean=(0.5,), std=(0.3,),
-                   augmentable=False)
+    return Dataset(entry, train=Split(x[:128], y[:128]), test=Split(x[128:], y[128:]), validation=None, mean=(0.5,),
+                   std=(0.3,))
 
 
 BLOBS = DatasetInfo("blobs", "image", 1, 8, 4, augmentable=False, downloadable=False,

@@ -328,9 +328,11 @@ def test_a_stage_job_requeued_at_its_time_limit_then_scancelled_resumes_bit_iden
     SIGTERM, the dense stage keeps its checkpoint and its MLflow run is KILLED, and the requeued attempt continues
     both. scancel then stops it the same way, and the next submission continues them again: every record equals
     an uninterrupted local run's and each epoch is logged once, to one run. (Before the cancel the job is
-    suspended while the reference trains, then resumed and cancelled at once, so that the cancel finds it
-    mid-training however loaded the machine is.)"""
-    dense_only = {"name": "scancel", "epochs": 20, "masks": "", "batch_size": 16}
+    suspended while the reference trains, then resumed, and cancelled as soon as it has trained an epoch more, so
+    that the cancel finds it mid-training however loaded the machine is: cancelled at once, before the node had
+    resumed its processes, the job was killed without its SIGTERM, its run left RUNNING.)"""
+    epochs = 40
+    dense_only = {"name": "scancel", "epochs": epochs, "masks": "", "batch_size": 16}
     spec = spec_in(tmp_path / "slurm", **dense_only)
     loaded = load_spec(spec)
     plan = compile_plan(loaded)
@@ -350,7 +352,7 @@ def test_a_stage_job_requeued_at_its_time_limit_then_scancelled_resumes_bit_iden
                                     f"tags.`{STAGE_KEY}` = '{dense}'")
         assert run.info.status == "KILLED", reason
         reached = status(plan, store).partial[dense]
-        assert 0 < reached < 20, f"{reason}: not mid-training"
+        assert 0 < reached < epochs, f"{reason}: not mid-training"
         return reached
 
     wait_for(lambda: epochs_in_attempt(1) >= 2, "the first attempt's epochs")
@@ -362,7 +364,9 @@ def test_a_stage_job_requeued_at_its_time_limit_then_scancelled_resumes_bit_iden
              "the requeued attempt's first checkpoint")
     subprocess.run(["scontrol", "suspend", job], check=True)
     reference = local_reference(tmp_path / "local", **dense_only)  # while the job is suspended
+    suspended_at = epochs_in_attempt(2)
     subprocess.run(["scontrol", "resume", job], check=True)
+    wait_for(lambda: epochs_in_attempt(2) > suspended_at, "an epoch after the resume")
     subprocess.run(["scancel", job], check=True)
     wait_for(lambda: not queue(), "the cancelled job's end")
     assert stopped("cancelled") > first, "the requeued attempt did not resume from the checkpoint"
@@ -375,7 +379,7 @@ def test_a_stage_job_requeued_at_its_time_limit_then_scancelled_resumes_bit_iden
                                 f"tags.`{STAGE_KEY}` = '{dense}'")
     assert run.info.status == "FINISHED"
     steps = [metric.step for metric in client.get_metric_history(run.info.run_id, "train_loss")]
-    assert sorted(steps) == list(range(1, 21)), "an epoch is missing or was logged twice"
+    assert sorted(steps) == list(range(1, epochs + 1)), "an epoch is missing or was logged twice"
 
 
 @pytest.mark.slow

@@ -11,8 +11,9 @@ from ltspec.cli.shell import OnlyOption, OptionalSpecsArg, RehearseOption, fail,
 
 
 def report(specs: OptionalSpecsArg = None, only: OnlyOption = [],
-           format: Annotated[list[str], typer.Option("--format", "-f", help="File formats: md, tex, csv.")] = [
-               "md", "tex", "csv"],
+           format: Annotated[Optional[list[str]], typer.Option(
+               "--format", "-f", help="A table file format: md, tex or csv (repeat it for several; default: all).")
+           ] = None,
            out: Annotated[Optional[Path], typer.Option(help="Output folder (default: reports/<report name>, the spec's "
                                                             "name, with a suffix for overrides; with several specs, "
                                                             "OUT/<report name>).")] = None,
@@ -26,8 +27,9 @@ def report(specs: OptionalSpecsArg = None, only: OnlyOption = [],
     raise typer.Exit(max(write_reports(loaded, bool(only), format, out, Console())))
 
 
-def write_reports(loaded: list[tuple], only: bool, formats: list[str], out: Path | None, console) -> list[int]:
-    """Each spec's report (of the stages `--only` kept, if `only`); the exit code of each."""
+def write_reports(loaded: list[tuple], only: bool, formats: list[str] | None, out: Path | None,
+                  console) -> list[int]:
+    """Each spec's report (of the stages `--only` kept, if `only`) in `formats` (None: all); the exit code of each."""
     from ltspec.faults import EnvironmentFault
     from ltspec.report import write_report
     from ltspec.report.write import report_name

@@ -78,7 +78,7 @@ def run(specs: OptionalSpecsArg = None, only: OnlyOption = [],
             "checkpoints and the current MLflow run is marked KILLED; run the same command again to resume", err=True)
         raise typer.Exit(exit_code(interrupt)) from None
     if rehearse and (runner != "slurm" or wait):  # submitted Slurm jobs have not run yet
-        ok &= not max(write_reports(loaded_specs, bool(only), ["md", "tex", "csv"], None, console))
+        ok &= not max(write_reports(loaded_specs, bool(only), None, None, console))
     if not ok:
         raise typer.Exit(1)
 

@@ -66,14 +66,15 @@ def report_folder(loaded: LoadedSpec) -> Path:
     return REPORTS / report_name(loaded)
 
 
-def write_report(loaded: LoadedSpec, *, formats: Sequence[str] = ("md", "tex", "csv"), out_dir: Path | None = None,
+def write_report(loaded: LoadedSpec, *, formats: Sequence[str] | None = None, out_dir: Path | None = None,
                  console: Console, only: set[str] | None = None) -> int:
     """Render a loaded spec's report; returns the exit code: 0 written, 1 nothing to report or no tracking store.
 
     Each sweep point is compiled once, on its own (a stage two points share counts in both); the runs are fetched
     for the stages of all of them, or of those in `only` (the stage keys `--only` kept). Raises `ValueError` for
-    an unknown format.
+    an unknown format; `formats` None is every format of `RENDERERS`.
     """
+    formats = tuple(RENDERERS) if formats is None else formats
     unknown = sorted(set(formats) - set(RENDERERS))
     if unknown:
         raise ValueError(f"unknown report format {', '.join(unknown)}; choose from {', '.join(RENDERERS)}")
