@@ -201,15 +201,21 @@ def checkpoint_epoch(path: Path) -> int:
     return torch.load(path, map_location="cpu", weights_only=True)["epoch"]
 
 
-def assert_each_epoch_logged_once(uri: str, experiment: str, key: str, epochs: int, rerun_started: float,
-                                  resumed_from: int) -> None:
-    """The MLflow run of stage `key` holds each of its `epochs` epochs (steps of `train_loss`) once, and the rerun
-    started at `rerun_started` (a `time.time()`) logged the epochs after its checkpoint's `resumed_from` and after
-    the last one the stopped attempt logged: an attempt logs its rows just before each checkpoint, so a stop between
-    the two leaves one epoch logged past the checkpoint, which the rerun trains again but does not log twice."""
+def assert_rerun_resumed(uri: str, experiment: str, key: str, epochs: int, rerun_started: float,
+                         resumed_from: int) -> None:
+    """The rerun started at `rerun_started` (a `time.time()`) trained stage `key` on from its checkpoint's epoch
+    `resumed_from`, as its `resumed_from_epoch` row says (one that started over logs none), and the stage's MLflow run
+    holds each of its `epochs` epochs (steps of `train_loss`) once: the rerun logged the epochs after its checkpoint
+    and after the last one the stopped attempt logged (an attempt logs its rows just before each checkpoint, so a
+    stop between the two leaves one epoch logged past the checkpoint: trained again, not logged twice)."""
+    from ltspec.stages.harness import RESUMED_FROM
+
     client = MlflowClient(tracking_uri=uri)
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     (run,) = client.search_runs([experiment_id], f"tags.`ltspec.stage_key` = '{key}'")
+    resumed = [(row.step, row.value) for row in client.get_metric_history(run.info.run_id, RESUMED_FROM)
+               if row.timestamp >= rerun_started * 1000]
+    assert resumed == [(resumed_from, resumed_from)], f"the rerun did not resume from epoch {resumed_from}: {resumed}"
     rows = client.get_metric_history(run.info.run_id, "train_loss")
     before = [row.step for row in rows if row.timestamp < rerun_started * 1000]
     after = sorted(row.step for row in rows if row.timestamp >= rerun_started * 1000)

@@ -20,8 +20,8 @@ from mlflow import MlflowClient
 from ray.cluster_utils import Cluster
 from rich.console import Console
 
-from conftest import (assert_each_epoch_logged_once, checkpoint_epoch, children_get_default_signals, default_signals,
-                      ltspec, write_tiny_spec)
+from conftest import (assert_rerun_resumed, checkpoint_epoch, children_get_default_signals, default_signals, ltspec,
+                      write_tiny_spec)
 from ltspec.plan import compile_plan
 from ltspec.report import write_report
 from ltspec.runners.local import run_local
@@ -214,7 +214,7 @@ def test_sigterm_cancels_the_tasks_on_both_nodes_and_the_rerun_resumes_to_identi
     resumed = run_ray(load_spec(spec), plan, console=quiet())
     assert resumed.ok
     for key, epoch in resumed_from.items():  # each dense run trains on from its checkpoint's epoch
-        assert_each_epoch_logged_once(mlflow_server, "stopped", key, DENSE_EPOCHS, rerun_started, epoch)
+        assert_rerun_resumed(mlflow_server, "stopped", key, DENSE_EPOCHS, rerun_started, epoch)
     assert final_metrics(spec) == final_metrics(reference)
     runs = stage_runs(mlflow_server, "stopped")
     assert sorted(run.data.tags[STAGE_KEY] for run in runs) == sorted(stage.key for stage in plan.stages)

@@ -14,8 +14,7 @@ import torch
 from mlflow import MlflowClient
 from rich.console import Console
 
-from conftest import (THREE_ARMS, assert_each_epoch_logged_once, checkpoint_epoch, default_signals, ltspec,
-                      write_tiny_spec)
+from conftest import THREE_ARMS, assert_rerun_resumed, checkpoint_epoch, default_signals, ltspec, write_tiny_spec
 from ltspec import tracking
 from ltspec.kinds.base import canonical
 from ltspec.plan import compile_plan
@@ -196,7 +195,7 @@ def test_a_sigkill_mid_stage_takes_the_workers_along_and_the_rerun_resumes_to_id
     resumed_from, rerun_started = checkpoint_epoch(checkpoint), time.time()
     resumed = cli(tmp_path, spec)
     assert resumed.wait() == 0, resumed.stdout.read()
-    assert_each_epoch_logged_once(uri(tmp_path), "tiny-run", dense, 8, rerun_started, resumed_from)
+    assert_rerun_resumed(uri(tmp_path), "tiny-run", dense, 8, rerun_started, resumed_from)
     assert final_metrics(tmp_path, spec) == final_metrics(*uninterrupted)
     keys = [run.data.tags[STAGE_KEY] for run in stage_runs(tmp_path)]
     assert len(keys) == len(set(keys)) == len(plan.stages), "a stage was logged twice"
@@ -300,7 +299,7 @@ def test_sigterm_stops_like_ctrl_c_and_the_rerun_resumes_to_identical_results(tm
     resumed_from, rerun_started = checkpoint_epoch(checkpoint), time.time()
     resumed = cli(tmp_path, spec)
     assert resumed.wait() == 0, resumed.stdout.read()
-    assert_each_epoch_logged_once(uri(tmp_path), "tiny-run", key, 8, rerun_started, resumed_from)
+    assert_rerun_resumed(uri(tmp_path), "tiny-run", key, 8, rerun_started, resumed_from)
     assert final_metrics(tmp_path, spec) == final_metrics(*uninterrupted)
     runs = stage_runs(tmp_path)
     assert sorted(run.data.tags[STAGE_KEY] for run in runs) == sorted(stage.key for stage in plan.stages)

@@ -39,6 +39,7 @@ from ltspec.runners.slurm import (PREFIX, Queued, Request, SlurmError, StageStat
 from ltspec.spec import load_spec
 from ltspec.spec.models import Resources
 from ltspec.store import Store
+from ltspec.stages.harness import RESUMED_FROM
 from ltspec.tracking import ATTEMPT, STAGE_KEY
 from services import Unavailable, free_port, postgres, slurm_cluster
 
@@ -369,7 +370,8 @@ def test_a_stage_job_requeued_at_its_time_limit_then_scancelled_resumes_bit_iden
     wait_for(lambda: epochs_in_attempt(2) > suspended_at, "an epoch after the resume")
     subprocess.run(["scancel", job], check=True)
     wait_for(lambda: not queue(), "the cancelled job's end")
-    assert stopped("cancelled") > first, "the requeued attempt did not resume from the checkpoint"
+    cancelled = stopped("cancelled")
+    assert cancelled > first, "the requeued attempt trained no epoch"
 
     second = submit(loaded, plan, device="cpu", console=quiet())
     assert sorted(key for keys in second.jobs.values() for key in keys) == sorted(s.key for s in plan.stages)
@@ -380,6 +382,8 @@ def test_a_stage_job_requeued_at_its_time_limit_then_scancelled_resumes_bit_iden
     assert run.info.status == "FINISHED"
     steps = [metric.step for metric in client.get_metric_history(run.info.run_id, "train_loss")]
     assert sorted(steps) == list(range(1, epochs + 1)), "an epoch is missing or was logged twice"
+    resumed = sorted(metric.step for metric in client.get_metric_history(run.info.run_id, RESUMED_FROM))
+    assert resumed == [first, cancelled], "each attempt after a stop trains on from its checkpoint's epoch"
 
 
 @pytest.mark.slow

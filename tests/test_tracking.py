@@ -226,8 +226,10 @@ def test_failing_a_run_never_hides_the_error_on_its_way(tracker, tmp_path, caplo
 
 def test_a_continued_run_logs_only_the_epochs_it_does_not_hold(tracker, tmp_path):
     """An attempt died after logging epochs 1-2 but before its checkpoint had them (its write was in flight): the
-    next attempt trains them again from an older checkpoint and must not log them a second time."""
+    next attempt trains them again from an older checkpoint and must not log them a second time, though the first
+    row it logs names another metric (the checkpoint's epoch it resumed from)."""
     from ltspec.stages import Context
+    from ltspec.stages.harness import RESUMED_FROM
     from ltspec.stages.mlflow_run import StageRun
     from ltspec.store import Store
 
@@ -240,7 +242,8 @@ def test_a_continued_run_logs_only_the_epochs_it_does_not_hold(tracker, tmp_path
     run = StageRun(STAGE, ctx)
     run.start()
     assert run.run_id == dead, "the dead attempt's run is continued"
-    run.log_epochs(rows[:1])
+    run.log_epochs([(1, {RESUMED_FROM: 1.0})])
     run.log_epochs(rows[1:])
     logged = metric_rows(tracker.client, dead)
-    assert logged == sorted((name, epoch) for epoch in (1, 2, 3) for name in ("train_loss", "test_accuracy"))
+    assert logged == sorted([(RESUMED_FROM, 1)] + [(name, epoch) for epoch in (1, 2, 3)
+                                                   for name in ("train_loss", "test_accuracy")])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from conftest import assert_each_epoch_logged_once, checkpoint_epoch, write_tiny_spec
+from conftest import assert_rerun_resumed, checkpoint_epoch, write_tiny_spec
 from test_run import appears, cli, processes_in
 from ltspec.plan import compile_plan
 from ltspec.runners.local import run_local
@@ -77,8 +77,7 @@ def test_a_dead_worker_fails_only_its_stage_and_the_rerun_resumes_it(tmp_path):
     assert rerun.returncode == 0 and f"1 resuming (dense seed=0 at epoch {resumed_from}" in rerun_output, \
         output + rerun_output
     assert Store(tmp_path / "store").is_complete(dense)
-    assert_each_epoch_logged_once(f"sqlite:///{tmp_path}/mlflow.db", "tiny-run", dense, 40, rerun_started,
-                                  resumed_from)
+    assert_rerun_resumed(f"sqlite:///{tmp_path}/mlflow.db", "tiny-run", dense, 40, rerun_started, resumed_from)
 
 
 def parent_of(pid: int) -> int:

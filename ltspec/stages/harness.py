@@ -47,11 +47,16 @@ class StoreCheckpoints:
         self.policy.stop(keep_latest=kind is not None)
 
 
+RESUMED_FROM = "resumed_from_epoch"  # a metric: the epoch of the checkpoint an attempt trained on from
+
+
 class EpochLog(Hook):
     """Epoch metrics to MLflow, in batches: pending rows go out just before a checkpoint is written (`flush`, at
     most once per `storage.checkpoint_seconds`); the rest go with the stage's final metrics, in the one batch that
     closes its run (`StageRun.finish`). The count logged is checkpointed with them, so a resumed stage logs each
-    epoch exactly once."""
+    epoch exactly once. An attempt that resumes from a checkpoint says so first: `resumed_from_epoch` = k at
+    step k, so that the run shows where each preemption's attempt took over (and a test can tell a resumed stage
+    from one that started over, whose rows would be the same)."""
 
     name = "epoch_log"
 
@@ -59,6 +64,11 @@ class EpochLog(Hook):
         self.log = log
         self.rows: list = []
         self.logged = 0
+        self.resumed_from = 0
+
+    def begin(self) -> None:
+        if self.resumed_from:
+            self.log([(self.resumed_from, {RESUMED_FROM: float(self.resumed_from)})])
 
     def end_epoch(self, epoch: int, values: dict[str, float]) -> None:
         self.rows.append((epoch, values))
@@ -68,6 +78,7 @@ class EpochLog(Hook):
 
     def load_state_dict(self, state: dict) -> None:
         self.rows, self.logged = [(e, v) for e, v in state["rows"]], state["logged"]
+        self.resumed_from = int(self.rows[-1][0]) if self.rows else 0
 
     def flush(self) -> None:
         self.log(self.rows[self.logged:])

@@ -55,9 +55,9 @@ class StageRun:
         """Log epoch rows; to a run continued from a dead attempt, only what it does not hold yet (the attempt may
         have logged epochs after its last checkpoint, which this one trains again)."""
         if self.run_id is not None and not self.fresh and rows:
-            if self.held is None:  # asked once: whatever this attempt logs itself, it knows
+            if self.held is None:  # asked once, for every metric the run has (later rows may name others)
                 run = self.ctx.tracker.client.get_run(self.run_id)
-                self.held = tracking.held(self.ctx.tracker, run, {name for _, row in rows for name in row})
+                self.held = tracking.held(self.ctx.tracker, run, set(run.data.metrics))
             rows = tracking.without(rows, self.held)
         if self.run_id is not None and rows:
             tracking.log_metrics(self.ctx.tracker, self.run_id, rows)
