@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from rich.console import Console
 from torch import nn
 
-from conftest import QUICKSTART, default_signals, write_spec
+from conftest import QUICKSTART, default_signals, write_spec, write_tiny_spec
 from ltspec.interpolation import error_barrier, interpolate, recompute_batch_norm
 from ltspec.kinds import interpolate as interpolate_kind
 from ltspec.kinds import train
@@ -488,43 +488,16 @@ def test_the_report_writes_the_four_layouts(analyses_run):
     assert "—" not in (out / "instability-imp.md").read_text()
 
 
-KILLED_SPEC = """\
-name = "killed-copy"
-seeds = [0]
-
-[data]
-dataset = "digits"
-batch_size = 256
-
-[model]
-arch = "mlp"
-
-[train]
-epochs = 1
-lr = 0.05
-
-[masks.oneshot]
-kind = "oneshot"
-sparsities = [0.5]
-
-[arms]
-lottery = {{ start = "init", epochs = 30 }}
-
-[instability]
-arms = ["lottery"]
-
-[tracking]
-uri = "sqlite:///{folder}/mlflow.db"
-
-[storage]
-root = "{folder}/store"
-checkpoint_seconds = 0
-"""
+# The tiny spec: one oneshot mask whose lottery arm trains 30 epochs, and that arm's instability (a copy)
+KILLED = {"name": "killed-copy", "batch_size": 256, "augmentation": "none", "epochs": 1, "train": "",
+          "masks": '[masks.oneshot]\nkind = "oneshot"\nsparsities = [0.5]\n',
+          "arms": 'lottery = { start = "init", epochs = 30 }', "measure": "",
+          "resources": '[instability]\narms = ["lottery"]\n'}
 
 
 @pytest.mark.slow
 def test_a_copy_killed_mid_training_resumes_to_the_result_of_an_uninterrupted_run(tmp_path):
-    spec = write_spec(tmp_path, KILLED_SPEC)
+    spec = write_tiny_spec(tmp_path, **KILLED)
     plan = compile_plan(load_spec(spec))
     copy = next(stage for stage in plan.stages if stage.labels.get("copy"))
     store = Store(tmp_path / "store")

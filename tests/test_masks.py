@@ -302,21 +302,9 @@ def test_gradual_snapshots_are_the_masks_at_the_target_after_each_epoch_and_resu
     assert resumed_hook.snapshots == whole_hook.snapshots
 
 
-NEW_GENERATORS_SPEC = """\
-name = "new-generators"
-seeds = [0]
-
-[data]
-dataset = "digits"
-batch_size = 256
-
-[model]
-arch = "mlp"
-
-[train]
-epochs = 2
-lr = 0.05
-
+# The tiny spec with SNIP, SynFlow, magnitude-at-init and GMP masks, the three arms and one R_p pair
+NEW_GENERATORS = {"name": "new-generators", "batch_size": 256, "augmentation": "none", "train": "",
+                  "masks": """\
 [masks.snip]
 kind = "snip"
 sparsities = [0.5]
@@ -340,21 +328,7 @@ epochs = 2
 end_epoch = 1
 frequency = 2
 
-[arms]
-lottery = {{ start = "init" }}
-reinit = {{ start = "reinit" }}
-finetune = {{ start = "trained" }}
-
-[measure]
-p = [0.2]
-pairs = [["init*mask", "finetune"]]
-
-[tracking]
-uri = "sqlite:///{folder}/mlflow.db"
-
-[storage]
-root = "{folder}/store"
-"""
+""", "measure": 'p = [0.2]\npairs = [["init*mask", "finetune"]]'}
 
 
 @pytest.mark.slow
@@ -369,9 +343,9 @@ def test_the_new_generators_run_end_to_end_and_appear_in_the_report(tmp_path):
     from ltspec.stages import Context
     from ltspec.store import Store
 
-    from conftest import write_spec
+    from conftest import write_tiny_spec
 
-    path = write_spec(tmp_path, NEW_GENERATORS_SPEC)
+    path = write_tiny_spec(tmp_path, **NEW_GENERATORS)
     loaded = load_spec(path)
     plan = compile_plan(loaded)
     summary = run_local(loaded, plan, device="cpu", console=Console(quiet=True))
