@@ -533,39 +533,19 @@ def test_the_plan_tree_shows_every_stage_of_the_analyses_once():
     assert all(text.count(stage.key[:10]) == 1 for stage in plan.stages)
 
 
-GRADUAL_SPEC = """\
-name = "gradual-run"
-seeds = [0]
-
-[data]
-dataset = "digits"
-batch_size = 256
-
-[model]
-arch = "mlp"
-
-[train]
-epochs = 1
-lr = 0.05
-
-[masks.gmp]
-kind = "gradual"
-sparsities = [0.5]
-epochs = 2
-frequency = 2
-{overlap}
-[storage]
-root = "{folder}/store"
-"""
+# The tiny spec with one GMP mask and no arms, without and with the comparison of its consecutive updates
+GRADUAL = {"name": "gradual-run", "batch_size": 256, "augmentation": "none", "epochs": 1, "train": "",
+           "masks": '[masks.gmp]\nkind = "gradual"\nsparsities = [0.5]\nepochs = 2\nfrequency = 2\n', "arms": "",
+           "measure": ""}
 
 
 @pytest.mark.slow
 def test_a_gradual_run_made_without_snapshots_fails_its_comparison_with_the_folder_to_delete(tmp_path):
     quiet = Console(file=io.StringIO())
-    first = load_spec(write_spec(tmp_path, GRADUAL_SPEC, "first.toml", overlap=""))
+    first = load_spec(write_tiny_spec(tmp_path, "first.toml", **GRADUAL))
     assert run_local(first, compile_plan(first), device="cpu", track=False, console=quiet).ok
-    second = load_spec(write_spec(tmp_path, GRADUAL_SPEC, "second.toml",
-                                  overlap='\n[mask_overlap]\ncompare = ["rounds"]\n'))
+    second = load_spec(write_tiny_spec(tmp_path, "second.toml", **GRADUAL,
+                                       resources='[mask_overlap]\ncompare = ["rounds"]\n'))
     plan = compile_plan(second)
     summary = run_local(second, plan, device="cpu", track=False, console=quiet)
     mask = next(stage for stage in plan.stages if stage.kind.name == "mask")
