@@ -52,8 +52,11 @@ def seeds_note(table: Table) -> str:
     return f"mean ± one std over n = {n} seed{'s' * (counts[-1] != 1)}"
 
 
-def figure_legend(figure, axes, title: str) -> None:
-    """One legend for the whole figure, below the panels, each label once, titled by what the bands mean."""
+def finish(figure, axes, ylabel: str, title: str):
+    """How every figure of panels ends: `ylabel` on the first panel of each row, and one legend for the whole
+    figure, below the panels, each label once, titled by what the bands mean."""
+    for row in axes:
+        row[0].set_ylabel(ylabel)
     found: dict[str, object] = {}
     for axis in axes.flat:
         for handle, label in zip(*axis.get_legend_handles_labels()):
@@ -62,6 +65,7 @@ def figure_legend(figure, axes, title: str) -> None:
         columns = max(1, min(len(found), int(figure.get_figwidth() / LEGEND_ENTRY_INCHES)))
         figure.legend(list(found.values()), list(found), loc="outside lower center", ncols=columns,
                       fontsize="small", title=title, title_fontsize="small")
+    return figure
 
 
 def series(table: Table, index: int) -> tuple[list[float], list[float], list[float]]:
@@ -100,10 +104,7 @@ def lines_by(xlabel: str, ylabel: str, x_scale: float = 100.0):
                                   [scale * (m + s) for m, s in zip(mean, std)], color=color[column.name], alpha=0.2)
             axis.set_title(fill(point, 40), fontsize="small")
             axis.set_xlabel(xlabel)
-        for row in axes:
-            row[0].set_ylabel(ylabel)
-        figure_legend(figure, axes, f"lines and bands: {seeds_note(table)}")
-        return figure
+        return finish(figure, axes, ylabel, f"lines and bands: {seeds_note(table)}")
 
     return draw
 
@@ -128,10 +129,7 @@ def paths(table: Table):
                               color=color[group], alpha=0.2)
         axis.set_title(fill(f"{column.point} {column.name}".strip(), 40), fontsize="small")
         axis.set_xlabel("α")
-    for row in axes:
-        row[0].set_ylabel("test error (%)")
-    figure_legend(figure, axes, f"sparsity; bands: {seeds_note(table)}")
-    return figure
+    return finish(figure, axes, "test error (%)", f"sparsity; bands: {seeds_note(table)}")
 
 
 def matrices(table: Table):
@@ -187,10 +185,7 @@ def rp_vs_p(table: Table):
         axis.set_xticks(ps)
         axis.set_title(fill(point, 40), fontsize="small")
         axis.set_xlabel("p")
-    for row in axes:
-        row[0].set_ylabel("$R_p$")
-    figure_legend(figure, axes, f"error bars: {seeds_note(table)}")
-    return figure
+    return finish(figure, axes, "$R_p$", f"error bars: {seeds_note(table)}")
 
 
 def rp_bars(table: Table):
@@ -215,11 +210,9 @@ def rp_bars(table: Table):
             axis.set_xticks(range(len(rows)), [row.index[0] for row in rows], fontsize="x-small")
             axis.set_ylim(0, 1.02)
             axis.set_title(f"{point} p={p}".strip(), fontsize="small")
-        axes_row[0].set_ylabel("$R_p$")
     for axis in axes[-1]:
         axis.set_xlabel("sparsity")
-    figure_legend(figure, axes, f"error bars: {seeds_note(table)}")
-    return figure
+    return finish(figure, axes, "$R_p$", f"error bars: {seeds_note(table)}")
 
 
 DRAWERS = {
