@@ -23,8 +23,9 @@ class Hook:
         """A term added to the loss at every step (its gradient enters the step; the reported loss excludes it)."""
         raise NotImplementedError
 
-    def begin(self) -> None:
-        """Run once before the first step of training, fresh or resumed (then after `load_state_dict`)."""
+    def begin(self, epoch: int) -> None:
+        """Run once before the first step of training: `epoch` 0 when fresh, else the checkpoint's epoch it resumes
+        from (then after `load_state_dict`)."""
 
     def after_step(self) -> None:
         """Run after every optimizer step, before the scheduler step: it sees the weights the step wrote."""

@@ -201,7 +201,7 @@ def fit(model: nn.Module, train: Callable[[int], Iterator[tuple[Tensor, Tensor]]
             hook.load_state_dict(resumed["hooks"][hook.name])
         history, start = [(e, v) for e, v in resumed["history"]], resumed["epoch"]
     for hook in hooks:
-        hook.begin()
+        hook.begin(start)
 
     result = None
     for epoch in range(start, total):

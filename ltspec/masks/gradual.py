@@ -68,8 +68,8 @@ class GradualPruning(Hook):
         progress = min(1.0, max(0, step - self.start_step) / max(1, self.end_step - self.start_step))
         return self.sparsity + (self.initial - self.sparsity) * (1.0 - progress) ** 3
 
-    def begin(self) -> None:
-        if self.steps == 0:  # a fresh run (a resumed one is past step 0, its mask restored)
+    def begin(self, epoch: int) -> None:
+        if epoch == 0:  # a fresh run (a resumed one has its mask restored)
             self._snapshot(0)
             self._prune_if_due()
 

@@ -64,11 +64,10 @@ class EpochLog(Hook):
         self.log = log
         self.rows: list = []
         self.logged = 0
-        self.resumed_from = 0
 
-    def begin(self) -> None:
-        if self.resumed_from:
-            self.log([(self.resumed_from, {RESUMED_FROM: float(self.resumed_from)})])
+    def begin(self, epoch: int) -> None:
+        if epoch:
+            self.log([(epoch, {RESUMED_FROM: float(epoch)})])
 
     def end_epoch(self, epoch: int, values: dict[str, float]) -> None:
         self.rows.append((epoch, values))
@@ -78,7 +77,6 @@ class EpochLog(Hook):
 
     def load_state_dict(self, state: dict) -> None:
         self.rows, self.logged = [(e, v) for e, v in state["rows"]], state["logged"]
-        self.resumed_from = int(self.rows[-1][0]) if self.rows else 0
 
     def flush(self) -> None:
         self.log(self.rows[self.logged:])
