@@ -15,7 +15,8 @@ import time
 
 import torch
 
-from ltspec.data import DeviceLoader, Split
+from ltspec.data import Split
+from ltspec.loader import DeviceLoader
 from ltspec.nets import build_model, prunable_tensors
 from ltspec.pruning import magnitude_mask
 from ltspec.recipe import Sgd, StepSchedule

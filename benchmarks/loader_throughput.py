@@ -16,7 +16,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
-from ltspec.data import CROP_PADDING, DeviceLoader, Split, load_dataset
+from ltspec.data import Split, load_dataset
+from ltspec.loader import CROP_PADDING, DeviceLoader
 
 
 class PilImages(torch.utils.data.Dataset):

@@ -1,13 +1,12 @@
-"""Datasets held in memory, and a loader that serves them from the device.
+"""Datasets held in memory: each loader reads or makes one dataset and returns its splits as tensors.
 
-With the small networks of the paper (VGG-11, ResNet-20, MobileNet-V2 on CIFAR) a GPU waits on the input pipeline
-when images are decoded, cropped, flipped and collated on the host one at a time. Here a split is a pair of tensors
-that moves to the device once, as uint8; each epoch draws its shuffle and its crops and flips from a generator
-seeded by (seed, epoch), so any epoch replays exactly after a restart; and the augmentation is a handful of batched
-tensor ops with the same distribution as torchvision's `RandomCrop(32, padding=4)` + `RandomHorizontalFlip()`.
+A split is a pair of tensors, uint8 images or float signals with int64 labels, that the device loader
+(`ltspec.loader`) moves to the device once. Everything here that draws at random (the validation subset, the digits
+train/test split, the synthetic inputs) draws from a generator seeded by the data seed and the purpose
+(`derive_seed`), so that every run given the same data seed sees the same examples.
 
-torchvision, scikit-learn and mnist1d are imported inside the loaders that need them, so that importing this module
-costs no more than importing torch.
+torchvision, scikit-learn and mnist1d are imported inside the loaders that need them, and the network only when a
+download is asked for (`ltspec.download`), so that importing this module costs no more than importing torch.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import hashlib
 import importlib
 import math
 import random
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,8 +24,6 @@ import torch.nn.functional as F
 
 from ltspec import datasets
 from ltspec.datasets import DatasetInfo
-
-CROP_PADDING = 4  # pixels of zeros around each image before the random crop, as in the paper's CIFAR recipe
 
 # Per-channel pixel mean and standard deviation of the training images, in [0, 1] units. CIFAR's are the
 # standard values; some code uses std 0.2023/0.1994/0.2010 (a mean of per-image stds), these are the pixel stds.
@@ -156,88 +152,13 @@ def load_cifar(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Dat
                 f"in the spec to fetch it there (about 170 MB), or put the extracted python version of the dataset "
                 f"(the folder {source.base_folder}/ from {source.filename}) under {root}."
             ) from error
+        from ltspec.download import download_archive
+
         download_archive(entry, root, source.tgz_md5)
         train, test = [source(root, train=is_train) for is_train in (True, False)]
     mean, std = _PUBLISHED_STATS[name]
     return Dataset(entry, _cifar_split(train.data, train.targets), _cifar_split(test.data, test.targets), None, mean,
                    std)
-
-
-REACH_TIMEOUT = 5.0  # seconds to wait for a download host (or its proxy) to answer, name lookup included
-
-
-def unreachable(url: str, timeout: float = REACH_TIMEOUT) -> str | None:
-    """Why a download from `url` cannot start, or None: a TCP connection to its host, or to the proxy that urllib
-    (which downloads) would go through, must open within `timeout` seconds. The name lookup runs in a thread, since
-    the system resolver has no timeout of its own."""
-    import socket
-    import threading
-    import urllib.parse
-    import urllib.request
-
-    parts = urllib.parse.urlsplit(url)
-    host, port, what = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80), parts.hostname
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    if proxy and not urllib.request.proxy_bypass(host):
-        through = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        host, port = through.hostname or "", through.port or 80
-        what = f"the proxy {host}:{port} (for {parts.hostname})"
-    outcome: list[str | None] = []
-
-    def connect() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            outcome.append(None)
-        except OSError as error:
-            outcome.append(error.strerror or str(error) or type(error).__name__)
-
-    thread = threading.Thread(target=connect, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if not outcome:
-        return f"{what} did not answer within {timeout:g} s"
-    return None if outcome[0] is None else f"{what} cannot be reached ({outcome[0]})"
-
-
-def cannot_download(entry: DatasetInfo, root: Path, reason: str) -> str:
-    """The one paragraph for a dataset that is not in `root` and that `download = true` cannot fetch."""
-    folder = root.absolute()
-    return (f"{entry.name} is not in {folder} and cannot be downloaded: {reason}. To run without the network, fetch "
-            f"{entry.download_url} on a machine that can, extract it into {folder}, and set data.download = false "
-            f"in the spec.")
-
-
-def download_archive(entry: DatasetInfo, root: Path, md5: str) -> None:
-    """Fetch the entry's archive, check its md5 and extract it into `root`, all or nothing: everything happens in a
-    temporary folder beside `root` (on its file system), whose files are renamed into `root` only once the archive
-    is complete and unpacked, so that a failed download (no network, a wrong file, Ctrl-C) leaves nothing behind,
-    not even an empty `root`."""
-    import os
-    import shutil
-    import tempfile
-
-    from torchvision.datasets.utils import download_and_extract_archive
-
-    if entry.download_url is None:
-        raise DatasetError(f"{entry.name} names no URL to download it from")
-    near = next(folder for folder in (root, *root.parents) if folder.exists())
-    staging = None
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}-download-", dir=near))
-        download_and_extract_archive(entry.download_url, str(staging), md5=md5, remove_finished=True)
-        root.mkdir(parents=True, exist_ok=True)
-        for extracted in sorted(staging.rglob("*")):  # each folder before what it holds
-            target = root / extracted.relative_to(staging)
-            if extracted.is_dir():
-                target.mkdir(exist_ok=True)
-            else:
-                os.replace(extracted, target)
-    except (OSError, RuntimeError) as error:  # urllib's URLError is an OSError; a wrong md5, a RuntimeError
-        reason = getattr(error, "reason", None) or error
-        raise DatasetError(cannot_download(entry, root, f"fetching it failed ({reason})")) from None
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _cifar_split(images: np.ndarray, labels: list[int]) -> Split:
@@ -287,7 +208,7 @@ def load_digits(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Da
     with np.load(DIGITS) as stored:
         raw, labels = stored["images"], stored["labels"].astype(np.int64)
     images = np.round(raw * (255 / 16)).astype(np.uint8)[:, None]  # pixel values 0..16 -> 0..255
-    train_index, test_index = stratified_split(labels, 0.2, _derive_seed(seed, "digits") % 2**32)
+    train_index, test_index = stratified_split(labels, 0.2, derive_seed(seed, "digits") % 2**32)
     train_x, test_x, train_y, test_y = images[train_index], images[test_index], labels[train_index], labels[test_index]
     train = Split(torch.from_numpy(train_x), torch.from_numpy(train_y).long())
     mean, std = _channel_stats(train.x)
@@ -329,7 +250,7 @@ def load_synthetic(entry: DatasetInfo, root: Path, download: bool, seed: int, *,
     shape, sizes, num_classes = synthetic_shape, synthetic_size, synthetic_classes
     if len(shape) not in (2, 3) or len(shape) == 3 and shape[1] != shape[2]:
         raise DatasetError(f"synthetic_shape must be (C, H, W) with H = W or (C, L), got {shape}")
-    generator = torch.Generator().manual_seed(_derive_seed(seed, "synthetic"))
+    generator = torch.Generator().manual_seed(derive_seed(seed, "synthetic"))
     count = sum(sizes)
     y = torch.randint(0, num_classes, (count,), generator=generator)
     coarse = [min(side, 4) for side in shape[1:]]
@@ -383,7 +304,7 @@ def _carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, 
     count = round(len(train) * fraction)
     if not 0 < count < len(train):
         raise DatasetError(f"validation_split = {fraction} leaves {count} of {len(train)} training samples")
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(_derive_seed(seed, "validation")))
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(derive_seed(seed, "validation")))
     kept, held_out = order[count:], order[:count]
     return Split(train.x[kept], train.y[kept]), Split(train.x[held_out], train.y[held_out])
 
@@ -424,95 +345,7 @@ def _approximate_mode(counts: np.ndarray, draws: int, rng: np.random.RandomState
     return floored.astype(int)
 
 
-def _derive_seed(seed: int, *purpose: object) -> int:
+def derive_seed(seed: int, *purpose: object) -> int:
     """A 63-bit seed for one purpose, so that streams drawn for different purposes or epochs are unrelated."""
     digest = hashlib.sha256(":".join(str(part) for part in (int(seed), *purpose)).encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
-
-
-def crop_and_flip(
-    images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor, padding: int = CROP_PADDING
-) -> torch.Tensor:
-    """Crop each image of a batch at (top, left) of its zero-padded copy, then mirror those whose flip is set.
-
-    For the same draws this is exactly torchvision's RandomCrop(side, padding) followed by RandomHorizontalFlip()
-    on the raw image: zeros are padded in pixel space, before any normalisation. It is one gather over the batch,
-    with no loop over images. top and left are in [0, 2 * padding].
-    """
-    batch, channels, height, width = images.shape
-    padded = F.pad(images, (padding, padding, padding, padding))
-    rows = top[:, None] + torch.arange(height, device=images.device)
-    columns = torch.arange(width, device=images.device)
-    columns = torch.where(flip[:, None], columns.flip(0), columns) + left[:, None]
-    index = rows[:, :, None] * (width + 2 * padding) + columns[:, None, :]
-    index = index.view(batch, 1, height * width).expand(batch, channels, height * width)
-    return padded.flatten(2).gather(2, index).view(batch, channels, height, width)
-
-
-class DeviceLoader:
-    """Serves one split from the device in seeded, replayable epochs.
-
-    The split moves to the device once. epoch(e) draws the whole epoch's permutation and augmentation up front from
-    a generator seeded by (seed, e), so epoch e gives the same batches whenever it is asked for, as a run resumed
-    after a crash needs. Batches come out as normalised float32 inputs and int64 labels, with no host sync.
-    """
-
-    def __init__(
-        self,
-        split: Split,
-        *,
-        batch_size: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-        augment: bool,
-        shuffle: bool,
-        seed: int,
-        device: torch.device | str = "cpu",
-        drop_last: bool = False,
-        channels_last: bool = False,
-    ) -> None:
-        if (augment or channels_last) and split.x.dim() != 4:
-            raise ValueError(f"augment and channels_last need (N, C, H, W) images, got shape {tuple(split.x.shape)}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        self.device = torch.device(device)
-        self.x = split.x.to(self.device)
-        self.y = split.y.to(self.device)
-        self.batch_size = batch_size
-        self.augment = augment
-        self.shuffle = shuffle
-        self.seed = seed
-        self.drop_last = drop_last
-        self.channels_last = channels_last
-        # (x / unit - mean) / std as a multiply and an add: x * scale + shift.
-        unit = 255.0 if self.x.dtype == torch.uint8 else 1.0
-        per_channel = (1, -1) + (1,) * (self.x.dim() - 2)
-        mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device).view(per_channel)
-        std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(per_channel)
-        self.scale = 1.0 / (unit * std_t)
-        self.shift = -mean_t / std_t
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return len(self.y) // self.batch_size
-        return math.ceil(len(self.y) / self.batch_size)
-
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        count = len(self.y)
-        generator = torch.Generator(device=self.device).manual_seed(_derive_seed(self.seed, "epoch", epoch))
-        if self.shuffle:
-            order = torch.randperm(count, generator=generator, device=self.device)
-        else:
-            order = torch.arange(count, device=self.device)
-        if self.augment:
-            top, left = torch.randint(0, 2 * CROP_PADDING + 1, (2, count), generator=generator, device=self.device)
-            flip = torch.rand(count, generator=generator, device=self.device) < 0.5
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            positions = slice(start, start + self.batch_size)
-            x = self.x[order[positions]]
-            if self.augment:
-                x = crop_and_flip(x, top[positions], left[positions], flip[positions])
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            # In place: x is the batch's own copy (indexing copies), and mul_ + add_ beat addcmul on CPU.
-            yield x.float().mul_(self.scale).add_(self.shift), self.y[order[positions]]

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from ltspec import datasets
-from ltspec.data import DatasetError, cannot_download, load_dataset, unreachable
+from ltspec.data import DatasetError, load_dataset
+from ltspec.download import cannot_download, unreachable
 from ltspec.plan import Plan, Stage
 from ltspec.plan.status import status
 from ltspec.kinds.base import canonical
@@ -40,7 +41,7 @@ def check_datasets(plans: list[Plan], done: set[str]) -> tuple[list[str], list[F
 
     Loading is the check of a dataset that is there: it is what the stages do first, and a dataset that loads here
     loads there. One that is not there and is to be downloaded is not fetched yet (the user may still say no to the
-    run), but its host must answer now (`ltspec.data.unreachable`, a few seconds at most)."""
+    run), but its host must answer now (`ltspec.download.unreachable`, a few seconds at most)."""
     needed: dict[Fetch, bool] = {}
     for plan in plans:
         for stage in plan.stages:
@@ -219,7 +220,7 @@ def prepare_run(loaded_specs: list[tuple], device: str, runner: str, workers: in
 
 def fetch_datasets(fetch: tuple[Fetch, ...]) -> None:
     """Download the datasets `prepare_run` found to fetch; `DataMissing` where that fails (nothing is left
-    half-written: `ltspec.data.download_archive`)."""
+    half-written: `ltspec.download.download_archive`)."""
     problems = []
     for name, root in fetch:
         try:

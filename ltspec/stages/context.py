@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from ltspec import datasets
-from ltspec.data import Dataset, DeviceLoader, load_dataset
+from ltspec.data import Dataset, load_dataset
+from ltspec.loader import DeviceLoader
 from ltspec.kinds.base import DataConfig, ModelConfig, Stage
 from ltspec.nets import build_model
 from ltspec.store import Store
