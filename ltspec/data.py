@@ -5,8 +5,9 @@ A split is a pair of tensors, uint8 images or float signals with int64 labels, t
 train/test split, the synthetic inputs) draws from a generator seeded by the data seed and the purpose
 (`derive_seed`), so that every run given the same data seed sees the same examples.
 
-torchvision, scikit-learn and mnist1d are imported inside the loaders that need them, and the network only when a
-download is asked for (`ltspec.download`), so that importing this module costs no more than importing torch.
+torchvision, scikit-learn and mnist1d are imported inside the loaders (and `ltspec.download`) that need them, so
+that importing this module costs no more than importing torch. A dataset that cannot be loaded as asked raises
+`ltspec.datasets.DatasetError`; a download reaches the network only when a spec asks for it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from ltspec import datasets
-from ltspec.datasets import DatasetInfo
+from ltspec.download import download_archive
+from ltspec.datasets import DatasetError, DatasetInfo
 
 # Per-channel pixel mean and standard deviation of the training images, in [0, 1] units. CIFAR's are the
 # standard values; some code uses std 0.2023/0.1994/0.2010 (a mean of per-image stds), these are the pixel stds.
@@ -31,10 +33,6 @@ _PUBLISHED_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
-
-
-class DatasetError(Exception):
-    """A dataset that cannot be loaded as asked: files missing or corrupted, an unknown name, a bad argument."""
 
 
 @dataclass(frozen=True)
@@ -152,8 +150,6 @@ def load_cifar(entry: DatasetInfo, root: Path, download: bool, seed: int) -> Dat
                 f"in the spec to fetch it there (about 170 MB), or put the extracted python version of the dataset "
                 f"(the folder {source.base_folder}/ from {source.filename}) under {root}."
             ) from error
-        from ltspec.download import download_archive
-
         download_archive(entry, root, source.tgz_md5)
         train, test = [source(root, train=is_train) for is_train in (True, False)]
     mean, std = _PUBLISHED_STATS[name]

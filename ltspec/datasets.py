@@ -86,6 +86,10 @@ STAND_IN_SIZE = (8, 8)
 STAND_IN_LOADERS = {"sample": "ltspec.data:load_sample", "synthetic": "ltspec.data:load_synthetic_stand_in"}
 
 
+class DatasetError(Exception):
+    """A dataset that cannot be loaded as asked: files missing or corrupted, an unknown name, a bad argument."""
+
+
 class UnknownDataset(ValueError):
     """A dataset name that no entry of the table (built-in or plugin) carries."""
 

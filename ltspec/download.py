@@ -17,8 +17,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from ltspec.data import DatasetError
-from ltspec.datasets import DatasetInfo
+from ltspec.datasets import DatasetError, DatasetInfo
 
 REACH_TIMEOUT = 5.0  # seconds to wait for a download host (or its proxy) to answer, name lookup included
 

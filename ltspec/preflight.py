@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from ltspec import datasets
-from ltspec.data import DatasetError, load_dataset
+from ltspec.data import load_dataset
+from ltspec.datasets import DatasetError
 from ltspec.download import cannot_download, unreachable
 from ltspec.plan import Plan, Stage
 from ltspec.plan.status import status

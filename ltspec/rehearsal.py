@@ -174,7 +174,8 @@ def unit_of(field: FieldInfo) -> Unit | None:
 @functools.cache
 def data_present(name: str, root: str) -> bool:
     """Whether a dataset loads from `root` without a download (loading is the check, as before a run)."""
-    from ltspec.data import DatasetError, load_dataset
+    from ltspec.data import load_dataset
+    from ltspec.datasets import DatasetError
 
     try:
         load_dataset(name, root=root)

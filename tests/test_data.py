@@ -22,7 +22,8 @@ from PIL import Image
 from torchvision.datasets import CIFAR10, CIFAR100
 
 from ltspec import datasets
-from ltspec.data import DIGITS, Dataset, DatasetError, Split, load_dataset, stratified_split
+from ltspec.data import DIGITS, Dataset, Split, load_dataset, stratified_split
+from ltspec.datasets import DatasetError
 from ltspec.download import unreachable
 from ltspec.loader import DeviceLoader
 
