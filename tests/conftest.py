@@ -2,6 +2,7 @@
 for the tiny spec that the end-to-end tests train; the quickstart trained once for the tests that read it; how the
 tests spread over pytest-xdist workers; and what a resumed run trained, as its checkpoint and MLflow rows show."""
 
+import json
 import shutil
 import signal
 import subprocess
@@ -75,6 +76,25 @@ def own_cache(tmp_path_factory) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
         yield
+
+
+def toml_key(name: str) -> str:
+    """A TOML key: bare where TOML allows it, quoted otherwise."""
+    return name if name.replace("-", "").replace("_", "").isalnum() else json.dumps(name)
+
+
+def toml_value(value, newlines: bool = False) -> str:
+    """TOML for a value, arrays spread over lines when `newlines`, with a comment between elements."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        gap = ",  # note\n  " if newlines else ", "
+        return "[" + gap.join(toml_value(item, newlines) for item in value) + "]"
+    return "{" + ", ".join(f"{toml_key(name)} = {toml_value(item)}" for name, item in value.items()) + "}"
 
 
 def write_spec(folder: Path, template: str, name: str = "spec.toml", **values) -> Path:

@@ -1,6 +1,5 @@
 """The compiler: stable content keys, sharing, epoch budgets; properties over generated specs."""
 
-import json
 import math
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import toml_key, toml_value
 from ltspec.nets import build_model, prunable_tensors
 from ltspec.plan import compile_plan
 from ltspec.pruning import dense_mask, imp_round
@@ -17,31 +17,19 @@ from ltspec.spec import SpecError, load_spec, parse_spec
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
-    return "[" + ", ".join(toml_value(v) for v in value) + "]"
-
-
 def to_toml(data: dict) -> str:
     """Top-level scalars, then one [table] per dict (nested dicts as inline tables or sub-tables)."""
-    lines = [f"{json.dumps(k)} = {toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    lines = [f"{toml_key(k)} = {toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
     for name, table in data.items():
         if not isinstance(table, dict):
             continue
         if name in ("masks", "arms") and table and all(isinstance(v, dict) for v in table.values()):
             for child, value in table.items():
-                lines.append(f"[{name}.{json.dumps(child)}]")
-                lines += [f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()]
+                lines.append(f"[{name}.{toml_key(child)}]")
+                lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()]
         else:
             lines.append(f"[{name}]")
-            lines += [f"{json.dumps(k)} = {toml_value(v)}" for k, v in table.items()]
+            lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in table.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -1,11 +1,11 @@
 """Positions: the scanner finds every key and value where tomllib reads it, however the TOML is laid out."""
 
-import json
 import tomllib
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import toml_key, toml_value
 from ltspec.spec.positions import layout
 
 KEYS = st.sampled_from(["a", "b", "lr", "masks", "x-y", "k_2", "with space", "dotted.key"])
@@ -15,29 +15,11 @@ VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=
                                                        st.dictionaries(KEYS, inner, max_size=3)), max_leaves=8)
 
 
-def key(name: str) -> str:
-    return name if name.replace("-", "").replace("_", "").isalnum() else json.dumps(name)
-
-
-def inline(value, newlines: bool) -> str:
-    """TOML for a value, arrays spread over lines when `newlines`, with comments between elements."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        gap = ",  # note\n  " if newlines else ", "
-        return "[" + gap.join(inline(item, newlines) for item in value) + "]"
-    return "{" + ", ".join(f"{key(name)} = {inline(item, False)}" for name, item in value.items()) + "}"
-
-
 def document(tables: dict, newlines: bool) -> str:
     lines = []
     for table, entries in tables.items():
-        lines.append(f"[{key(table)}]  # a table")
-        lines += [f"{key(name)} = {inline(value, newlines)}" for name, value in entries.items()]
+        lines.append(f"[{toml_key(table)}]  # a table")
+        lines += [f"{toml_key(name)} = {toml_value(value, newlines)}" for name, value in entries.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -62,7 +44,7 @@ def test_every_scalar_is_found_where_it_is_written(tables, newlines):
     assert found.too_deep is None and found.unclosed is None
     for path, value in leaves(data):
         line, column = found.values[path]
-        assert lines[line - 1][column - 1:].startswith(inline(value, False)), (path, value)
+        assert lines[line - 1][column - 1:].startswith(toml_value(value, False)), (path, value)
         for cut in range(1, len(path) + 1):
             if not isinstance(path[cut - 1], int):
                 assert path[:cut] in found.keys, path[:cut]
