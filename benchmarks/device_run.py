@@ -176,7 +176,7 @@ from ltspec.datasets import DatasetInfo
 
 def load(entry, root, download, seed):
     made = load_synthetic(entry, root, download, seed, synthetic_size=({train}, {test}))
-    return replace(made, name=entry.name, augmentable=True)
+    return replace(made, info=entry)
 
 
 DATA = DatasetInfo("cifarshaped", "image", 3, 32, 10, augmentable=True, downloadable=False,

@@ -142,3 +142,14 @@ def test_gpu_settings_are_set_for_the_run_and_restored_and_cost_nothing_by_defau
              "assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic\n")
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_the_device_checks_packing_step_runs_on_the_cpu():
+    """The packing step of benchmarks/device_check.sh, at its quick size on the CPU: no GPU is lent here, so this is
+    what keeps the script a GPU session runs from breaking unseen (its dataset plugin once built a `Dataset` the
+    way an older version of ltspec did)."""
+    result = subprocess.run([sys.executable, "benchmarks/device_run.py", "local", "--device", "cpu", "--quick"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "records identical" in result.stdout and "bit-identical ... ok" in result.stdout, result.stdout
