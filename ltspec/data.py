@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from ltspec import datasets
-from ltspec.download import download_archive
 from ltspec.datasets import DatasetError, DatasetInfo
+from ltspec.download import download_archive
 
 # Per-channel pixel mean and standard deviation of the training images, in [0, 1] units. CIFAR's are the
 # standard values; some code uses std 0.2023/0.1994/0.2010 (a mean of per-image stds), these are the pixel stds.

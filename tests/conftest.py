@@ -36,8 +36,8 @@ SHARED_WORKER = {"test_ray_runner.py": "ray", "test_multinode.py": "ray",
                  "test_tickets.py": "trained quickstart", "test_mlflow_ui.py": "trained quickstart"}
 # The longest scopes, longest first (seconds of `--durations=0` on 2 cores: ray 140, test_run 124, test_slurm 99,
 # test_hardening 60, trained quickstart 58, test_plugins 42, test_tracking 40, test_preflight 39, test_analyses 35,
-# test_workers 32, test_slots 31, of about 800 in all), handed out first, so that none starts late and keeps one worker busy after
-# the others are done; the rest follow in xdist's order (most tests first).
+# test_workers 32, test_slots 31, of about 800 in all), handed out first, so that none starts late and keeps one
+# worker busy after the others are done; the rest follow in xdist's order (most tests first).
 LONGEST_FIRST = ["ray", "test_run.py", "test_slurm.py", "test_hardening.py", "trained quickstart", "test_plugins.py",
                  "test_tracking.py", "test_preflight.py", "test_analyses.py", "test_workers.py", "test_slots.py"]
 

@@ -96,7 +96,8 @@ def test_a_stage_refuses_a_config_of_another_kind():
 # The layers, bottom to top: a module may import its own layer and those below, never one above. The package's
 # front door, `ltspec/__init__.py` (its version, and `ltspec.load` imported on first use), is left out.
 LAYERS = [
-    {"strict", "faults", "files", "points", "datasets", "download", "architectures", "hooks", "recipe"},
+    {"strict", "faults", "files", "points", "datasets", "download", "architectures", "hooks",
+     "recipe"},
     {"nets", "data", "loader", "pruning", "admm_hook", "correlation", "training", "checkpoints", "preemption", "shipped",
      "interpolation", "similarity", "signs"},
     {"masks", "layouts"},

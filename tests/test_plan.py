@@ -1,21 +1,17 @@
 """The compiler: stable content keys, sharing, epoch budgets; properties over generated specs."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import toml_key, toml_value
+from conftest import ROOT, toml_key, toml_value
 from ltspec.nets import build_model, prunable_tensors
 from ltspec.plan import compile_plan
 from ltspec.pruning import dense_mask, imp_round
 from ltspec.spec import SpecError, load_spec, parse_spec
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def to_toml(data: dict) -> str:
     """Top-level scalars, then one [table] per dict (nested dicts as inline tables or sub-tables)."""

@@ -44,7 +44,7 @@ def test_every_scalar_is_found_where_it_is_written(tables, newlines):
     assert found.too_deep is None and found.unclosed is None
     for path, value in leaves(data):
         line, column = found.values[path]
-        assert lines[line - 1][column - 1:].startswith(toml_value(value, False)), (path, value)
+        assert lines[line - 1][column - 1:].startswith(toml_value(value)), (path, value)
         for cut in range(1, len(path) + 1):
             if not isinstance(path[cut - 1], int):
                 assert path[:cut] in found.keys, path[:cut]
